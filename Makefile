@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (main job) and `make test` (all quality gates).
+# Both set up .venv first (scripts/setup.sh: idempotent, seconds when nothing changed).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint typecheck pytest config-defaults clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/vcups demo
+
+test: setup lint typecheck pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest -q
+
+# Regenerate config/*.yaml from the schemas in vcups_core/configs (tests fail if they drift).
+config-defaults:
+	$(VENV)/bin/vcups config write-defaults config
+
+clean:
+	rm -rf build demo_out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""The `vcups` command: help, config subcommands and the demo."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED_DATA
+
+from training.cli import build_parser, main
+
+VCUPS = shutil.which("vcups", path=str(Path(sys.executable).parent))
+
+
+def run_vcups(*args: str) -> subprocess.CompletedProcess[str]:
+    assert VCUPS, "the vcups console script is installed by `make setup`"
+    return subprocess.run(
+        [VCUPS, *args], capture_output=True, text=True, timeout=300, check=False, cwd=REPO
+    )
+
+
+def test_help_lists_exactly_the_working_subcommands() -> None:
+    proc = run_vcups("--help")
+    assert proc.returncode == 0
+    assert "Unsupervised video panoptic segmentation" in proc.stdout
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == ["config", "demo"]
+    for name in sub.choices:
+        assert name in proc.stdout
+
+
+def test_config_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("tracker:\n  max_age: 4\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tracker:\n  max_age: -4\n")
+    assert main(["config", "check", "node", str(good)]) == 0
+    assert main(["config", "check", "node", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: 1 config problem" in err
+    assert "tracker.max_age = -4: out of range" in err
+
+
+def test_config_show_merges_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("backbone:\n  depth: 18\n")
+    assert main(["config", "show", "model", "--file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "  depth: 18  # ResNet depth" in out
+    assert "num_thing_classes: 5" in out
+
+
+def test_write_defaults_reproduces_config_dir(tmp_path: Path) -> None:
+    assert main(["config", "write-defaults", str(tmp_path)]) == 0
+    for path in tmp_path.rglob("*.yaml"):
+        assert path.read_text() == (REPO / "config" / path.relative_to(tmp_path)).read_text()
+
+
+def test_demo_runs_end_to_end_on_the_builtin_clip(tmp_path: Path) -> None:
+    proc = run_vcups("demo", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "every message read back equals what was written" in proc.stdout
+    assert "/panoptic/tracks     12 messages" in proc.stdout
+    assert (tmp_path / "overlay_last_frame.png").stat().st_size > 0
+    assert list((tmp_path / "demo_bag").glob("*.mcap"))
+
+
+def test_demo_on_a_real_davis_clip(tmp_path: Path) -> None:
+    clip = SHARED_DATA / "davis2016" / "car-shadow"
+    if not clip.is_dir():
+        pytest.skip(f"shared DAVIS data not present at {clip} (it lives beside the checkout)")
+    proc = run_vcups("demo", "--out", str(tmp_path), "--clip", str(clip))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "12 frames of 854x480" in proc.stdout

@@ -1,0 +1,136 @@
+"""Tests of vcups_core.types: label encoding, VideoFrame and PanopticFrame (hand-computed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcups_core.types import (
+    IGNORE_LABEL,
+    Box,
+    PanopticFrame,
+    Segment,
+    TrackState,
+    VideoFrame,
+    boxes_of,
+    decode_panoptic,
+    encode_panoptic,
+)
+
+
+def test_encode_decode_panoptic_round_trip() -> None:
+    sem = np.array([[0, 11], [13, 255]])
+    inst = np.array([[0, 3], [65535, 0]])
+    pan = encode_panoptic(sem, inst)
+    # 11 << 16 = 720896; 13 << 16 = 851968; 255 << 16 = 16711680
+    assert pan.tolist() == [[0, 720899], [917503, 16711680]]
+    back_sem, back_inst = decode_panoptic(pan)
+    assert back_sem.tolist() == sem.tolist()
+    assert back_inst.tolist() == inst.tolist()
+
+
+@pytest.mark.parametrize(
+    ("sem", "inst", "message"),
+    [
+        (np.zeros((2, 2)), np.zeros((2, 3)), "shape"),
+        (np.array([-1]), np.array([0]), "semantic ids must be >= 0, got -1"),
+        (np.array([1]), np.array([65536]), "got 65536"),
+        (np.array([1]), np.array([-2]), "got -2"),
+    ],
+)
+def test_encode_panoptic_rejects_bad_ids(sem: np.ndarray, inst: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_panoptic(sem, inst)
+
+
+def test_from_maps_builds_the_hand_computed_table(tiny_frame: PanopticFrame) -> None:
+    # Segments in ascending (category, track) order: (0, -), (1, -), (3, 7).
+    assert tiny_frame.segments == [
+        Segment(1, 0, False, 0, 1.0, 9, Box(0, 0, 6, 2)),
+        Segment(2, 1, False, 0, 1.0, 10, Box(0, 2, 6, 4)),
+        Segment(3, 3, True, 7, 0.875, 4, Box(1, 1, 3, 3)),
+    ]
+    assert tiny_frame.segment_ids.tolist() == [
+        [1, 1, 1, 1, 1, 1],
+        [1, 3, 3, 1, 1, 0],
+        [2, 3, 3, 2, 2, 2],
+        [2, 2, 2, 2, 2, 2],
+    ]
+    assert (tiny_frame.stamp_ns, tiny_frame.frame_id, tiny_frame.frame_index) == (
+        1_700_000_000_123_456_789,
+        "cam_front",
+        41,
+    )
+    assert len(tiny_frame) == 3
+
+
+def test_semantic_and_track_maps_are_derived_from_the_table(tiny_frame: PanopticFrame) -> None:
+    assert tiny_frame.semantic.tolist() == [
+        [0, 0, 0, 0, 0, 0],
+        [0, 3, 3, 0, 0, IGNORE_LABEL],
+        [1, 3, 3, 1, 1, 1],
+        [1, 1, 1, 1, 1, 1],
+    ]
+    assert tiny_frame.semantic.dtype == np.uint8
+    assert int(tiny_frame.track_ids.sum()) == 4 * 7
+    assert tiny_frame.track_ids[1, 1] == 7
+    assert tiny_frame.track_ids[0, 0] == 0
+
+
+def test_from_maps_on_an_empty_frame() -> None:
+    frame = PanopticFrame.from_maps(
+        np.full((3, 3), IGNORE_LABEL, np.uint8), np.zeros((3, 3), np.int64), frozenset()
+    )
+    assert frame.segments == []
+    assert not frame.segment_ids.any()
+    assert (frame.semantic == IGNORE_LABEL).all()
+
+
+def test_stuff_is_one_segment_per_class_whatever_the_track_ids() -> None:
+    # Class 2 is stuff: its stray track id 5 is ignored, so both pixels form one segment.
+    # Class 1 is a thing: tracks 0 and 4 are two segments.
+    frame = PanopticFrame.from_maps(
+        np.array([[2, 2, 1, 1]]), np.array([[0, 5, 0, 4]]), frozenset({1})
+    )
+    assert [(s.category_id, s.track_id, s.area) for s in frame.segments] == [
+        (1, 0, 1),
+        (1, 4, 1),
+        (2, 0, 2),
+    ]
+    assert frame.segment_ids.tolist() == [[3, 3, 1, 2]]
+
+
+def test_panoptic_frame_validates_its_table() -> None:
+    ids = np.zeros((2, 2), np.uint16)
+    seg = Segment(1, 0, False, 0, 1.0, 0, Box(0, 0, 0, 0))
+    with pytest.raises(ValueError, match="duplicate segment_id 1"):
+        PanopticFrame(ids, [seg, seg])
+    with pytest.raises(ValueError, match="segment_id must be in"):
+        PanopticFrame(ids, [Segment(0, 0, False, 0, 1.0, 0, Box(0, 0, 0, 0))])
+    with pytest.raises(ValueError, match=r"uint16\[H, W\]"):
+        PanopticFrame(np.zeros((2, 2), np.int32))
+
+
+def test_segments_are_sorted_by_id() -> None:
+    a = Segment(2, 0, False, 0, 1.0, 0, Box(0, 0, 0, 0))
+    b = Segment(1, 1, True, 4, 0.5, 0, Box(0, 0, 0, 0), TrackState.CONFIRMED, 3)
+    assert [s.segment_id for s in PanopticFrame(np.zeros((1, 1), np.uint16), [a, b]).segments] == [
+        1,
+        2,
+    ]
+
+
+def test_boxes_of_marks_absent_segments_empty() -> None:
+    ids = np.array([[0, 3], [3, 0]], np.uint16)
+    assert boxes_of(ids, 3) == [Box(0, 0, 0, 0), Box(0, 0, 0, 0), Box(0, 0, 2, 2)]
+
+
+def test_video_frame_checks_its_image() -> None:
+    frame = VideoFrame(np.zeros((4, 5, 3), np.uint8), stamp_ns=7)
+    assert (frame.height, frame.width, frame.index, frame.frame_id) == (4, 5, -1, "")
+    with pytest.raises(ValueError, match=r"uint8\[H, W, 3\], got float32\[4, 5, 3\]"):
+        VideoFrame(np.zeros((4, 5, 3), np.float32), stamp_ns=0)
+    with pytest.raises(ValueError, match=r"got uint8\[4, 5\]"):
+        VideoFrame(np.zeros((4, 5), np.uint8), stamp_ns=0)
+    with pytest.raises(ValueError, match="stamp_ns must be >= 0"):
+        VideoFrame(np.zeros((1, 1, 3), np.uint8), stamp_ns=-1)

@@ -1,0 +1,1 @@
+"""Offline entry points (the ``vcups`` command): thin command-line layers over ``vcups_core``."""

@@ -1,0 +1,31 @@
+"""Config schemas, one module per component; loaded and validated by :mod:`vcups_core.config`.
+
+``SCHEMAS`` maps the kind name used by ``vcups config`` to its schema and its default file in
+``config/``.
+"""
+
+from __future__ import annotations
+
+from vcups_core.configs.evaluation import EvaluationConfig
+from vcups_core.configs.model import ModelConfig
+from vcups_core.configs.node import NodeConfig
+from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+from vcups_core.configs.training import TrainingConfig
+
+SCHEMAS: dict[str, tuple[type, str]] = {
+    "node": (NodeConfig, "perception.yaml"),
+    "model": (ModelConfig, "model/vcups_r50.yaml"),
+    "pseudo_labels": (PseudoLabelConfig, "pseudo_labels.yaml"),
+    "training": (TrainingConfig, "training.yaml"),
+    "evaluation": (EvaluationConfig, "evaluation.yaml"),
+}
+"""kind -> (schema, default file relative to the ``config/`` directory)."""
+
+__all__ = [
+    "SCHEMAS",
+    "EvaluationConfig",
+    "ModelConfig",
+    "NodeConfig",
+    "PseudoLabelConfig",
+    "TrainingConfig",
+]

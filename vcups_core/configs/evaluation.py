@@ -1,0 +1,28 @@
+"""Evaluation protocol (``config/evaluation.yaml``); see ``docs/method.md`` §6."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vcups_core.config import option
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How predictions are matched to ground-truth classes and scored."""
+
+    dataset: Literal["cityscapes-vps", "kitti-step", "mots", "waymo"] = option(
+        "cityscapes-vps", "ground-truth format and dataset rules"
+    )
+    match: Literal["hungarian"] = option(
+        "hungarian", "pseudo-class -> class mapping: Hungarian within thing/stuff, rest by majority"
+    )
+    adhere_thing_stuff: bool = option(
+        True, "match pseudo-things only to thing classes (and stuff to stuff)"
+    )
+    label_bit_shift: int = option(16, "panoptic id = (semantic << shift) + instance", ge=1, le=31)
+    vpq_window_sizes: tuple[int, ...] = option((1, 2, 3, 4), "VPQ window sizes (frames)", ge=1)
+    waymo_min_track_area: int = option(
+        400, "Waymo: ground-truth tracks with a smaller mean area become crowd", ge=0
+    )

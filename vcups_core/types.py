@@ -1,0 +1,324 @@
+"""Data types shared by every part of vcups, and the one definition of the label encoding.
+
+Conventions (used everywhere in the library, never repeated inline):
+
+* Images are ``uint8[H, W, 3]`` RGB.
+* Semantic ids are the model's pseudo-classes (or a dataset's train ids in evaluation code);
+  :data:`IGNORE_LABEL` (255) marks void pixels.
+* Track ids are unique within a stream and never reused; :data:`NO_TRACK` (0) means "no track"
+  (stuff, void, or a thing not associated with a track).
+* Segment ids index the per-segment table of a :class:`PanopticFrame`; :data:`VOID_SEGMENT` (0)
+  marks pixels that belong to no segment. They fit ``uint16`` so that the id map travels as a
+  lossless ``16UC1`` image.
+* Timestamps are integer nanoseconds, copied unchanged from the input to every output.
+* Panoptic ids for metrics are ``(semantic << label_bit_shift) + instance``; use
+  :func:`encode_panoptic` / :func:`decode_panoptic` instead of writing the formula.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+IGNORE_LABEL: int = 255
+"""Semantic value of void / ignored pixels."""
+
+NO_TRACK: int = 0
+"""Track id of pixels that belong to no track."""
+
+VOID_SEGMENT: int = 0
+"""Segment id of pixels that belong to no segment."""
+
+MAX_SEGMENTS: int = int(np.iinfo(np.uint16).max)
+"""Largest segment id (segment-id maps are ``uint16``)."""
+
+DEFAULT_LABEL_BIT_SHIFT: int = 16
+"""Bit shift of the panoptic encoding ``(semantic << shift) + instance`` (deeplab2's default)."""
+
+
+def encode_panoptic(
+    semantic: npt.NDArray[np.integer],
+    instance: npt.NDArray[np.integer],
+    label_bit_shift: int = DEFAULT_LABEL_BIT_SHIFT,
+) -> npt.NDArray[np.int64]:
+    """Pack semantic and instance ids into one panoptic id per pixel.
+
+    Args:
+        semantic: ``int[...]`` semantic ids, non-negative.
+        instance: ``int[...]`` instance (track) ids, same shape, ``0 <= id < 2**label_bit_shift``.
+        label_bit_shift: number of low bits reserved for the instance id.
+
+    Returns:
+        ``int64[...]`` panoptic ids ``(semantic << label_bit_shift) + instance``.
+
+    Raises:
+        ValueError: if the shapes differ, an id is negative, or an instance id does not fit.
+    """
+    sem = np.asarray(semantic)
+    inst = np.asarray(instance)
+    if sem.shape != inst.shape:
+        raise ValueError(f"semantic shape {sem.shape} != instance shape {inst.shape}")
+    if sem.size and int(sem.min()) < 0:
+        raise ValueError(f"semantic ids must be >= 0, got {int(sem.min())}")
+    if inst.size:
+        lo, hi = int(inst.min()), int(inst.max())
+        if lo < 0 or hi >= (1 << label_bit_shift):
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"instance ids must be in [0, 2**{label_bit_shift}), got {bad}")
+    # Parenthesised on purpose: `+` binds tighter than `<<` in Python.
+    return (sem.astype(np.int64) << label_bit_shift) + inst.astype(np.int64)
+
+
+def decode_panoptic(
+    panoptic: npt.NDArray[np.integer], label_bit_shift: int = DEFAULT_LABEL_BIT_SHIFT
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Inverse of :func:`encode_panoptic`: returns ``(semantic, instance)`` as ``int64`` arrays."""
+    pan = np.asarray(panoptic).astype(np.int64)
+    return pan >> label_bit_shift, pan & ((1 << label_bit_shift) - 1)
+
+
+class TrackState(enum.IntEnum):
+    """Life-cycle state of a track; values equal ``PanopticTrack.STATE_*`` in ``msg/``."""
+
+    NONE = 0
+    TENTATIVE = 1
+    CONFIRMED = 2
+    COASTING = 3
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned pixel box, ``x0 <= x < x1`` and ``y0 <= y < y1`` (exclusive end)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One row of a :class:`PanopticFrame`'s segment table.
+
+    Attributes:
+        segment_id: value of this segment's pixels in ``PanopticFrame.segment_ids`` (1..65535).
+        category_id: semantic (pseudo-)class id.
+        is_thing: thing (countable object) or stuff.
+        track_id: stable id across frames; :data:`NO_TRACK` for stuff.
+        score: confidence in [0, 1].
+        area: number of pixels of the segment.
+        box: tight box of the segment's pixels.
+        track_state: life-cycle state of the track (:class:`TrackState`).
+        track_age: frames since the track was born (0 for stuff).
+    """
+
+    segment_id: int
+    category_id: int
+    is_thing: bool
+    track_id: int
+    score: float
+    area: int
+    box: Box
+    track_state: TrackState = TrackState.NONE
+    track_age: int = 0
+
+
+@dataclass
+class VideoFrame:
+    """One input frame of a stream or clip.
+
+    Attributes:
+        image: ``uint8[H, W, 3]`` RGB.
+        stamp_ns: capture time in nanoseconds (the ROS header stamp for ROS input).
+        frame_id: coordinate frame of the camera (the ROS header ``frame_id``), may be empty.
+        index: position in its stream or clip (0-based), -1 if unknown.
+    """
+
+    image: npt.NDArray[np.uint8]
+    stamp_ns: int
+    frame_id: str = ""
+    index: int = -1
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(
+                f"VideoFrame.image must be uint8[H, W, 3], got {img.dtype}{list(img.shape)}"
+            )
+        if self.stamp_ns < 0:
+            raise ValueError(f"VideoFrame.stamp_ns must be >= 0, got {self.stamp_ns}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass
+class PanopticFrame:
+    """Panoptic segmentation of one frame: a segment-id map plus its segment table.
+
+    The semantic map and the track-id map are derived from the two (:attr:`semantic`,
+    :attr:`track_ids`), so they can never disagree with the table.
+
+    Attributes:
+        segment_ids: ``uint16[H, W]``; pixel = ``Segment.segment_id``, :data:`VOID_SEGMENT` = void.
+        segments: the segment table, one entry per segment id present in ``segment_ids``, sorted by
+            ``segment_id``.
+        stamp_ns: timestamp copied from the input :class:`VideoFrame`.
+        frame_id: camera frame copied from the input.
+        frame_index: number of frames processed before this one in the stream.
+    """
+
+    segment_ids: npt.NDArray[np.uint16]
+    segments: list[Segment] = field(default_factory=list)
+    stamp_ns: int = 0
+    frame_id: str = ""
+    frame_index: int = 0
+
+    def __post_init__(self) -> None:
+        ids = self.segment_ids
+        if ids.dtype != np.uint16 or ids.ndim != 2:
+            raise ValueError(
+                f"PanopticFrame.segment_ids must be uint16[H, W], got {ids.dtype}{list(ids.shape)}"
+            )
+        seen: set[int] = set()
+        for seg in self.segments:
+            if not 1 <= seg.segment_id <= MAX_SEGMENTS:
+                raise ValueError(f"segment_id must be in [1, {MAX_SEGMENTS}], got {seg.segment_id}")
+            if seg.segment_id in seen:
+                raise ValueError(f"duplicate segment_id {seg.segment_id} in the segment table")
+            seen.add(seg.segment_id)
+        self.segments = sorted(self.segments, key=lambda s: s.segment_id)
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    @property
+    def height(self) -> int:
+        return int(self.segment_ids.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.segment_ids.shape[1])
+
+    def _lookup(
+        self, values: list[int], fill: int, dtype: type[np.integer[Any]]
+    ) -> npt.NDArray[Any]:
+        lut = np.full(MAX_SEGMENTS + 1, fill, dtype=dtype)
+        for seg, value in zip(self.segments, values, strict=True):
+            lut[seg.segment_id] = value
+        return lut[self.segment_ids]
+
+    @property
+    def semantic(self) -> npt.NDArray[np.uint8]:
+        """``uint8[H, W]`` category id per pixel, :data:`IGNORE_LABEL` on void.
+
+        Raises:
+            ValueError: if a category id does not fit ``uint8`` below :data:`IGNORE_LABEL`.
+        """
+        cats = [s.category_id for s in self.segments]
+        if cats and not 0 <= max(cats) < IGNORE_LABEL:
+            raise ValueError(f"category ids must be in [0, {IGNORE_LABEL}), got {max(cats)}")
+        return self._lookup(cats, IGNORE_LABEL, np.uint8)
+
+    @property
+    def track_ids(self) -> npt.NDArray[np.int64]:
+        """``int64[H, W]`` track id per pixel, :data:`NO_TRACK` for stuff and void."""
+        return self._lookup([s.track_id for s in self.segments], NO_TRACK, np.int64)
+
+    @classmethod
+    def from_maps(
+        cls,
+        semantic: npt.NDArray[np.integer],
+        track_ids: npt.NDArray[np.integer],
+        thing_classes: frozenset[int] | set[int],
+        *,
+        scores: dict[int, float] | None = None,
+        stamp_ns: int = 0,
+        frame_id: str = "",
+        frame_index: int = 0,
+    ) -> PanopticFrame:
+        """Build a frame from a semantic map and a track-id map.
+
+        Every distinct ``(category, track)`` pair of non-void thing pixels, and every stuff category,
+        becomes one segment; segment ids are assigned in ascending ``(category, track)`` order
+        starting at 1. Track ids on stuff pixels are ignored.
+
+        Args:
+            semantic: ``int[H, W]`` category ids, :data:`IGNORE_LABEL` = void.
+            track_ids: ``int[H, W]`` track ids, :data:`NO_TRACK` where no track.
+            thing_classes: category ids that are things.
+            scores: optional score per track id (things) or per category id (stuff, keyed by the
+                category); missing entries score 1.0.
+            stamp_ns, frame_id, frame_index: copied into the frame.
+
+        Raises:
+            ValueError: on shape mismatch, negative ids, or more than 65535 segments.
+        """
+        sem = np.asarray(semantic)
+        trk = np.asarray(track_ids)
+        if sem.shape != trk.shape or sem.ndim != 2:
+            raise ValueError(f"semantic {sem.shape} and track_ids {trk.shape} must be equal [H, W]")
+        if sem.size and (int(sem.min()) < 0 or int(trk.min()) < 0):
+            raise ValueError("semantic and track ids must be >= 0")
+        valid = sem != IGNORE_LABEL
+        # Stuff is one segment per class: track ids on stuff pixels are ignored.
+        tracked = valid & np.isin(sem, np.fromiter(thing_classes, dtype=np.int64))
+        pan = encode_panoptic(
+            np.where(valid, sem, 0), np.where(tracked, trk, 0), label_bit_shift=32
+        )
+        keys, inverse = np.unique(pan[valid], return_inverse=True)
+        if len(keys) > MAX_SEGMENTS:
+            raise ValueError(f"{len(keys)} segments exceed the maximum of {MAX_SEGMENTS}")
+        segment_ids = np.zeros(sem.shape, dtype=np.uint16)
+        segment_ids[valid] = (inverse + 1).astype(np.uint16)
+        areas = np.bincount(inverse, minlength=len(keys))
+        boxes = boxes_of(segment_ids, len(keys))
+        cats, trks = decode_panoptic(keys, label_bit_shift=32)
+        score_of = scores or {}
+        segments = []
+        for i in range(len(keys)):
+            cat, tid = int(cats[i]), int(trks[i])
+            thing = cat in thing_classes
+            segments.append(
+                Segment(
+                    segment_id=i + 1,
+                    category_id=cat,
+                    is_thing=thing,
+                    track_id=tid if thing else NO_TRACK,
+                    score=float(score_of.get(tid if thing else cat, 1.0)),
+                    area=int(areas[i]),
+                    box=boxes[i],
+                )
+            )
+        return cls(
+            segment_ids, segments, stamp_ns=stamp_ns, frame_id=frame_id, frame_index=frame_index
+        )
+
+
+def boxes_of(segment_ids: npt.NDArray[np.uint16], num: int) -> list[Box]:
+    """Tight boxes of segments ``1..num`` of a segment-id map; absent segments get an empty box."""
+    boxes = []
+    for sl in ndimage.find_objects(segment_ids, max_label=num):
+        if sl is None:
+            boxes.append(Box(0, 0, 0, 0))
+        else:
+            boxes.append(Box(sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
+    return boxes

@@ -1,0 +1,12 @@
+"""ROS 2 layer of vcups: message conversions, the perception node and the replay tool.
+
+The message classes ``vcups_ros.msg.*`` are generated from ``msg/`` by ``colcon build`` (or by
+``make setup``) and installed as part of this same Python package. The path of this package is
+extended over every ``vcups_ros`` directory on ``sys.path``, so the generated ``msg`` subpackage
+is found next to these sources whether they were installed together (a colcon install) or apart
+(a development checkout whose messages were built into the virtual environment).
+"""
+
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
