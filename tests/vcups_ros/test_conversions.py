@@ -20,7 +20,7 @@ WORLDS = ["rosbags", "rclpy"]
 def make_types(world: str) -> conv.MessageTypes:
     if world == "rclpy":
         rclpy_or_skip()
-        return conv.MessageTypes.rclpy()
+        return conv.rclpy_types()
     return conv.MessageTypes.rosbags()
 
 
@@ -31,6 +31,8 @@ def header(types: conv.MessageTypes, stamp_ns: int = 1_500_000_000_000_000_042) 
 def native_sample(encoding: str, rng: np.random.Generator) -> np.ndarray:
     channels, dtype = conv.IMAGE_ENCODINGS[encoding]
     shape = (5, 7) if channels == 1 else (5, 7, channels)
+    if np.issubdtype(dtype, np.floating):
+        return (rng.standard_normal(shape) * 100).astype(dtype)
     return rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True, dtype=dtype)
 
 
@@ -163,6 +165,15 @@ def image(types: conv.MessageTypes, **override: Any) -> Any:
 def test_bad_images_raise_naming_the_field(override: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         conv.image_msg_to_rgb(image(make_types("rosbags"), **override))
+
+
+def test_depth_is_an_array_not_a_picture() -> None:
+    types = make_types("rosbags")
+    depth = np.array([[1.5, np.inf]], np.float32)
+    msg = conv.array_to_image_msg(depth, "32FC1", header(types), types)
+    assert conv.image_msg_to_array(msg).tolist() == [[1.5, np.inf]]
+    with pytest.raises(ValueError, match=r"Image.encoding: expected a picture .*got '32FC1'"):
+        conv.image_msg_to_rgb(msg)
 
 
 def test_too_many_pixels_is_rejected() -> None:

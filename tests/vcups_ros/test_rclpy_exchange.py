@@ -53,7 +53,7 @@ def test_track_array_crosses_dds_between_processes(
     from rclpy.serialization import deserialize_message
     from vcups_ros.msg import PanopticTrackArray
 
-    types = conv.MessageTypes.rclpy()
+    types = conv.rclpy_types()
     meta = conv.TrackArrayMeta(
         frames_dropped=1, info_version=3, receive_time_ns=11, publish_time_ns=22, inference_ms=4.5
     )
