@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint typecheck pytest config-defaults clean
+.PHONY: setup demo test lint typecheck pytest bench config-defaults clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,3 +30,7 @@ config-defaults:
 
 clean:
 	rm -rf build demo_out .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (not part of `make test`): printed tables with same-run baselines.
+bench: setup
+	$(PY) benchmarks/bench_synthetic.py

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import array
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,3 +37,14 @@ def to_plain(msg: Any) -> Any:
     if isinstance(msg, (np.generic,)):
         return msg.item()
     return msg
+
+
+def read_with_mcap_ros2(path: Path) -> Iterator[tuple[str, int, Any]]:
+    """``(topic, log_time_ns, message)`` of an MCAP file, decoded by mcap_ros2 (not rosbags)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    with Path(path).open("rb") as fh:
+        reader = make_reader(fh, decoder_factories=[DecoderFactory()])
+        for _, channel, message, msg in reader.iter_decoded_messages():
+            yield channel.topic, message.log_time, msg

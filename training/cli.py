@@ -13,6 +13,7 @@ from pathlib import Path
 from vcups_core import __version__
 from vcups_core.config import ConfigError, config_from_dict, load_config, render_yaml
 from vcups_core.configs import SCHEMAS
+from vcups_core.data.rosbag import BagReadError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 _TITLES = {
@@ -68,6 +69,37 @@ def _cmd_config_write_defaults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from training.synth import run_synth
+
+    return run_synth(args)
+
+
+def _seconds_to_ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1e9)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from vcups_core.data.extract import extract_frames
+
+    result = extract_frames(
+        Path(args.bag),
+        args.topic,
+        Path(args.out),
+        start_ns=_seconds_to_ns(args.start),
+        stop_ns=_seconds_to_ns(args.end),
+        stride=args.stride,
+        progress=not args.quiet,
+    )
+    print(
+        f"{result.total} frames in {result.out_dir} ({result.written} written, "
+        f"{result.skipped} already there); index: {result.out_dir / 'index.csv'}"
+    )
+    for gap in result.gaps:
+        print(f"gap: ~{gap.missing} frames missing between {gap.after_ns} and {gap.before_ns} ns")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -97,6 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("dir", nargs="?", default=str(REPO_CONFIG_DIR))
     write.set_defaults(func=_cmd_config_write_defaults)
 
+    synth = sub.add_parser(
+        "synth", help="render a synthetic driving clip with exact ground truth (bag or dataset)"
+    )
+    synth.add_argument("--out", required=True, help="bag folder or dataset root to create")
+    synth.add_argument(
+        "--format", default="mcap", choices=["mcap", "sqlite3", "cityscapes-vps", "kitti-step"]
+    )
+    synth.add_argument("--frames", type=int, default=30, help="clip length (default 30)")
+    synth.add_argument("--height", type=int, default=256)
+    synth.add_argument("--width", type=int, default=512)
+    synth.add_argument("--fps", type=float, default=10.0)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--moving", type=int, default=5, help="independently moving objects")
+    synth.add_argument("--static", type=int, default=4, help="parked cars / standing persons")
+    synth.add_argument(
+        "--encoding", default="rgb8", choices=["rgb8", "bgr8"], help="image encoding in bags"
+    )
+    synth.add_argument("--no-gt", action="store_true", help="bags: omit the /gt/* topics")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(func=_cmd_synth)
+
+    extract = sub.add_parser("extract", help="write a bag's camera frames as PNGs plus an index")
+    extract.add_argument("bag", help="rosbag2 folder or .mcap file")
+    extract.add_argument("--topic", required=True, help="image topic (raw or compressed)")
+    extract.add_argument("--out", required=True, help="output folder (resumable)")
+    extract.add_argument("--start", type=float, help="start time, seconds (bag log time)")
+    extract.add_argument("--end", type=float, help="end time, seconds (exclusive)")
+    extract.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(func=_cmd_extract)
+
     demo = sub.add_parser(
         "demo",
         help="run the largest working slice of the pipeline on a built-in clip",
@@ -117,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vcups: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"vcups {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BagReadError as exc:
+        print(f"vcups {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vcups: interrupted", file=sys.stderr)
         return 130

@@ -1,16 +1,18 @@
 """``vcups demo``: the largest slice of the pipeline that works today, on a built-in clip.
 
-What runs (the network, pseudo-labels and tracker are not built yet, so the demo says so):
+The network, pseudo-labels and tracker are not built yet, so the panoptic frames are the clip's
+ground truth; everything around them is the real code path:
 
 1. every default config in ``config/`` is loaded and validated;
-2. a clip is made: a built-in moving-objects clip, or a DAVIS-style folder
-   (``images/*.jpg`` + ``masks/*.png``) whose object mask becomes one tracked thing (the rest of
-   the frame is unlabeled, so void);
-3. each frame goes RGB -> ``sensor_msgs/Image`` and its panoptic ground truth goes
-   :class:`PanopticFrame` -> ``vcups_ros/PanopticTrackArray``, both serialised to CDR and written
-   into a rosbag2 (MCAP) together with a ``PanopticInfo``;
-4. the bag is read back with ``mcap_ros2`` (an independent reader), converted back, and compared
-   with what was written; an overlay of the last frame is saved as PNG.
+2. a clip is rendered by the synthetic driving world (or read from a DAVIS-style folder:
+   ``images/*.jpg`` + ``masks/*.png``, the object as one tracked thing, the rest void) and
+   recorded as a rosbag2 (MCAP) with the camera and ground-truth topics;
+3. the camera topic is read back from the bag as a robot recording would be;
+4. each frame's panoptic ground truth becomes a ``vcups_ros/PanopticTrackArray`` (plus one
+   ``PanopticInfo``) written to a second bag, as ``vcups replay`` will;
+5. that bag is read by an independent reader (``mcap_ros2``) and compared with what was written;
+6. the camera frames are extracted to PNG with an index (``vcups extract``), and an overlay of the
+   last frame is saved.
 """
 
 from __future__ import annotations
@@ -25,68 +27,62 @@ import numpy.typing as npt
 
 from vcups_core.config import load_config
 from vcups_core.configs import SCHEMAS
-from vcups_core.rosmsg import msg_type, typestore
+from vcups_core.data import cityscapes_classes as cs
+from vcups_core.data.extract import extract_frames
+from vcups_core.data.rosbag import GT_TOPICS, BagFrameReader, BagWriter, write_synthetic_bag
+from vcups_core.data.synthetic import SyntheticWorld
+from vcups_core.rosmsg import msg_type
 from vcups_core.types import IGNORE_LABEL, MAX_SEGMENTS, VOID_SEGMENT, PanopticFrame
 from vcups_core.viz.palette import default_palette
 from vcups_ros import conversions as conv
 
 REPO = Path(__file__).resolve().parent.parent
-CATEGORY_NAMES = ["background", "road", "object"]
-CATEGORY_IS_THING = [False, False, True]
-THING_CLASSES = frozenset(i for i, t in enumerate(CATEGORY_IS_THING) if t)
-FRAME_PERIOD_NS = 100_000_000  # 10 Hz
+CAMERA = "/camera/image_raw"
+FRAME_PERIOD_NS = 100_000_000  # 10 Hz for DAVIS clips
+MAX_COLOURS = 64
+Labels = list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]
 
 
-def builtin_clip(
-    num_frames: int = 12, height: int = 120, width: int = 200
-) -> list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
-    """A textured scene with two objects moving across a road: ``(rgb, semantic, track_ids)``."""
-    rng = np.random.default_rng(0)
-    texture = rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8)
-    frames = []
-    for t in range(num_frames):
-        semantic = np.zeros((height, width), np.uint8)
-        semantic[height // 2 :] = 1
-        tracks = np.zeros((height, width), np.int64)
-        for track_id, (y, x0, speed) in enumerate([(70, 10, 8), (50, 150, -6)], start=1):
-            x = int(np.clip(x0 + speed * t, 0, width - 30))
-            semantic[y : y + 20, x : x + 30] = 2
-            tracks[y : y + 20, x : x + 30] = track_id
-        rgb = (default_palette(3)[semantic] // 2 + texture).astype(np.uint8)
-        frames.append((rgb, semantic, tracks))
-    return frames
+def record_synthetic(bag: Path, num_frames: int = 12) -> tuple[Labels, list[str], list[bool]]:
+    """Render a synthetic clip into ``bag``; returns its (semantic, track ids) and classes."""
+    world = SyntheticWorld(height=256, width=512, num_frames=num_frames, seed=0)
+    write_synthetic_bag(world, bag)
+    labels: Labels = [(f.semantic, f.instance.astype(np.int64)) for f in world.frames()]
+    return labels, list(cs.CLASS_NAMES), [i in cs.THING_IDS for i in range(len(cs.CLASS_NAMES))]
 
 
-def davis_clip(
-    clip_dir: Path, max_frames: int = 12
-) -> list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
-    """A DAVIS-2016 clip: the object mask is one thing (track 1); the rest is unlabeled (void)."""
+def record_davis(
+    clip_dir: Path, bag: Path, max_frames: int = 12
+) -> tuple[Labels, list[str], list[bool]]:
+    """Record a DAVIS-2016 clip into ``bag``: the object is thing 0 with track 1, the rest void."""
     images = sorted((clip_dir / "images").glob("*.jpg"))[:max_frames]
     if not images:
         raise FileNotFoundError(f"{clip_dir / 'images'}: no *.jpg frames")
-    frames = []
-    for img_path in images:
-        mask_path = clip_dir / "masks" / (img_path.stem + ".png")
-        bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if bgr is None or mask is None:
-            raise FileNotFoundError(f"cannot read {img_path} or {mask_path}")
-        fg = mask > 127
-        semantic = np.where(fg, 2, IGNORE_LABEL).astype(np.uint8)
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.uint8)
-        frames.append((rgb, semantic, fg.astype(np.int64)))
-    return frames
+    labels: Labels = []
+    with BagWriter(bag, "mcap") as writer:
+        for i, img_path in enumerate(images):
+            mask_path = clip_dir / "masks" / (img_path.stem + ".png")
+            bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
+            mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+            if bgr is None or mask is None:
+                raise FileNotFoundError(f"cannot read {img_path} or {mask_path}")
+            stamp = (i + 1) * FRAME_PERIOD_NS
+            fg = mask > 127
+            semantic = np.where(fg, 0, IGNORE_LABEL).astype(np.uint8)
+            writer.write_rgb(CAMERA, np.ascontiguousarray(bgr[:, :, ::-1]), stamp, "camera", "bgr8")
+            writer.write_array(GT_TOPICS["semantic"], semantic, "mono8", stamp, "camera")
+            labels.append((semantic, fg.astype(np.int64)))
+    return labels, ["object"], [True]
 
 
-MAX_COLOURS = 64
-
-
-def overlay(rgb: npt.NDArray[np.uint8], frame: PanopticFrame) -> npt.NDArray[np.uint8]:
+def overlay(
+    rgb: npt.NDArray[np.uint8], frame: PanopticFrame, num_classes: int
+) -> npt.NDArray[np.uint8]:
     """Blend segment colours (by track for things, by class for stuff) over the image."""
     palette = default_palette(MAX_COLOURS)
     lut = np.zeros((MAX_SEGMENTS + 1, 3), np.uint8)
     for seg in frame.segments:
-        key = seg.track_id + len(CATEGORY_NAMES) if seg.is_thing else seg.category_id
+        key = seg.track_id + num_classes if seg.is_thing else seg.category_id
         lut[seg.segment_id] = palette[key % MAX_COLOURS]
     void = frame.segment_ids == VOID_SEGMENT
     out = ((rgb.astype(np.uint16) + lut[frame.segment_ids]) // 2).astype(np.uint8)
@@ -96,86 +92,98 @@ def overlay(rgb: npt.NDArray[np.uint8], frame: PanopticFrame) -> npt.NDArray[np.
 
 def run_demo(out_dir: Path, clip_dir: Path | None = None) -> int:
     """Run the demo; returns 0 when everything read back equals what was written."""
-    from mcap_ros2.reader import read_ros2_messages
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 
     print(
-        "vcups demo: the network, pseudo-labels and tracker are not built yet; this runs the "
-        "slice that exists: configs -> frames -> ROS messages -> rosbag2 (MCAP) -> read back."
+        "vcups demo: the network, pseudo-labels and tracker are not built yet, so the panoptic "
+        "frames are ground truth; the rest is the real path: configs -> camera bag -> frames -> "
+        "PanopticTrackArray bag -> independent read-back -> extraction."
     )
     for kind, (schema, rel) in SCHEMAS.items():
         load_config(REPO / "config" / rel, schema)
         print(f"  config {kind:14s} config/{rel}: valid")
 
-    clip = davis_clip(clip_dir) if clip_dir else builtin_clip()
-    source = str(clip_dir) if clip_dir else "built-in moving-objects clip"
-    print(f"  clip: {source}, {len(clip)} frames of {clip[0][0].shape[1]}x{clip[0][0].shape[0]}")
-
-    ts = typestore()
-    types = conv.MessageTypes.rosbags(ts)
+    if out_dir.exists():
+        for name in ("camera_bag", "panoptic_bag", "frames"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bag_dir = out_dir / "demo_bag"
-    if bag_dir.exists():
-        shutil.rmtree(bag_dir)
-    frames = []
-    with Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        img_conn = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts)
-        trk_type = msg_type("PanopticTrackArray")
-        info_type = msg_type("PanopticInfo")
-        trk_conn = writer.add_connection("/panoptic/tracks", trk_type, typestore=ts)
-        info_conn = writer.add_connection("/panoptic/info", info_type, typestore=ts)
-        info = conv.panoptic_info_msg(
-            types,
-            version=1,
-            category_names=CATEGORY_NAMES,
-            category_is_thing=CATEGORY_IS_THING,
-            model_name="ground-truth",
-        )
-        writer.write(info_conn, 0, ts.serialize_cdr(info, info_type))
-        for i, (rgb, semantic, track_ids) in enumerate(clip):
-            stamp = (i + 1) * FRAME_PERIOD_NS
-            header = conv.make_header(stamp, "camera", types)
-            img = conv.rgb_to_image_msg(rgb, "bgr8", header, types)
-            writer.write(img_conn, stamp, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
-            frame = PanopticFrame.from_maps(
-                semantic, track_ids, THING_CLASSES, stamp_ns=stamp, frame_id="camera", frame_index=i
-            )
-            frames.append((rgb, frame))
-            msg = conv.panoptic_frame_to_msg(frame, types)
-            writer.write(trk_conn, stamp, ts.serialize_cdr(msg, trk_type))
+    camera_bag = out_dir / "camera_bag"
+    if clip_dir is None:
+        labels, names, is_thing = record_synthetic(camera_bag)
+        source = "synthetic driving world (seed 0)"
+    else:
+        labels, names, is_thing = record_davis(clip_dir, camera_bag)
+        source = str(clip_dir)
+    things = frozenset(i for i, t in enumerate(is_thing) if t)
 
-    mcap_file = next(bag_dir.glob("*.mcap"))
+    frames = list(BagFrameReader(camera_bag, CAMERA))
+    print(
+        f"  camera bag {camera_bag}: {len(frames)} frames of {frames[0].width}x{frames[0].height} "
+        f"from the {source}"
+    )
+
+    conv_types = conv.MessageTypes.rosbags()
+    panoptic_bag = out_dir / "panoptic_bag"
+    panoptic: list[PanopticFrame] = []
+    with BagWriter(panoptic_bag, "mcap") as writer:
+        writer.write(
+            "/panoptic/info",
+            conv.panoptic_info_msg(
+                conv_types,
+                version=1,
+                category_names=names,
+                category_is_thing=is_thing,
+                model_name="ground-truth",
+                stamp_ns=frames[0].stamp_ns,
+            ),
+            frames[0].stamp_ns,
+        )
+        for i, (frame, (semantic, track_ids)) in enumerate(zip(frames, labels, strict=True)):
+            result = PanopticFrame.from_maps(
+                semantic,
+                track_ids,
+                things,
+                stamp_ns=frame.stamp_ns,
+                frame_id=frame.frame_id,
+                frame_index=i,
+            )
+            panoptic.append(result)
+            writer.write(
+                "/panoptic/tracks", conv.panoptic_frame_to_msg(result, conv_types), frame.stamp_ns
+            )
+
     counts: Counter[str] = Counter()
     mismatches = 0
-    images = iter(frames)
-    tracks = iter(frames)
-    for m in read_ros2_messages(str(mcap_file)):
-        topic = m.channel.topic
-        counts[topic] += 1
-        if topic == "/camera/image_raw":
-            rgb, _ = next(images)
-            mismatches += not np.array_equal(conv.image_msg_to_rgb(m.ros_msg), rgb)
-        elif topic == "/panoptic/tracks":
-            _, frame = next(tracks)
-            back, _ = conv.msg_to_panoptic_frame(m.ros_msg)
-            same = (
-                np.array_equal(back.segment_ids, frame.segment_ids)
-                and back.segments == frame.segments
-                and back.stamp_ns == frame.stamp_ns
-            )
-            mismatches += not same
-    print(f"  wrote {bag_dir} ({sum(f.stat().st_size for f in bag_dir.iterdir()) // 1024} KiB)")
+    expected = iter(panoptic)
+    with next(panoptic_bag.glob("*.mcap")).open("rb") as fh:
+        reader = make_reader(fh, decoder_factories=[DecoderFactory()])
+        for msg_schema, channel, _, ros_msg in reader.iter_decoded_messages():
+            counts[channel.topic] += 1
+            if msg_schema is not None and msg_schema.name == msg_type("PanopticTrackArray"):
+                want = next(expected)
+                back, _ = conv.msg_to_panoptic_frame(ros_msg)
+                mismatches += not (
+                    np.array_equal(back.segment_ids, want.segment_ids)
+                    and back.segments == want.segments
+                    and back.stamp_ns == want.stamp_ns
+                )
     for topic, n in sorted(counts.items()):
-        print(f"  read back with mcap_ros2: {topic:20s} {n} messages")
-    rgb, frame = frames[-1]
-    things = sum(s.is_thing for s in frame.segments)
-    sem = frame.semantic
+        print(f"  panoptic bag read back with mcap_ros2: {topic:17s} {n} messages")
+
+    extraction = extract_frames(camera_bag, CAMERA, out_dir / "frames", progress=False)
     print(
-        f"  last frame: {len(frame)} segments ({things} tracked things), "
-        f"{int((sem == IGNORE_LABEL).sum())} void pixels"
+        f"  extracted {extraction.total} frames to {extraction.out_dir} (PNG per stamp, index.csv)"
+    )
+
+    last = panoptic[-1]
+    n_things = sum(s.is_thing for s in last.segments)
+    print(
+        f"  last frame: {len(last)} segments ({n_things} tracked things), "
+        f"{int((last.semantic == IGNORE_LABEL).sum())} void pixels"
     )
     overlay_path = out_dir / "overlay_last_frame.png"
-    cv2.imwrite(str(overlay_path), overlay(rgb, frame)[:, :, ::-1])
+    cv2.imwrite(str(overlay_path), overlay(frames[-1].image, last, len(names))[:, :, ::-1])
     print(f"  overlay: {overlay_path}")
     if mismatches:
         print(f"vcups demo: FAILED, {mismatches} messages differ from what was written")

@@ -27,7 +27,7 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
     assert proc.returncode == 0
     assert "Unsupervised video panoptic segmentation" in proc.stdout
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == ["config", "demo"]
+    assert sorted(sub.choices) == ["config", "demo", "extract", "synth"]
     for name in sub.choices:
         assert name in proc.stdout
 
@@ -59,13 +59,15 @@ def test_write_defaults_reproduces_config_dir(tmp_path: Path) -> None:
         assert path.read_text() == (REPO / "config" / path.relative_to(tmp_path)).read_text()
 
 
-def test_demo_runs_end_to_end_on_the_builtin_clip(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_on_the_synthetic_clip(tmp_path: Path) -> None:
     proc = run_vcups("demo", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "every message read back equals what was written" in proc.stdout
-    assert "/panoptic/tracks     12 messages" in proc.stdout
+    assert "/panoptic/tracks  12 messages" in proc.stdout
+    assert "12 frames of 512x256 from the synthetic driving world" in proc.stdout
     assert (tmp_path / "overlay_last_frame.png").stat().st_size > 0
-    assert list((tmp_path / "demo_bag").glob("*.mcap"))
+    assert list((tmp_path / "panoptic_bag").glob("*.mcap"))
+    assert len(list((tmp_path / "frames" / "frames").glob("*.png"))) == 12
 
 
 def test_demo_on_a_real_davis_clip(tmp_path: Path) -> None:
@@ -75,3 +77,36 @@ def test_demo_on_a_real_davis_clip(tmp_path: Path) -> None:
     proc = run_vcups("demo", "--out", str(tmp_path), "--clip", str(clip))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "12 frames of 854x480" in proc.stdout
+
+
+def test_synth_then_extract_as_in_the_readme(tmp_path: Path) -> None:
+    bag = tmp_path / "demo_bag"
+    proc = run_vcups(
+        "synth",
+        "--out",
+        str(bag),
+        "--format",
+        "mcap",
+        "--frames",
+        "6",
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "/gt/semantic" in proc.stdout
+    out = tmp_path / "frames"
+    proc = run_vcups(
+        "extract", str(bag), "--topic", "/camera/image_raw", "--out", str(out), "--quiet"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "6 frames" in proc.stdout and "6 written" in proc.stdout
+    assert len(list((out / "frames").glob("*.png"))) == 6
+    # a wrong topic is a clear error listing the topics, exit code 2
+    proc = run_vcups("extract", str(bag), "--topic", "/image", "--out", str(out), "--quiet")
+    assert proc.returncode == 2
+    assert "no topic '/image'; topics in the bag: /camera/camera_info" in proc.stderr
+    proc = run_vcups("synth", "--out", str(bag), "--quiet")
+    assert proc.returncode == 2 and "already exists" in proc.stderr
