@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--moving", type=int, default=5, help="independently moving objects")
     synth.add_argument("--static", type=int, default=4, help="parked cars / standing persons")
+    synth.add_argument("--speed", type=float, default=10.0, help="typical car speed, m/s")
+    synth.add_argument("--ego-speed", type=float, default=8.0, help="camera speed, m/s")
     synth.add_argument(
         "--encoding", default="rgb8", choices=["rgb8", "bgr8"], help="image encoding in bags"
     )

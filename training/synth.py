@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vcups_core.data.clip import LabeledClip, PanopticLabel
 from vcups_core.data.synthetic import SyntheticWorld
 
 
@@ -17,6 +18,8 @@ def make_world(args: argparse.Namespace) -> SyntheticWorld:
         seed=args.seed,
         num_moving=args.moving,
         num_static=args.static,
+        object_speed=args.speed,
+        ego_speed=args.ego_speed,
     )
 
 
@@ -41,4 +44,27 @@ def run_synth(args: argparse.Namespace) -> int:
             + ("" if args.no_gt else ", /gt/semantic, /gt/instance, /gt/depth")
         )
         return 0
-    raise ValueError(f"--format {args.format}: not supported")
+    clip = labeled_clip(world, every=5 if args.format == "cityscapes-vps" else 1)
+    if args.format == "cityscapes-vps":
+        from vcups_core.data.cityscapes_vps import write_cityscapes_vps
+
+        write_cityscapes_vps([clip], out, split="val")
+    else:
+        from vcups_core.data.kitti_step import write_kitti_step
+
+        write_kitti_step([clip], out, split="val")
+    labeled = sum(label is not None for label in clip.labels)
+    print(
+        f"wrote {out} ({args.format}, split val): 1 clip of {args.frames} frames, {labeled} labeled"
+    )
+    return 0
+
+
+def labeled_clip(world: SyntheticWorld, every: int) -> LabeledClip:
+    """The world's frames with ground truth on every ``every``-th frame (positions every-1, ...)."""
+    images, labels = [], []
+    for frame in world.frames():
+        images.append(frame.rgb)
+        annotated = (frame.index + 1) % every == 0
+        labels.append(PanopticLabel(frame.semantic, frame.instance) if annotated else None)
+    return LabeledClip(name="1", images=tuple(images), labels=tuple(labels))

@@ -110,3 +110,52 @@ def test_synth_then_extract_as_in_the_readme(tmp_path: Path) -> None:
     assert "no topic '/image'; topics in the bag: /camera/camera_info" in proc.stderr
     proc = run_vcups("synth", "--out", str(bag), "--quiet")
     assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "frames", "annotated"), [("cityscapes-vps", 10, 2), ("kitti-step", 3, 3)]
+)
+def test_synth_writes_benchmark_formats_the_readers_accept(
+    tmp_path: Path, fmt: str, frames: int, annotated: int
+) -> None:
+    from vcups_core.data.registry import open_dataset
+
+    root = tmp_path / fmt
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(root),
+                "--format",
+                fmt,
+                "--frames",
+                str(frames),
+                "--height",
+                "24",
+                "--width",
+                "40",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    (clip,) = list(open_dataset(fmt, root))
+    assert len(clip.annotated) == annotated
+    label = clip.annotated[0].label()
+    assert label is not None and label.shape == (24, 40)
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "bad"),
+                "--format",
+                "cityscapes-vps",
+                "--frames",
+                "7",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
