@@ -322,3 +322,128 @@ def boxes_of(segment_ids: npt.NDArray[np.uint16], num: int) -> list[Box]:
         else:
             boxes.append(Box(sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
     return boxes
+
+
+@dataclass(frozen=True)
+class CategoryTable:
+    """The model's categories in one contiguous id space: things ``0..T-1``, then stuff ``T..T+S-1``.
+
+    This is the id space of :attr:`FramePrediction.panoptic_semantic`, of ``Segment.category_id``
+    in the streaming path and of ``PanopticInfo.category_names``. ``pseudo_class_ids`` records which
+    pseudo-class (e.g. DepthG cluster 0..26) each category came from.
+
+    Attributes:
+        names: name per category id.
+        num_things: ``T``; ids below it are things.
+        pseudo_class_ids: pseudo-class id per category (same length as ``names``).
+    """
+
+    names: tuple[str, ...]
+    num_things: int
+    pseudo_class_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.pseudo_class_ids) != len(self.names):
+            raise ValueError(
+                f"pseudo_class_ids: expected {len(self.names)} entries, got {len(self.pseudo_class_ids)}"
+            )
+        if not 0 <= self.num_things <= len(self.names):
+            raise ValueError(f"num_things: expected 0..{len(self.names)}, got {self.num_things}")
+        if len(self.names) >= IGNORE_LABEL:
+            raise ValueError(
+                f"at most {IGNORE_LABEL - 1} categories fit uint8 maps, got {len(self.names)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def num_stuff(self) -> int:
+        return len(self.names) - self.num_things
+
+    @property
+    def is_thing(self) -> tuple[bool, ...]:
+        return tuple(i < self.num_things for i in range(len(self.names)))
+
+    @classmethod
+    def default(cls, num_things: int, num_stuff: int) -> CategoryTable:
+        """Generic names ``thing_i`` / ``stuff_j`` with pseudo-class ids equal to the category ids."""
+        names = tuple(f"thing_{i}" for i in range(num_things)) + tuple(
+            f"stuff_{j}" for j in range(num_stuff)
+        )
+        return cls(names, num_things, tuple(range(len(names))))
+
+
+@dataclass
+class FramePrediction:
+    """What the network predicts for one frame, at the input image's resolution.
+
+    Instances are per-frame detections (no track ids yet: the streaming tracker assigns those).
+
+    Attributes:
+        boxes: ``float32[N, 4]`` ``(x0, y0, x1, y1)`` in input pixels.
+        scores: ``float32[N]`` detection scores in [0, 1].
+        classes: ``int64[N]`` thing category ids ``0..T-1``.
+        masks: ``bool[N, H, W]`` instance masks.
+        embeddings: ``float32[N, D]`` MaskTrack association embeddings.
+        semantic_probs: ``float32[S + 1, ceil(H / s), ceil(W / s)]`` softmax of the semantic head
+            sampled every ``s = semantic_stride`` pixels (the head predicts at 1/4 resolution;
+            keeping it there saves 16x memory and bandwidth; :meth:`full_semantic_probs` gives
+            ``[S + 1, H, W]``). Channel 0 is the merged "thing" class, channel ``1 + j`` is stuff
+            category ``T + j``.
+        panoptic_semantic: ``uint8[H, W]`` category id per pixel after the panoptic merge
+            (:data:`IGNORE_LABEL` = void).
+        panoptic_instance: ``int32[H, W]`` 1-based index into the detections (``0`` = stuff/void);
+            detection ``k``'s pixels lie inside ``boxes[k]`` grown by 10 % of its size + 2 px on
+            each side (mask pasting never reaches further).
+        semantic_stride: ``s`` above (1 = input resolution).
+    """
+
+    boxes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    classes: npt.NDArray[np.int64]
+    masks: npt.NDArray[np.bool_]
+    embeddings: npt.NDArray[np.float32]
+    semantic_probs: npt.NDArray[np.float32]
+    panoptic_semantic: npt.NDArray[np.uint8]
+    panoptic_instance: npt.NDArray[np.int32]
+    semantic_stride: int = 1
+
+    def __post_init__(self) -> None:
+        n = self.boxes.shape[0]
+        h, w = self.panoptic_semantic.shape
+        s = self.semantic_stride
+        if s < 1:
+            raise ValueError(f"FramePrediction.semantic_stride: expected >= 1, got {s}")
+        checks = {
+            "boxes": (self.boxes.shape, (n, 4)),
+            "scores": (self.scores.shape, (n,)),
+            "classes": (self.classes.shape, (n,)),
+            "masks": (self.masks.shape, (n, h, w)),
+            "embeddings": (self.embeddings.shape[:1], (n,)),
+            "semantic_probs": (self.semantic_probs.shape[1:], (-(-h // s), -(-w // s))),
+            "panoptic_instance": (self.panoptic_instance.shape, (h, w)),
+        }
+        for name, (got, want) in checks.items():
+            if tuple(got) != want:
+                raise ValueError(f"FramePrediction.{name}: expected shape {want}, got {tuple(got)}")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def full_semantic_probs(self) -> npt.NDArray[np.float32]:
+        """``float32[S + 1, H, W]`` (nearest upsampling of the strided probabilities)."""
+        s = self.semantic_stride
+        p = self.semantic_probs
+        if s == 1:
+            return p
+        up = np.repeat(np.repeat(p, s, axis=1), s, axis=2)
+        return np.ascontiguousarray(up[:, : self.height, : self.width])
+
+    @property
+    def height(self) -> int:
+        return int(self.panoptic_semantic.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.panoptic_semantic.shape[1])

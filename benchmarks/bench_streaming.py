@@ -1,0 +1,131 @@
+"""Cost of everything after the network in the streaming path, and its scaling with pixels.
+
+Measures, per frame, the tracker, the semantic smoother, the panoptic composition and the
+conversion to a ``PanopticTrackArray`` message, on synthetic predictions with ``--instances``
+moving objects (default 50) at 1024x2048 and at half the pixels. The same-run baseline is one
+``np.bincount`` pass over the frame's pixels (the floor: every pixel must be touched once).
+Targets (issue 6): <= 15 ms/frame at 1024x2048 on 2 cores; 2x pixels cost <= 2.2x time.
+The end-to-end node latency is measured by ``benchmarks/bench_node.py``.
+
+    .venv/bin/python benchmarks/bench_streaming.py [--instances 50 --frames 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from vcups_core.rosmsg import MessageTypes
+from vcups_core.streaming.segmenter import StreamingSegmenter
+from vcups_core.streaming.smoother import SemanticSmoother
+from vcups_core.streaming.tracker import OnlineTracker
+from vcups_core.types import CategoryTable, FramePrediction
+from vcups_ros.conversions import panoptic_frame_to_msg
+
+NUM_STUFF = 22
+NUM_THINGS = 5
+
+
+def synthetic_predictions(
+    height: int, width: int, instances: int, frames: int
+) -> list[FramePrediction]:
+    """Rectangles drifting right with per-object embeddings; stuff in horizontal bands."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(height // 20, height // 6, size=(instances, 2))
+    starts = np.stack(
+        [rng.integers(0, height - sizes[:, 0]), rng.integers(0, width // 2, instances)], 1
+    )
+    emb = rng.standard_normal((instances, 256)).astype(np.float32)
+    emb *= 4 / np.linalg.norm(emb, axis=1, keepdims=True)
+    stride = 4  # the semantic head's output stride
+    gh, gw = -(-height // stride), -(-width // stride)
+    bands = (np.arange(gh) * NUM_STUFF // gh).astype(np.int64)
+    base = np.full((NUM_STUFF + 1, gh, gw), 0.2 / NUM_STUFF, np.float32)
+    base[1 + bands, np.arange(gh)] = 0.8
+    out = []
+    for t in range(frames):
+        masks = np.zeros((instances, height, width), bool)
+        boxes = np.zeros((instances, 4), np.float32)
+        inst = np.zeros((height, width), np.int32)
+        for k in range(instances):
+            y, x = starts[k, 0], min(starts[k, 1] + 3 * t, width - sizes[k, 1])
+            h, w = sizes[k]
+            masks[k, y : y + h, x : x + w] = True
+            boxes[k] = (x, y, x + w, y + h)
+            inst[y : y + h, x : x + w] = k + 1
+        sem = np.full((height, width), 255, np.uint8)
+        out.append(
+            FramePrediction(
+                boxes,
+                np.full(instances, 0.9, np.float32),
+                np.arange(instances, dtype=np.int64) % NUM_THINGS,
+                masks,
+                emb,
+                base,
+                sem,
+                inst,
+                semantic_stride=stride,
+            )
+        )
+    return out
+
+
+def per_frame_ms(height: int, width: int, instances: int, frames: int) -> tuple[float, float]:
+    preds = synthetic_predictions(height, width, instances, frames)
+    categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
+
+    class Fixed:
+        def __init__(self) -> None:
+            self.categories = categories
+
+        def predict(self, image: np.ndarray) -> FramePrediction:  # pragma: no cover - unused
+            raise NotImplementedError
+
+    # same smoothing grid at both sizes, so the scaling measures the algorithm, not the auto grid
+    seg = StreamingSegmenter(
+        Fixed(), tracker=OnlineTracker(), smoother=SemanticSmoother(grid_stride=8)
+    )
+    types = MessageTypes.rosbags()
+    times = []
+    for t, pred in enumerate(preds):
+        t0 = time.perf_counter()
+        frame = seg.compose(pred, 1, 1_000 + t, "cam")
+        panoptic_frame_to_msg(frame, types)
+        times.append(time.perf_counter() - t0)
+        assert len([s for s in frame.segments if s.is_thing]) == instances
+    floor = []
+    pixels = np.zeros(height * width, np.uint16)
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.bincount(pixels, minlength=NUM_STUFF + instances + 1)
+        floor.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times[2:]), 1000 * min(floor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=50)
+    parser.add_argument("--frames", type=int, default=20)
+    args = parser.parse_args()
+    full = per_frame_ms(1024, 2048, args.instances, args.frames)
+    half = per_frame_ms(724, 1448, args.instances, args.frames)  # ~half the pixels
+    print(f"post-network work per frame, {args.instances} instances, median of {args.frames - 2}")
+    print(f"{'size':12s} {'ms/frame':>9s} {'bincount floor ms':>18s} {'x floor':>8s}")
+    for name, (ms, floor) in (("1024x2048", full), ("724x1448", half)):
+        print(f"{name:12s} {ms:9.1f} {floor:18.2f} {ms / floor:8.1f}")
+    ratio = full[0] / half[0]
+    pixel_ratio = (1024 * 2048) / (724 * 1448)
+    print(
+        f"target <= 15 ms at 1024x2048 -> {'meets' if full[0] <= 15 else 'MISSES'} ({full[0]:.1f} ms)"
+    )
+    print(
+        f"scaling: {pixel_ratio:.2f}x pixels -> {ratio:.2f}x time (target <= 2.2x for 2x pixels) -> "
+        f"{'meets' if ratio <= 2.2 * pixel_ratio / 2 else 'MISSES'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""StreamingSegmenter end to end on the synthetic world with the oracle predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
+from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
+from vcups_core.streaming.segmenter import StreamingSegmenter, compose_panoptic
+from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
+from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
+from vcups_core.types import CategoryTable, FramePrediction, TrackState, VideoFrame
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[SyntheticFrame]:
+    world = SyntheticWorld(height=96, width=192, num_frames=24, seed=3, num_moving=6, num_static=4)
+    return list(world.frames())
+
+
+def segmenter(predictor: OraclePredictor) -> StreamingSegmenter:
+    return StreamingSegmenter(
+        predictor, tracker=OnlineTracker(), smoother=SemanticSmoother(), stuff_area_limit=10
+    )
+
+
+def run(seg: StreamingSegmenter, frames: list[SyntheticFrame]) -> list[dict[int, int]]:
+    """Per frame: ground-truth track id -> predicted track id (by majority of the segment)."""
+    out = []
+    for f in frames:
+        result = seg.step(VideoFrame(f.rgb, f.stamp_ns, "cam", f.index))
+        assert result.stamp_ns == f.stamp_ns and result.frame_id == "cam"
+        mapping = {}
+        for s in result.segments:
+            if s.is_thing:
+                gt = np.bincount(f.instance[result.segment_ids == s.segment_id]).argmax()
+                mapping[int(gt)] = s.track_id
+        out.append(mapping)
+    return out
+
+
+def test_ids_are_stable_through_a_one_frame_dropout(frames: list[SyntheticFrame]) -> None:
+    everyone = {int(t) for f in frames for t in np.unique(f.instance) if t}
+    seg = segmenter(OraclePredictor(frames, drop={8: everyone}))
+    maps = run(seg, frames)
+    assert maps[8] == {}  # nothing detected on frame 8
+    first: dict[int, int] = {}
+    for m in maps:
+        for gt, tid in m.items():
+            assert first.setdefault(gt, tid) == tid, f"object {gt} changed id"
+    # new objects got new ids, and no id stands for two objects
+    assert len(set(first.values())) == len(first)
+    assert seg.tracker.next_id - 1 == len(first)
+
+
+def test_without_appearance_overlap_still_carries_ids(frames: list[SyntheticFrame]) -> None:
+    oracle = OraclePredictor(frames)
+    oracle.embedding = lambda track_id: np.zeros(oracle.embed_dim, np.float32)  # type: ignore[method-assign]
+    maps = run(segmenter(oracle), frames[:12])
+    first: dict[int, int] = {}
+    switches = sum(first.setdefault(gt, tid) != tid for m in maps for gt, tid in m.items())
+    assert switches <= 2  # box and mask overlap alone keep nearly every id
+
+
+def test_time_jump_resets_but_never_reuses_ids(frames: list[SyntheticFrame]) -> None:
+    seg = segmenter(OraclePredictor(frames))
+    before = run(seg, frames[:5])
+    jumped = [dataclasses_replace(f, stamp_ns=f.stamp_ns + 10**11) for f in frames[5:8]]
+    after = run(seg, jumped)
+    assert seg.resets == 1
+    old_ids = {t for m in before for t in m.values()}
+    new_ids = {t for m in after for t in m.values()}
+    assert old_ids and new_ids and not old_ids & new_ids
+    back_in_time = run(seg, frames[:1])  # stamps going backwards reset too
+    assert seg.resets == 2 and not set(back_in_time[0].values()) & (old_ids | new_ids)
+
+
+def dataclasses_replace(frame: SyntheticFrame, **changes: int) -> SyntheticFrame:
+    import dataclasses
+
+    return dataclasses.replace(frame, **changes)
+
+
+def test_smoothing_removes_stuff_flicker(frames: list[SyntheticFrame]) -> None:
+    from vcups_core.data import cityscapes_classes as cs
+
+    flicker = {i: (cs.ROAD, cs.SIDEWALK) for i in range(2, 20, 3)}  # every 3rd frame swaps them
+    smooth = segmenter(OraclePredictor(frames, flicker=flicker))
+    raw = StreamingSegmenter(
+        OraclePredictor(frames, flicker=flicker),
+        tracker=OnlineTracker(),
+        smoother=SemanticSmoother(enabled=False),
+        stuff_area_limit=10,
+    )
+    road = CATEGORIES.names.index("road")
+    errors = {"smooth": 0, "raw": 0}
+    for name, seg in (("smooth", smooth), ("raw", raw)):
+        for f in frames[:20]:
+            result = seg.step(VideoFrame(f.rgb, f.stamp_ns, "cam", f.index))
+            truth_road = (f.semantic == cs.ROAD) & (f.instance == 0)
+            errors[name] += int((result.semantic[truth_road] != road).sum())
+    assert errors["raw"] > 0
+    assert errors["smooth"] < 0.2 * errors["raw"]
+
+
+def test_compose_by_hand() -> None:
+    """6x8 frame, grid stride 2; stuff channels 1 (left) and 2 (right), one detection.
+
+    grid (3x4 cells of 2x2 px):  1 1 2 2 / 1 1 2 2 / 1 0 2 2   (channel 0 = "thing" -> void)
+    detection 1 covers pixels rows 1..2, cols 1..3 (6 px): over stuff 1 (cols 1) and 2 (cols 2..3)
+    """
+    cats = CategoryTable(("car", "road", "grass"), 1, (0, 1, 2))
+    grid = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [1, 0, 2, 2]], np.uint8)
+    det = np.zeros((6, 8), np.int32)
+    det[1:3, 1:4] = 1
+    pred = FramePrediction(
+        np.array([[1, 1, 4, 3]], np.float32),
+        np.array([0.7], np.float32),
+        np.array([0]),
+        det[None] > 0,
+        np.zeros((1, 2), np.float32),
+        np.zeros((3, 3, 4), np.float32),
+        np.zeros((6, 8), np.uint8),
+        det,
+        semantic_stride=2,
+    )
+    assign = TrackAssignment(np.array([42]), (TrackState.CONFIRMED,), np.array([5]))
+    stuff = SmoothedSemantics(grid, 2, np.array([0.0, 0.9, 0.8]))
+    out = compose_panoptic(
+        det, stuff, pred, assign, cats, stuff_area_limit=0, stamp_ns=7, frame_id="c", frame_index=3
+    )
+    # stuff 1: 5 cells with label 1 * 4 px = 20, minus the car's 6 px, which all lie in cells
+    # labelled 1 (pixel cols 1..3 are grid cols 0..1) -> 14. stuff 2: 6 cells * 4 px = 24.
+    by_id = {s.segment_id: s for s in out.segments}
+    assert by_id[1].area == 20 - 6 and by_id[2].area == 24
+    car = by_id[3]
+    assert (car.track_id, car.area, car.track_state, car.track_age) == (
+        42,
+        6,
+        TrackState.CONFIRMED,
+        5,
+    )
+    assert (car.box.x0, car.box.y0, car.box.x1, car.box.y1) == (1, 1, 4, 3)
+    assert out.segment_ids[4:6, 2:4].tolist() == [[0, 0], [0, 0]]  # "thing" channel without car
+    assert int((out.segment_ids == 1).sum()) == by_id[1].area
+    assert np.isclose(by_id[1].score, 0.9)
+    # the stuff area limit turns small stuff into void
+    small = compose_panoptic(
+        det, stuff, pred, assign, cats, stuff_area_limit=15, stamp_ns=7, frame_id="c", frame_index=3
+    )
+    assert {s.segment_id for s in small.segments} == {2, 3}
+    assert int((small.segment_ids == 0).sum()) == 4 + 14

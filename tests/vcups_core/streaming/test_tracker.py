@@ -1,0 +1,97 @@
+"""The online tracker's life cycle on hand-made detections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcups_core.streaming.tracker import OnlineTracker
+from vcups_core.types import IGNORE_LABEL, FramePrediction, TrackState
+
+H, W = 40, 60
+
+
+def frame(
+    objects: list[tuple[int, int, int, int]], embed: list[int] | None = None
+) -> FramePrediction:
+    """Rectangles (x0, y0, x1, y1) as detections of class 0; embeddings one-hot by ``embed``."""
+    n = len(objects)
+    masks = np.zeros((n, H, W), bool)
+    inst = np.zeros((H, W), np.int32)
+    for k, (x0, y0, x1, y1) in enumerate(objects):
+        masks[k, y0:y1, x0:x1] = True
+        inst[y0:y1, x0:x1] = k + 1
+    emb = np.zeros((n, 8), np.float32)
+    for k, e in enumerate(embed or []):
+        emb[k, e] = 4.0
+    return FramePrediction(
+        np.array(objects, np.float32).reshape(n, 4),
+        np.full(n, 0.9, np.float32),
+        np.zeros(n, np.int64),
+        masks,
+        emb,
+        np.ones((1, H, W), np.float32),
+        np.full((H, W), IGNORE_LABEL, np.uint8),
+        inst,
+    )
+
+
+def test_same_objects_keep_their_ids_and_get_confirmed() -> None:
+    tr = OnlineTracker(min_hits=2, mask_stride=1)
+    a = tr.update(frame([(0, 0, 10, 10), (30, 10, 40, 20)]))
+    b = tr.update(frame([(31, 10, 41, 20), (1, 0, 11, 10)]))  # moved and listed in another order
+    assert a.track_ids.tolist() == [1, 2]
+    assert b.track_ids.tolist() == [2, 1]
+    assert a.states == (TrackState.TENTATIVE, TrackState.TENTATIVE)
+    assert b.states == (TrackState.CONFIRMED, TrackState.CONFIRMED)
+    assert b.ages.tolist() == [1, 1]
+
+
+def test_one_frame_dropout_keeps_the_id_and_new_objects_get_new_ids() -> None:
+    tr = OnlineTracker(mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10)]))
+    assert len(tr.update(frame([])).track_ids) == 0  # empty frame: nothing, nothing lost
+    back = tr.update(frame([(2, 0, 12, 10), (40, 20, 50, 30)]))
+    assert back.track_ids.tolist() == [1, 2]
+
+
+def test_dropped_frames_are_counted_in_the_age() -> None:
+    tr = OnlineTracker(max_age=5, mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10)]))
+    kept = tr.update(frame([(0, 0, 10, 10)]), gap=4)
+    assert kept.track_ids.tolist() == [1] and kept.ages.tolist() == [4]
+    lost = tr.update(frame([(0, 0, 10, 10)]), gap=6)  # 6 frames unseen > max_age 5: forgotten
+    assert lost.track_ids.tolist() == [2]
+    with pytest.raises(ValueError, match="gap: expected >= 1"):
+        tr.update(frame([]), gap=0)
+
+
+def test_far_jump_is_matched_by_appearance_only_when_embeddings_agree() -> None:
+    tr = OnlineTracker(mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10)], embed=[3]))
+    same = tr.update(frame([(45, 25, 55, 35)], embed=[3]))  # no overlap, same appearance
+    other = tr.update(frame([(0, 0, 10, 10)], embed=[5]))  # overlaps the old place, new look
+    assert same.track_ids.tolist() == [1]
+    assert other.track_ids.tolist() == [2]
+
+
+def test_ids_are_never_reused_and_memory_stays_bounded() -> None:
+    tr = OnlineTracker(max_age=3, mask_stride=1)
+    seen: set[int] = set()
+    for t in range(5000):
+        # a new object every frame at a new place, each living 2 frames
+        x = (7 * t) % 50
+        objs = [(x, 0, x + 5, 5)] if t % 2 == 0 else [(x, 20, x + 5, 25)]
+        out = tr.update(frame(objs, embed=[t % 8]))
+        seen.update(out.track_ids.tolist())
+        assert len(tr.tracks) <= 5
+        if t == 2500:
+            tr.reset()
+    assert tr.next_id - 1 == len(seen)  # every id handed out once, counter never rewound
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(ValueError, match="iou_threshold"):
+        OnlineTracker(iou_threshold=1.5)
+    with pytest.raises(ValueError, match="min_hits >= 1"):
+        OnlineTracker(min_hits=0)

@@ -1,0 +1,152 @@
+"""Pure association maths of the online tracker (method §3.3, MaskTrack R-CNN scoring + Hungarian).
+
+Scores are log-probability-like: higher is better. For detection ``i`` and live track ``j``::
+
+    s_ij = log_softmax_j([0, e_i . m_1, ..., e_i . m_M])[1 + j]        (embedding, "new" logit 0)
+           + c_score * log(score_i) + c_box * IoU(box_i, box_j) + c_class * [class_i == class_j]
+           + c_mask * maskIoU(mask_i, last mask of j within the window)
+
+and the "new object" score of detection ``i`` is ``log_softmax(...)[0] + c_score * log(score_i)
++ c_class`` (IoU terms 0, class term 1, as in MaskTrack). :func:`assign` solves the assignment with
+the Hungarian algorithm over tracks plus one private "new object" column per detection, so a
+detection joins a track only when that beats starting a new one, and no track takes two detections.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+_NEG = -1e9
+
+
+def box_iou(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of ``float[N, 4]`` and ``float[M, 4]`` xyxy boxes -> ``float64[N, M]``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def mask_iou(
+    masks_a: list[npt.NDArray[np.bool_]],
+    boxes_a: npt.NDArray[np.integer],
+    masks_b: list[npt.NDArray[np.bool_]],
+    boxes_b: npt.NDArray[np.integer],
+) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of masks stored as crops inside integer boxes.
+
+    Args:
+        masks_a: ``bool[h_i, w_i]`` crop of mask ``i`` covering ``boxes_a[i]``.
+        boxes_a: ``int[N, 4]`` ``(x0, y0, x1, y1)`` (exclusive end) of each crop, in a shared grid.
+        masks_b, boxes_b: the same for the other set.
+
+    Returns:
+        ``float64[N, M]``; pairs whose boxes do not overlap cost nothing and get 0.
+    """
+    out = np.zeros((len(masks_a), len(masks_b)))
+    if not masks_a or not masks_b:
+        return out
+    area_a = np.array([m.sum() for m in masks_a], np.float64)
+    area_b = np.array([m.sum() for m in masks_b], np.float64)
+    ba = np.asarray(boxes_a).reshape(-1, 4)
+    bb = np.asarray(boxes_b).reshape(-1, 4)
+    x0 = np.maximum(ba[:, None, 0], bb[None, :, 0])
+    y0 = np.maximum(ba[:, None, 1], bb[None, :, 1])
+    x1 = np.minimum(ba[:, None, 2], bb[None, :, 2])
+    y1 = np.minimum(ba[:, None, 3], bb[None, :, 3])
+    for i, j in zip(*np.nonzero((x1 > x0) & (y1 > y0)), strict=True):
+        sx0, sy0, sx1, sy1 = x0[i, j], y0[i, j], x1[i, j], y1[i, j]
+        ca = masks_a[i][sy0 - ba[i, 1] : sy1 - ba[i, 1], sx0 - ba[i, 0] : sx1 - ba[i, 0]]
+        cb = masks_b[j][sy0 - bb[j, 1] : sy1 - bb[j, 1], sx0 - bb[j, 0] : sx1 - bb[j, 0]]
+        inter = float(np.count_nonzero(ca & cb))
+        union = area_a[i] + area_b[j] - inter
+        out[i, j] = inter / union if union > 0 else 0.0
+    return out
+
+
+def association_scores(
+    det_embeddings: npt.NDArray[np.floating],
+    det_scores: npt.NDArray[np.floating],
+    det_classes: npt.NDArray[np.integer],
+    det_boxes: npt.NDArray[np.floating],
+    track_embeddings: npt.NDArray[np.floating],
+    track_classes: npt.NDArray[np.integer],
+    track_boxes: npt.NDArray[np.floating],
+    mask_ious: npt.NDArray[np.floating],
+    *,
+    coeffs: tuple[float, float, float] = (1.0, 2.0, 10.0),
+    mask_coeff: float = 2.0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Detection-to-track scores and "new object" scores (see the module docstring).
+
+    Args:
+        det_embeddings: ``float[N, D]``; det_scores ``float[N]``; det_classes ``int[N]``;
+            det_boxes ``float[N, 4]``.
+        track_embeddings: ``float[M, D]``; track_classes ``int[M]``; track_boxes ``float[M, 4]``.
+        mask_ious: ``float[N, M]`` mask IoU with each track's recent mask (0 if none).
+        coeffs: MaskTrack weights ``(c_score, c_box, c_class)``.
+        mask_coeff: weight of the mask IoU term.
+
+    Returns:
+        ``(pair_scores float64[N, M], new_scores float64[N])``.
+    """
+    n, m = len(det_scores), len(track_classes)
+    c_score, c_box, c_class = coeffs
+    log_score = c_score * np.log(np.clip(np.asarray(det_scores, np.float64), 1e-6, 1.0))
+    if m == 0:
+        return np.zeros((n, 0)), log_score + c_class
+    logits = np.asarray(det_embeddings, np.float64) @ np.asarray(track_embeddings, np.float64).T
+    logits = np.concatenate([np.zeros((n, 1)), logits], axis=1)
+    logits -= logits.max(axis=1, keepdims=True)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    same_class = (np.asarray(det_classes)[:, None] == np.asarray(track_classes)[None, :]).astype(
+        float
+    )
+    pair = (
+        log_prob[:, 1:]
+        + log_score[:, None]
+        + c_box * box_iou(det_boxes, track_boxes)
+        + c_class * same_class
+        + mask_coeff * np.asarray(mask_ious, np.float64)
+    )
+    new = log_prob[:, 0] + log_score + c_class
+    return pair, new
+
+
+def assign(
+    pair_scores: npt.NDArray[np.floating],
+    new_scores: npt.NDArray[np.floating],
+    allowed: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.int64]:
+    """Best one-to-one assignment of detections to tracks or to "new object".
+
+    Args:
+        pair_scores: ``float[N, M]`` detection-to-track scores.
+        new_scores: ``float[N]`` score of starting a new track for each detection.
+        allowed: optional ``bool[N, M]`` gate; disallowed pairs are never matched.
+
+    Returns:
+        ``int64[N]``: the matched track column for each detection, or -1 for a new track (also
+        when a track only ties with "new object").
+    """
+    n, m = pair_scores.shape
+    if n == 0:
+        return np.zeros(0, np.int64)
+    scores = np.full((n, m + n), _NEG)
+    tie_break = 1e-6  # a track must beat "new object" strictly: ties start a new track
+    pair = pair_scores - tie_break
+    scores[:, :m] = pair if allowed is None else np.where(allowed, pair, _NEG)
+    scores[np.arange(n), m + np.arange(n)] = new_scores
+    rows, cols = linear_sum_assignment(scores, maximize=True)
+    out = np.full(n, -1, np.int64)
+    for r, c in zip(rows, cols, strict=True):
+        if c < m and scores[r, c] > _NEG / 2:
+            out[r] = c
+    return out

@@ -1,0 +1,207 @@
+"""Causal online tracker: per-frame detections in, stable track ids out (method §3.3, §5).
+
+State machine, one instance per camera stream:
+
+* a detection that no live track claims starts a **tentative** track with a fresh id;
+* ``min_hits`` detections make it **confirmed**;
+* a track missed for more than ``max_age`` frames is forgotten, so memory stays bounded;
+* ids come from a per-instance counter that :meth:`OnlineTracker.reset` does not rewind: ids are
+  never reused within a stream, not even across resets.
+
+Association (:mod:`vcups_core.streaming.association`): MaskTrack scores (embedding similarity with
+a "new object" slot, detection score, box IoU, class consistency) plus the IoU of the detection's
+mask with the track's last mask, solved with the Hungarian algorithm. Flow-free propagation: for a
+track seen within the last ``window`` frames, a mask IoU of at least ``iou_threshold`` adds a bonus
+as strong as class consistency (the pseudo-label tracker's rule, Hungarian on IoU >= 0.4, as a
+cue); objects that moved too far to overlap, and tracks seen longer ago, are matched by
+appearance, box and class alone.
+
+Contract of :meth:`OnlineTracker.update`: call it on every processed frame, also when there are no
+detections, with ``gap`` = frames elapsed since the previous call (``gap > 1`` after dropped frames).
+Call :meth:`OnlineTracker.reset` on a time jump or a camera change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.streaming.association import assign, association_scores, mask_iou
+from vcups_core.types import FramePrediction, TrackState
+
+
+@dataclasses.dataclass
+class Track:
+    """A live track (internal state; exposed read-only through :attr:`OnlineTracker.tracks`)."""
+
+    track_id: int
+    category: int
+    embedding: npt.NDArray[np.float32]
+    box: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.bool_]
+    mask_box: npt.NDArray[np.int64]
+    first_frame: int
+    last_frame: int
+    hits: int
+    state: TrackState
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackAssignment:
+    """Per detection of one frame: its track id, state and age (frames since birth)."""
+
+    track_ids: npt.NDArray[np.int64]
+    states: tuple[TrackState, ...]
+    ages: npt.NDArray[np.int64]
+
+
+class OnlineTracker:
+    """Causal MaskTrack-style tracker with a bounded memory.
+
+    Args:
+        max_age: frames a track survives without a detection.
+        min_hits: detections before a track is confirmed.
+        iou_threshold: minimum mask IoU with a recently seen track's last mask.
+        window: "recently seen" means within this many frames.
+        match_coeffs: MaskTrack weights of (log detection score, box IoU, same class).
+        mask_coeff: weight of the mask IoU in the association score.
+        mask_stride: masks are compared on every ``mask_stride``-th pixel (cost ~ 1/stride²);
+            ``None`` picks ``max(1, min(H, W) // 256)`` per frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_age: int = 30,
+        min_hits: int = 2,
+        iou_threshold: float = 0.4,
+        window: int = 3,
+        match_coeffs: tuple[float, float, float] = (1.0, 2.0, 10.0),
+        mask_coeff: float = 2.0,
+        mask_stride: int | None = None,
+    ) -> None:
+        if (
+            max_age < 0
+            or min_hits < 1
+            or window < 1
+            or (mask_stride is not None and mask_stride < 1)
+        ):
+            raise ValueError(
+                f"expected max_age >= 0, min_hits >= 1, window >= 1, mask_stride >= 1; got "
+                f"{max_age}, {min_hits}, {window}, {mask_stride}"
+            )
+        if not 0.0 <= iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold: expected 0..1, got {iou_threshold}")
+        self.max_age, self.min_hits, self.window = max_age, min_hits, window
+        self.iou_threshold = iou_threshold
+        self.match_coeffs, self.mask_coeff = match_coeffs, mask_coeff
+        self.mask_stride = mask_stride
+        self._next_id = 1
+        self._frame = -1
+        self._tracks: list[Track] = []
+
+    @property
+    def tracks(self) -> tuple[Track, ...]:
+        """Live tracks (detected within the last ``max_age`` frames)."""
+        return tuple(self._tracks)
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
+
+    def reset(self) -> None:
+        """Forget every track (e.g. on a time jump); ids keep counting up."""
+        self._tracks = []
+        self._frame = -1
+
+    def update(self, prediction: FramePrediction, gap: int = 1) -> TrackAssignment:
+        """Associate one frame's detections; see the module docstring for the contract."""
+        if gap < 1:
+            raise ValueError(f"gap: expected >= 1 frames, got {gap}")
+        self._frame = self._frame + gap if self._frame >= 0 else 0
+        now = self._frame
+        self._tracks = [t for t in self._tracks if now - t.last_frame <= self.max_age]
+        n = len(prediction)
+        crops, crop_boxes = self._mask_crops(prediction)
+        tracks = self._tracks
+        if tracks and n:
+            recent = np.array([now - t.last_frame <= self.window for t in tracks])
+            mious = mask_iou(
+                crops, crop_boxes, [t.mask for t in tracks], np.stack([t.mask_box for t in tracks])
+            )
+            mious[:, ~recent] = 0.0
+            pair, new = association_scores(
+                prediction.embeddings,
+                prediction.scores,
+                prediction.classes,
+                prediction.boxes,
+                np.stack([t.embedding for t in tracks]),
+                np.array([t.category for t in tracks]),
+                np.stack([t.box for t in tracks]),
+                mious,
+                coeffs=self.match_coeffs,
+                mask_coeff=self.mask_coeff,
+            )
+            pair += self.match_coeffs[2] * (mious >= max(self.iou_threshold, 1e-9))
+            matches = assign(pair, new)
+        else:
+            matches = np.full(n, -1, np.int64)
+
+        ids = np.zeros(n, np.int64)
+        states: list[TrackState] = []
+        ages = np.zeros(n, np.int64)
+        for i in range(n):
+            if matches[i] >= 0:
+                track = tracks[int(matches[i])]
+                track.hits += 1
+                track.last_frame = now
+                track.category = int(prediction.classes[i])
+            else:
+                track = Track(
+                    self._next_id,
+                    int(prediction.classes[i]),
+                    prediction.embeddings[i],
+                    prediction.boxes[i],
+                    crops[i],
+                    crop_boxes[i],
+                    now,
+                    now,
+                    1,
+                    TrackState.TENTATIVE,
+                )
+                self._next_id += 1
+                self._tracks.append(track)
+            track.embedding = np.asarray(prediction.embeddings[i], np.float32)
+            track.box = np.asarray(prediction.boxes[i], np.float32)
+            track.mask, track.mask_box = crops[i], crop_boxes[i]
+            track.state = (
+                TrackState.CONFIRMED if track.hits >= self.min_hits else TrackState.TENTATIVE
+            )
+            ids[i] = track.track_id
+            states.append(track.state)
+            ages[i] = now - track.first_frame
+        return TrackAssignment(ids, tuple(states), ages)
+
+    def _mask_crops(
+        self, prediction: FramePrediction
+    ) -> tuple[list[npt.NDArray[np.bool_]], npt.NDArray[np.int64]]:
+        """Strided mask crops inside each detection box, and the crop boxes (strided grid)."""
+        s = self.mask_stride or max(1, min(prediction.height, prediction.width) // 256)
+        n = len(prediction)
+        boxes = np.zeros((n, 4), np.int64)
+        if n == 0:
+            return [], boxes
+        strided_h = -(-prediction.height // s)
+        strided_w = -(-prediction.width // s)
+        b = np.asarray(prediction.boxes, np.float64)
+        boxes[:, 0] = np.clip(np.floor(b[:, 0] / s), 0, strided_w)
+        boxes[:, 1] = np.clip(np.floor(b[:, 1] / s), 0, strided_h)
+        boxes[:, 2] = np.clip(np.ceil(b[:, 2] / s) + 1, 0, strided_w)
+        boxes[:, 3] = np.clip(np.ceil(b[:, 3] / s) + 1, 0, strided_h)
+        crops = []
+        for i in range(n):
+            x0, y0, x1, y1 = (int(v) for v in boxes[i])
+            crops.append(prediction.masks[i, y0 * s : y1 * s : s, x0 * s : x1 * s : s].copy())
+        return crops, boxes
