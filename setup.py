@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 CONSOLE_SCRIPTS = [
     "vcups = training.cli:main",
+    "perception_node = vcups_ros.perception_node:main",
 ]
 
 setup(
@@ -32,6 +33,8 @@ setup(
             "share/vcups_ros/config",
             sorted(str(p.relative_to(HERE)) for p in HERE.glob("config/*.yaml")),
         ),
+        ("share/vcups_ros/launch", sorted(str(p.relative_to(HERE)) for p in HERE.glob("launch/*.py"))),
+        ("share/vcups_ros/rviz", sorted(str(p.relative_to(HERE)) for p in HERE.glob("rviz/*.rviz"))),
         (
             "share/vcups_ros/config/model",
             sorted(str(p.relative_to(HERE)) for p in HERE.glob("config/model/*.yaml")),
