@@ -51,6 +51,7 @@ setup(
         "mcap-ros2-support>=0.5",
         "tqdm>=4.60",
         "pycocotools>=2.0.7",
+        "matplotlib>=3.7",
         "torch>=2.2",
         "torchvision>=0.17",
         "kornia>=0.7",

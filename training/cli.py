@@ -100,6 +100,18 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from training.replay import run_replay
+
+    return run_replay(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -161,6 +173,55 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(func=_cmd_extract)
+
+    replay = sub.add_parser(
+        "replay", help="run the streaming segmenter on a bag: PanopticTrackArray bag, video, report"
+    )
+    replay.add_argument("bag", help="rosbag2 folder or .mcap file")
+    replay.add_argument("--topic", required=True, help="camera image topic (raw or compressed)")
+    replay.add_argument("--checkpoint", help="model checkpoint (.pt), .onnx or TensorRT .engine")
+    replay.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    replay.add_argument("--device", default="cpu")
+    replay.add_argument(
+        "--oracle",
+        action="store_true",
+        help="use the bag's ground truth as the predictor (tests the rest of the path)",
+    )
+    replay.add_argument(
+        "--config", help="node parameter file (tracker, smoothing); default: built in"
+    )
+    replay.add_argument("--out", help="output bag (MCAP) with /panoptic/tracks and /panoptic/info")
+    replay.add_argument(
+        "--gt-topics", help="SEMANTIC,INSTANCE ground-truth topics, e.g. /gt/semantic,/gt/instance"
+    )
+    replay.add_argument("--report", help="JSON report (speed, tracks, metrics with --gt-topics)")
+    replay.add_argument("--video", help="overlay video (.mp4)")
+    replay.add_argument("--fps", type=float, default=10.0, help="video frame rate")
+    replay.add_argument(
+        "--stuff-area-limit",
+        type=int,
+        default=4096,
+        help="stuff segments with fewer pixels become void",
+    )
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=_cmd_replay)
+
+    ev = sub.add_parser("evaluate", help="STQ/AQ/SQ and VPQ of predictions in a dataset's format")
+    ev.add_argument(
+        "--dataset", required=True, choices=["cityscapes-vps", "kitti-step", "mots", "waymo"]
+    )
+    ev.add_argument("--gt", required=True, help="ground-truth root (the dataset's layout)")
+    ev.add_argument("--pred", required=True, help="predictions root, same layout and encoding")
+    ev.add_argument("--split", help="split (default: the reader's, e.g. val)")
+    ev.add_argument(
+        "--match",
+        default="hungarian",
+        choices=["hungarian", "none"],
+        help="map pseudo-classes to classes (hungarian), or take them as class ids",
+    )
+    ev.add_argument("--out", required=True, help="JSON report; PNG plots are written next to it")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
 
     demo = sub.add_parser(
         "demo",
