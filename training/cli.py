@@ -115,7 +115,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), clip_dir=Path(args.clip) if args.clip else None)
+    return run_demo(Path(args.out), frames=args.frames)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,9 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the largest working slice of the pipeline on a built-in clip",
     )
     demo.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    demo.add_argument(
-        "--clip", help="DAVIS-style clip folder (images/*.jpg, masks/*.png); default: built in"
-    )
+    demo.add_argument("--frames", type=int, default=20, help="clip length (default 20)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
