@@ -8,11 +8,11 @@ Arguments: ``image`` (camera topic), ``namespace`` (one node per camera), ``para
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from vcups_ros.launch_helpers import node_arguments
 
 

@@ -7,11 +7,11 @@ For a deterministic, frame-by-frame replay without ROS running use ``vcups repla
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from vcups_ros.launch_helpers import node_arguments
 
 

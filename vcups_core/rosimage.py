@@ -130,14 +130,15 @@ def image_msg_to_rgb(msg: Any, *, max_pixels: int | None = None) -> npt.NDArray[
             f"Image.encoding: expected a picture ({', '.join(RGB_ENCODINGS)}), got {encoding!r}"
         )
     native = image_msg_to_array(msg, max_pixels=max_pixels)
+    # OpenCV's SIMD colour conversions are ~10x faster than numpy's reversed-stride copies
     if encoding == "rgb8":
         return np.ascontiguousarray(native)
     if encoding == "bgr8":
-        return np.ascontiguousarray(native[:, :, ::-1])
+        return np.asarray(cv2.cvtColor(native, cv2.COLOR_BGR2RGB), dtype=np.uint8)
     if encoding == "rgba8":
-        return np.ascontiguousarray(native[:, :, :3])
+        return np.asarray(cv2.cvtColor(native, cv2.COLOR_RGBA2RGB), dtype=np.uint8)
     if encoding == "bgra8":
-        return np.ascontiguousarray(native[:, :, 2::-1])
+        return np.asarray(cv2.cvtColor(native, cv2.COLOR_BGRA2RGB), dtype=np.uint8)
     return gray_to_rgb(native)
 
 
@@ -200,10 +201,11 @@ def rgb_to_image_msg(
     if encoding == "rgb8":
         native: npt.NDArray[Any] = rgb
     elif encoding == "bgr8":
-        native = rgb[:, :, ::-1]
-    elif encoding in ("rgba8", "bgra8"):
-        colour = rgb if encoding == "rgba8" else rgb[:, :, ::-1]
-        native = np.concatenate([colour, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+        native = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    elif encoding == "rgba8":
+        native = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    elif encoding == "bgra8":
+        native = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
     elif encoding == "mono8":
         native = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     else:

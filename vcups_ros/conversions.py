@@ -94,7 +94,9 @@ def _rclpy_array(values: npt.NDArray[Any]) -> Any:
     """rclpy's storage for primitive arrays: ``array('B')`` for uint8 (skips per-element checks,
     which cost seconds on a camera image), a list of ``bool`` for bool."""
     if values.dtype == np.uint8:
-        return array.array("B", np.ascontiguousarray(values).tobytes())
+        out = array.array("B")
+        out.frombytes(np.ascontiguousarray(values).data)  # one copy (tobytes() would add another)
+        return out
     if values.dtype == np.bool_:
         return [bool(v) for v in values.reshape(-1)]
     raise TypeError(f"no rclpy array conversion for dtype {values.dtype}")
