@@ -4,6 +4,8 @@ State machine, one instance per camera stream:
 
 * a detection that no live track claims starts a **tentative** track with a fresh id;
 * ``min_hits`` detections make it **confirmed**;
+* a live track without a detection in the current frame is **coasting** (it has no pixels, so
+  it appears in :attr:`OnlineTracker.tracks` but not in the frame's segments);
 * a track missed for more than ``max_age`` frames is forgotten, so memory stays bounded;
 * ids come from a per-instance counter that :meth:`OnlineTracker.reset` does not rewind: ids are
   never reused within a stream, not even across resets.
@@ -149,6 +151,10 @@ class OnlineTracker:
         else:
             matches = np.full(n, -1, np.int64)
 
+        matched = {int(m) for m in matches if m >= 0}
+        for j, track in enumerate(tracks):
+            if j not in matched:  # alive, but not seen this frame
+                track.state = TrackState.COASTING
         ids = np.zeros(n, np.int64)
         states: list[TrackState] = []
         ages = np.zeros(n, np.int64)

@@ -95,3 +95,11 @@ def test_constructor_checks() -> None:
         OnlineTracker(iou_threshold=1.5)
     with pytest.raises(ValueError, match="min_hits >= 1"):
         OnlineTracker(min_hits=0)
+
+
+def test_unmatched_live_tracks_are_coasting() -> None:
+    tr = OnlineTracker(mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10), (30, 10, 40, 20)]))
+    tr.update(frame([(0, 0, 10, 10)]))
+    states = {t.track_id: t.state for t in tr.tracks}
+    assert states == {1: TrackState.CONFIRMED, 2: TrackState.COASTING}
