@@ -33,8 +33,14 @@ setup(
             "share/vcups_ros/config",
             sorted(str(p.relative_to(HERE)) for p in HERE.glob("config/*.yaml")),
         ),
-        ("share/vcups_ros/launch", sorted(str(p.relative_to(HERE)) for p in HERE.glob("launch/*.py"))),
-        ("share/vcups_ros/rviz", sorted(str(p.relative_to(HERE)) for p in HERE.glob("rviz/*.rviz"))),
+        (
+            "share/vcups_ros/launch",
+            sorted(str(p.relative_to(HERE)) for p in HERE.glob("launch/*.py")),
+        ),
+        (
+            "share/vcups_ros/rviz",
+            sorted(str(p.relative_to(HERE)) for p in HERE.glob("rviz/*.rviz")),
+        ),
         (
             "share/vcups_ros/config/model",
             sorted(str(p.relative_to(HERE)) for p in HERE.glob("config/model/*.yaml")),

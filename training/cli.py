@@ -112,6 +112,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from training.export import run_export
+
+    return run_export(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -222,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="JSON report; PNG plots are written next to it")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
+
+    from training.export import add_arguments as add_export_arguments
+
+    export = sub.add_parser(
+        "export", help="checkpoint -> ONNX with an onnxruntime parity check (+ TensorRT engine)"
+    )
+    add_export_arguments(export)
+    export.set_defaults(func=_cmd_export)
 
     demo = sub.add_parser(
         "demo",

@@ -103,9 +103,9 @@ def run_demo(out_dir: Path, *, frames: int = 20, height: int = 256, width: int =
     last = None
     with next(panoptic_bag.glob("*.mcap")).open("rb") as fh:
         reader = make_reader(fh, decoder_factories=[DecoderFactory()])
-        for schema, channel, _, ros_msg in reader.iter_decoded_messages():
+        for msg_schema, channel, _, ros_msg in reader.iter_decoded_messages():
             counts[channel.topic] += 1
-            if schema is not None and schema.name == msg_type("PanopticTrackArray"):
+            if msg_schema is not None and msg_schema.name == msg_type("PanopticTrackArray"):
                 frame, _ = conv.msg_to_panoptic_frame(ros_msg)
                 problems += time_to_ns(ros_msg.header.stamp) != stamps[checked]
                 problems += int(frame.segment_ids.max(initial=0)) > len(ros_msg.tracks) + len(

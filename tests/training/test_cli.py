@@ -27,7 +27,15 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
     assert proc.returncode == 0
     assert "Unsupervised video panoptic segmentation" in proc.stdout
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == ["config", "demo", "evaluate", "extract", "replay", "synth"]
+    assert sorted(sub.choices) == [
+        "config",
+        "demo",
+        "evaluate",
+        "export",
+        "extract",
+        "replay",
+        "synth",
+    ]
     for name in sub.choices:
         assert name in proc.stdout
 

@@ -36,6 +36,7 @@ class RPNSection:
     post_nms_topk_train: int = option(4000, "proposals kept after NMS (training)", gt=0)
     pre_nms_topk_test: int = option(1000, "proposals per level before NMS (inference)", gt=0)
     post_nms_topk_test: int = option(1000, "proposals kept after NMS (inference)", gt=0)
+    batch_size_per_image: int = option(256, "anchors sampled per image for the RPN losses", gt=0)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class MaskSection:
 @dataclass(frozen=True)
 class SemanticSection:
     conv_dim: int = option(128, "channels of the Panoptic-FPN semantic head", gt=0)
+    norm: Literal["gn", "bn", "syncbn"] = option(
+        "gn", "normalization of the semantic head convs (gn: GroupNorm, Panoptic-FPN default)"
+    )
     loss_weight: float = option(0.5, "weight of the semantic cross-entropy", ge=0.0)
 
 

@@ -1,0 +1,158 @@
+"""Checkpoint round trip, refusal of code-executing pickles, and the Predictor contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import tiny_config
+
+from vcups_core.config import config_to_dict
+from vcups_core.model.build import build_model
+from vcups_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from vcups_core.model.predictor import (
+    TENSORRT_INSTALL_HINT,
+    Predictor,
+    TensorRTPredictor,
+    TorchPredictor,
+    load_predictor,
+)
+from vcups_core.types import CategoryTable, FramePrediction
+
+CATEGORIES = CategoryTable(
+    names=("car", "person", "bike", "bus", "truck", *(f"stuff_{j}" for j in range(22))),
+    num_things=5,
+    pseudo_class_ids=tuple(range(100, 127)),
+)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    model = build_model(tiny_config(inference={"score_threshold": 0.0}), CATEGORIES).eval()
+    path = save_checkpoint(
+        model, tmp_path_factory.mktemp("ckpt") / "sub" / "tiny.pt", extra={"step": 7}
+    )
+    return model, path
+
+
+def _image(h: int = 80, w: int = 112, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_round_trip_gives_the_same_predictions_and_metadata(
+    saved: tuple[torch.nn.Module, Path],
+) -> None:
+    model, path = saved
+    assert path.is_file() and not list(path.parent.glob("*.tmp"))
+    loaded, meta = load_checkpoint(path)
+    assert not loaded.training
+    assert meta["format_version"] == 1
+    assert meta["model_name"] == "vcups_tiny"
+    assert meta["categories"]["names"][:2] == ["car", "person"]
+    assert meta["categories"]["pseudo_class_ids"][0] == 100
+    assert meta["thing_stuff"] == {"num_things": 5, "num_stuff": 22}
+    assert meta["normalization"]["pixel_mean"] == [0.485, 0.456, 0.406]
+    assert meta["model_config"] == config_to_dict(model.config)
+    assert meta["torch_version"] == torch.__version__
+    assert len(meta["weights_sha256"]) == 64
+    assert meta["extra"] == {"step": 7}
+    assert loaded.categories == CATEGORIES
+    images = [torch.rand(3, 80, 112), torch.rand(3, 64, 64)]
+    for a, b in zip(model.predict(images), loaded.predict(images), strict=True):
+        assert len(a) > 0
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_array_equal(a.panoptic_semantic, b.panoptic_semantic)
+        np.testing.assert_array_equal(a.embeddings, b.embeddings)
+
+
+def test_a_config_override_changes_inference_settings(saved: tuple[torch.nn.Module, Path]) -> None:
+    _, path = saved
+    strict = tiny_config(inference={"score_threshold": 1.0})
+    loaded, _ = load_checkpoint(path, config=strict)
+    assert len(loaded.predict([torch.rand(3, 64, 64)])[0]) == 0
+    with pytest.raises(ValueError, match="do not fit"):
+        load_checkpoint(path, config=tiny_config(cascade={"fc_dim": 128}))
+
+
+class Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("pwned",))
+
+
+def test_pickles_that_need_code_execution_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "vcups-checkpoint", "metadata": {}, "state_dict": {}, "x": Evil()}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"evil\.pt needs pickle code execution to load; refusing; re-save it with vcups",
+    ):
+        load_checkpoint(path)
+
+
+def test_corrupted_or_foreign_files_are_refused(
+    saved: tuple[torch.nn.Module, Path], tmp_path: Path
+) -> None:
+    _, path = saved
+    state, meta = read_checkpoint(path)
+    state = dict(state)
+    key = next(iter(state))
+    state[key] = state[key] + 1
+    edited = tmp_path / "edited.pt"
+    torch.save({"format": "vcups-checkpoint", "metadata": meta, "state_dict": state}, edited)
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_checkpoint(edited)
+    plain = tmp_path / "plain.pt"
+    torch.save(state, plain)
+    with pytest.raises(ValueError, match="not a vcups checkpoint"):
+        load_checkpoint(plain)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torch_predictor_satisfies_the_predictor_contract(
+    saved: tuple[torch.nn.Module, Path],
+) -> None:
+    model, path = saved
+    predictor = TorchPredictor(model)
+    assert isinstance(predictor, Predictor)
+    assert predictor.categories == CATEGORIES
+    assert predictor.model_name == "vcups_tiny"
+    _, meta = read_checkpoint(path)
+    assert predictor.checksum == meta["weights_sha256"]
+    pred = predictor.predict(_image(75, 101))
+    assert isinstance(pred, FramePrediction)
+    assert (pred.height, pred.width) == (75, 101)
+    assert 0 < len(pred) <= 20
+    assert pred.masks.shape == (len(pred), 75, 101)
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(_image().astype(np.float32))
+    with pytest.raises(ValueError, match="CUDA"):
+        TorchPredictor(model, half=True)
+    via_file = load_predictor(path, backend="torch")
+    assert via_file.checksum == predictor.checksum
+    np.testing.assert_array_equal(
+        via_file.predict(_image()).boxes, predictor.predict(_image()).boxes
+    )
+    with pytest.raises(ValueError, match="backend"):
+        load_predictor(path, backend="tflite")  # type: ignore[arg-type]
+
+
+def test_tensorrt_predictor_says_what_to_install(tmp_path: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - not on the development machine
+        pytest.skip("tensorrt is installed here; this test covers its absence")
+    with pytest.raises(ImportError) as info:
+        TensorRTPredictor(tmp_path / "model.engine", CATEGORIES)
+    message = str(info.value)
+    assert message == TENSORRT_INSTALL_HINT
+    assert "pip install tensorrt-cu12" in message and "https://pypi.nvidia.com" in message
+    assert "GPU" in message
+    with pytest.raises(ImportError, match="tensorrt-cu12"):
+        load_predictor(tmp_path / "model.engine", backend="tensorrt", device="cuda")

@@ -1,0 +1,164 @@
+"""Panoptic merge on a hand-made 6x6 case, and mask pasting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+from vcups_core.model.panoptic import combine_semantic_and_instances
+from vcups_core.model.postprocess import paste_masks
+from vcups_core.types import IGNORE_LABEL
+
+V = IGNORE_LABEL
+# Semantic argmax: 0 = "thing", 1 and 2 = stuff classes (categories T + 0 and T + 1 with T = 2).
+LABELS = np.array(
+    [
+        [0, 0, 0, 1, 1, 1],
+        [0, 0, 0, 1, 1, 1],
+        [0, 0, 0, 1, 1, 1],
+        [0, 0, 2, 2, 1, 1],
+        [2, 2, 2, 2, 1, 1],
+        [2, 2, 2, 2, 1, 1],
+    ]
+)
+
+
+def _mask(rows: slice, cols: slice) -> np.ndarray:
+    m = np.zeros((6, 6), dtype=bool)
+    m[rows, cols] = True
+    return m
+
+
+# Instances (index: score, class, mask):
+#   0: 0.90, class 1, rows 0-1 x cols 0-2  -> placed first
+#   1: 0.80, class 0, rows 1-2 x cols 0-2  -> half covered (3/6 = 0.5, not > 0.5): free row 2 placed
+#   2: 0.70, class 0, rows 0-2 x cols 1-2  -> fully covered: dropped
+#   3: 0.40, class 1, rows 4-5 x cols 4-5  -> below the score threshold: not placed
+#   4: 0.95, class 0, empty mask           -> skipped
+MASKS = np.stack(
+    [
+        _mask(slice(0, 2), slice(0, 3)),
+        _mask(slice(1, 3), slice(0, 3)),
+        _mask(slice(0, 3), slice(1, 3)),
+        _mask(slice(4, 6), slice(4, 6)),
+        np.zeros((6, 6), dtype=bool),
+    ]
+)
+SCORES = np.array([0.9, 0.8, 0.7, 0.4, 0.95], dtype=np.float32)
+CLASSES = np.array([1, 0, 0, 1, 0])
+
+
+def _probs(labels: np.ndarray, channels: int = 3) -> np.ndarray:
+    onehot = np.eye(channels, dtype=np.float32)[labels].transpose(2, 0, 1)
+    return 0.2 + 0.6 * onehot  # argmax = labels
+
+
+def test_merge_follows_score_order_overlap_rule_and_stuff_area_limit() -> None:
+    sem, inst = combine_semantic_and_instances(
+        _probs(LABELS), MASKS, SCORES, CLASSES, num_things=2, stuff_area_limit=12
+    )
+    # Stuff 1 has 15 free pixels (kept, category 2); stuff 2 has 10 (< 12: void); the two
+    # "thing" pixels at row 3 that no instance covers are void as well.
+    expected_sem = np.array(
+        [
+            [1, 1, 1, 2, 2, 2],
+            [1, 1, 1, 2, 2, 2],
+            [0, 0, 0, 2, 2, 2],
+            [V, V, V, V, 2, 2],
+            [V, V, V, V, 2, 2],
+            [V, V, V, V, 2, 2],
+        ],
+        dtype=np.uint8,
+    )
+    expected_inst = np.zeros((6, 6), dtype=np.int32)
+    expected_inst[0:2, 0:3] = 1  # detection 0, 1-based
+    expected_inst[2, 0:3] = 2  # detection 1, only its free pixels
+    assert sem.dtype == np.uint8 and inst.dtype == np.int32
+    np.testing.assert_array_equal(sem, expected_sem)
+    np.testing.assert_array_equal(inst, expected_inst)
+
+
+def test_merge_thresholds_are_arguments() -> None:
+    # A stricter overlap rule drops detection 1; a lower stuff limit keeps stuff 2 (category 3);
+    # a lower score threshold places detection 3 on top of stuff 1.
+    sem, inst = combine_semantic_and_instances(
+        np.log(_probs(LABELS)),  # logits work as well (only the argmax is used)
+        MASKS,
+        SCORES,
+        CLASSES,
+        num_things=2,
+        score_threshold=0.3,
+        overlap_threshold=0.4,
+        stuff_area_limit=10,
+    )
+    assert (inst[2, 0:3] == 0).all() and (sem[2, 0:3] == V).all()
+    assert (inst[4:6, 4:6] == 4).all() and (sem[4:6, 4:6] == 1).all()
+    assert (sem[4:6, 0:4] == 3).all() and sem[3, 2] == 3
+    assert (sem[0:3, 3:6] == 2).all()
+
+
+def test_merge_without_detections_and_bad_shapes() -> None:
+    sem, inst = combine_semantic_and_instances(
+        _probs(LABELS),
+        np.zeros((0, 6, 6), bool),
+        np.zeros(0),
+        np.zeros(0, np.int64),
+        num_things=2,
+        stuff_area_limit=0,
+    )
+    assert (inst == 0).all()
+    np.testing.assert_array_equal(sem, np.where(LABELS == 0, V, LABELS + 1))
+    with pytest.raises(ValueError, match="same length"):
+        combine_semantic_and_instances(_probs(LABELS), MASKS, SCORES[:2], CLASSES, num_things=2)
+
+
+def test_paste_masks_places_a_full_mask_exactly_on_its_box() -> None:
+    masks = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[2.0, 3.0, 6.0, 8.0]]), 10, 12)
+    expected = np.zeros((10, 12), bool)
+    expected[3:8, 2:6] = True
+    np.testing.assert_array_equal(masks[0], expected)
+    # Degenerate and off-image boxes give empty masks; no detections give [0, H, W].
+    boxes = np.array([[5.0, 5.0, 5.0, 9.0], [20.0, 20.0, 30.0, 30.0]])
+    assert not paste_masks(np.ones((2, 28, 28)), boxes, 10, 12).any()
+    assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), 10, 12).shape == (0, 10, 12)
+
+
+def _grid_sample_paste(mask: torch.Tensor, box: np.ndarray, h: int, w: int) -> np.ndarray:
+    """detectron2's ``_do_paste_mask``: grid_sample at pixel centres, zero padding."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+    out = F.grid_sample(mask[None, None], grid[None], align_corners=False)
+    return out[0, 0].numpy()
+
+
+def test_paste_masks_agrees_with_grid_sample_and_torchvision() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.random((6, 28, 28)).astype(np.float32)
+    probs = np.clip(probs * 0.3 + np.pad(np.ones((18, 18)), 5)[None] * 0.6, 0, 1).astype(np.float32)
+    boxes = np.array(
+        [
+            [10, 10, 60, 50],
+            [0, 0, 30, 90],
+            [40.5, 5.25, 119, 35],
+            [70, 60, 110, 99],
+            [5, 50, 25, 70],
+            [-10, -10, 40, 40],
+        ],
+        dtype=np.float32,
+    )
+    ours = paste_masks(probs, boxes, 100, 120)
+    for i in range(len(boxes)):
+        reference = _grid_sample_paste(torch.from_numpy(probs[i]), boxes[i], 100, 120) >= 0.5
+        assert (ours[i] ^ reference).sum() <= 2, i  # float rounding at the 0.5 level only
+    # torchvision rounds boxes to integers and adds one pixel: close, not identical.
+    theirs = paste_masks_in_image(
+        torch.from_numpy(probs)[:, None], torch.from_numpy(boxes), (100, 120)
+    )
+    theirs = theirs[:, 0].numpy() >= 0.5
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a & b).sum() / (a | b).sum() > 0.75

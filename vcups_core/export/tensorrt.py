@@ -1,0 +1,135 @@
+"""Build a TensorRT engine from the exported ONNX graph (TensorRT 10 Python API).
+
+**Not exercised in this repository's CI**: it needs an NVIDIA GPU and the ``tensorrt`` package
+(``pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com``). Without them every
+function that needs TensorRT raises :class:`ImportError` saying what to install; nothing is
+faked. The graph uses ``NonMaxSuppression`` and ``RoiAlign``, which TensorRT 10's ONNX parser
+supports (data-dependent output sizes are handled by the predictor's output allocator).
+
+Engines are specific to the GPU model and the TensorRT version; :func:`engine_cache_path` keys
+the cache on both and on the input size used for the optimisation profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vcups_core.model.predictor import import_tensorrt
+
+DEFAULT_CACHE_DIR = Path("~/.cache/vcups/engines")
+
+
+def engine_cache_path(
+    height: int,
+    width: int,
+    *,
+    gpu_name: str | None = None,
+    trt_version: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """``<cache_dir>/<gpu>-trt<version>-<H>x<W>.engine`` (default ``~/.cache/vcups/engines``).
+
+    Args:
+        height, width: the input size the engine is optimised for.
+        gpu_name: e.g. ``"NVIDIA H100 80GB HBM3"``; default: ``torch.cuda.get_device_name()``.
+        trt_version: default: ``tensorrt.__version__`` (needs TensorRT installed).
+        cache_dir: default :data:`DEFAULT_CACHE_DIR`.
+
+    Raises:
+        ImportError: if ``trt_version`` is not given and TensorRT is missing.
+        RuntimeError: if ``gpu_name`` is not given and there is no CUDA device.
+    """
+    if gpu_name is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("engine_cache_path needs gpu_name= or a CUDA device")
+        gpu_name = torch.cuda.get_device_name()
+    if trt_version is None:
+        trt_version = str(import_tensorrt().__version__)
+    gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_").lower()
+    root = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    return root.expanduser() / f"{gpu}-trt{trt_version}-{height}x{width}.engine"
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    fp16: bool = False,
+    workspace_gb: float = 4.0,
+    min_shape: tuple[int, int] = (256, 256),
+    opt_shape: tuple[int, int] = (640, 1280),
+    max_shape: tuple[int, int] = (1024, 2048),
+) -> Path:
+    """Parse the ONNX graph and build a serialized engine with one optimisation profile.
+
+    Args:
+        onnx_path: graph from :func:`vcups_core.export.onnx.export_onnx`.
+        engine_path: where the engine goes (written atomically); a ``<engine>.json`` sidecar
+            with the graph's ``vcups_*`` metadata is written next to it for the predictor.
+        fp16: allow FP16 kernels (``BuilderFlag.FP16``).
+        workspace_gb: builder workspace memory pool limit.
+        min_shape, opt_shape, max_shape: ``(H, W)`` range of the input image
+            (input shape ``[3, H, W]``).
+
+    Returns:
+        ``engine_path`` as a :class:`Path`.
+
+    Raises:
+        ImportError: if TensorRT is not installed (with install instructions).
+        RuntimeError: if parsing or building fails (parser errors are included).
+    """
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    onnx_file = Path(onnx_path)
+    if not parser.parse_from_file(str(onnx_file)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f"TensorRT could not parse {onnx_file}:\n" + "\n".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    input_name = network.get_input(0).name
+    profile.set_shape(input_name, (3, *min_shape), (3, *opt_shape), (3, *max_shape))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_file}")
+    out = Path(engine_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, bytes(serialized))
+    _atomic_write(
+        out.with_suffix(out.suffix + ".json"),
+        json.dumps(_onnx_metadata(onnx_file), indent=2).encode(),
+    )
+    return out
+
+
+def _onnx_metadata(path: Path) -> dict[str, Any]:
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - the sidecar is optional
+        return {}
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith("vcups_")}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

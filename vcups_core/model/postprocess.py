@@ -1,0 +1,171 @@
+"""From raw network outputs to a :class:`~vcups_core.types.FramePrediction`, in numpy.
+
+The network (torch module, exported ONNX graph or TensorRT engine) stops at fixed-size
+per-detection mask probabilities; pasting them into the image, thresholding and the panoptic
+merge happen here, identically for every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.model.panoptic import combine_semantic_and_instances
+from vcups_core.types import FramePrediction
+
+ArrayT = TypeVar("ArrayT")
+
+
+class RawOutputs(NamedTuple, Generic[ArrayT]):
+    """The network's outputs for one frame (``RawOutputs[Tensor]`` or ``RawOutputs[ndarray]``).
+
+    Attributes:
+        boxes: ``float32[N, 4]`` xyxy in input-image pixels.
+        scores: ``float32[N]``.
+        classes: ``int64[N]`` thing classes ``0..T-1``.
+        mask_probs: ``float32[N, M, M]`` mask probability of each detection's class inside its
+            box (``M = 28`` by default).
+        embeddings: ``float32[N, D]`` MaskTrack embeddings.
+        semantic_probs: ``float32[S + 1, H, W]`` semantic softmax at input resolution.
+    """
+
+    boxes: ArrayT
+    scores: ArrayT
+    classes: ArrayT
+    mask_probs: ArrayT
+    embeddings: ArrayT
+    semantic_probs: ArrayT
+
+
+OUTPUT_NAMES: tuple[str, ...] = RawOutputs._fields
+"""Output names of the exported graph, in order."""
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    """Post-processing thresholds (from ``ModelConfig.inference``).
+
+    Attributes:
+        score_threshold: instances below it are not placed in the panoptic maps.
+        overlap_threshold: skip an instance whose mask is more than this fraction covered.
+        stuff_area_limit: stuff regions with fewer pixels become void.
+        mask_threshold: pasted mask probability at or above which a pixel is in the mask.
+    """
+
+    score_threshold: float = 0.5
+    overlap_threshold: float = 0.5
+    stuff_area_limit: int = 4096
+    mask_threshold: float = 0.5
+
+
+def image_to_chw(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """``uint8[H, W, 3]`` RGB -> ``float32[3, H, W]`` in ``[0, 1]`` (the network input).
+
+    Raises:
+        ValueError: if the image is not ``uint8[H, W, 3]``.
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected a uint8[H, W, 3] RGB image, got {img.dtype}{list(img.shape)}")
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def _tent_weights(
+    lo: float, hi: float, size: int, start: int, stop: int
+) -> npt.NDArray[np.float32]:
+    """Bilinear (zero-padded, ``align_corners=False``) weights of ``size`` mask cells for the
+    pixel centres ``start..stop-1`` of a box spanning ``[lo, hi)``: ``float32[stop-start, size]``."""
+    centres = np.arange(start, stop, dtype=np.float64) + 0.5
+    u = (centres - lo) / (hi - lo) * size - 0.5
+    weights = 1.0 - np.abs(u[:, None] - np.arange(size, dtype=np.float64)[None, :])
+    return np.clip(weights, 0.0, None).astype(np.float32)
+
+
+def paste_masks(
+    mask_probs: npt.NDArray[np.floating],
+    boxes: npt.NDArray[np.floating],
+    height: int,
+    width: int,
+    *,
+    threshold: float = 0.5,
+) -> npt.NDArray[np.bool_]:
+    """Paste box-relative mask probabilities into the image and threshold them.
+
+    Each ``M x M`` mask is sampled bilinearly (zero outside the mask, pixel centres, like
+    ``grid_sample(align_corners=False)`` in detectron2's ``paste_masks_in_image``) at every
+    pixel near its box; pixels with probability ``>= threshold`` are in the mask. Bilinear
+    sampling with zero padding is separable, so each mask costs two small matrix products.
+
+    Args:
+        mask_probs: ``float[N, M, M]``.
+        boxes: ``float[N, 4]`` xyxy in image pixels.
+        height, width: image size.
+        threshold: probability threshold.
+
+    Returns:
+        ``bool[N, height, width]``.
+    """
+    probs = np.asarray(mask_probs, dtype=np.float32)
+    n = probs.shape[0]
+    out = np.zeros((n, height, width), dtype=bool)
+    for i in range(n):
+        x0, y0, x1, y1 = (float(v) for v in boxes[i])
+        if not (x1 > x0 and y1 > y0) or not np.isfinite([x0, y0, x1, y1]).all():
+            continue
+        m_h, m_w = probs[i].shape
+        # A mask cell reaches one cell width beyond the box edge (tent support).
+        cx, cy = (x1 - x0) / m_w, (y1 - y0) / m_h
+        xs, xe = max(int(np.floor(x0 - cx)), 0), min(int(np.ceil(x1 + cx)), width)
+        ys, ye = max(int(np.floor(y0 - cy)), 0), min(int(np.ceil(y1 + cy)), height)
+        if xe <= xs or ye <= ys:
+            continue
+        wy = _tent_weights(y0, y1, m_h, ys, ye)
+        wx = _tent_weights(x0, x1, m_w, xs, xe)
+        region = wy @ probs[i] @ wx.T
+        out[i, ys:ye, xs:xe] = region >= threshold
+    return out
+
+
+def frame_prediction_from_raw(
+    raw: RawOutputs[npt.NDArray[np.generic]], *, num_things: int, settings: MergeSettings
+) -> FramePrediction:
+    """Build the :class:`FramePrediction` of one frame from numpy :class:`RawOutputs`.
+
+    Pastes the masks at the semantic map's resolution (= the input image's), runs
+    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` and casts every field to
+    its contract dtype.
+    """
+    semantic = np.asarray(raw.semantic_probs, dtype=np.float32)
+    h, w = semantic.shape[1:]
+    boxes = np.asarray(raw.boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(raw.scores, dtype=np.float32).reshape(-1)
+    classes = np.asarray(raw.classes, dtype=np.int64).reshape(-1)
+    embeddings = np.asarray(raw.embeddings, dtype=np.float32)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be [N, D], got shape {embeddings.shape}")
+    masks = paste_masks(
+        np.asarray(raw.mask_probs, dtype=np.float32), boxes, h, w, threshold=settings.mask_threshold
+    )
+    pan_sem, pan_inst = combine_semantic_and_instances(
+        semantic,
+        masks,
+        scores,
+        classes,
+        num_things=num_things,
+        score_threshold=settings.score_threshold,
+        overlap_threshold=settings.overlap_threshold,
+        stuff_area_limit=settings.stuff_area_limit,
+    )
+    return FramePrediction(
+        boxes=boxes,
+        scores=scores,
+        classes=classes,
+        masks=masks,
+        embeddings=embeddings,
+        semantic_probs=semantic,
+        panoptic_semantic=pan_sem,
+        panoptic_instance=pan_inst,
+    )
