@@ -34,3 +34,7 @@ clean:
 # Benchmarks (not part of `make test`): printed tables with same-run baselines.
 bench: setup
 	$(PY) benchmarks/bench_synthetic.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_streaming.py
+	$(PY) benchmarks/bench_node.py
+	$(PY) benchmarks/bench_model.py
