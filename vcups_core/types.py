@@ -379,6 +379,8 @@ class FramePrediction:
     """What the network predicts for one frame, at the input image's resolution.
 
     Instances are per-frame detections (no track ids yet: the streaming tracker assigns those).
+    The arrays belong to the receiver: a predictor returns fresh arrays for every frame (the
+    streaming smoother keeps the last few probability maps without copying them).
 
     Attributes:
         boxes: ``float32[N, 4]`` ``(x0, y0, x1, y1)`` in input pixels.

@@ -16,6 +16,7 @@ import statistics
 from collections import deque
 from typing import Protocol
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
@@ -220,9 +221,14 @@ def _stuff_under(
         ).astype(np.float64)
     oy, ox = y0 % g, x0 % g  # pad the region to whole grid cells
     ch, cw = -(-(m.shape[0] + oy) // g), -(-(m.shape[1] + ox) // g)
-    padded = np.zeros((ch * g, cw * g), np.uint8)
-    padded[oy : oy + m.shape[0], ox : ox + m.shape[1]] = m
-    cells = padded.reshape(ch, g, cw, g).sum(axis=(1, 3), dtype=np.int64)
+    if oy == ox == 0 and m.shape == (ch * g, cw * g):
+        padded = m.view(np.uint8)
+    else:
+        padded = np.zeros((ch * g, cw * g), np.uint8)
+        padded[oy : oy + m.shape[0], ox : ox + m.shape[1]] = m
+    # mean over each g x g cell (OpenCV's area resampling is exact for integer factors) * g^2
+    means = cv2.resize(padded.astype(np.float32), (cw, ch), interpolation=cv2.INTER_AREA)
+    cells = np.rint(means.reshape(ch, cw) * (g * g)).astype(np.int64)
     labels = grid[y0 // g : y0 // g + ch, x0 // g : x0 // g + cw]
     counts = np.bincount(
         labels.ravel(),
@@ -272,6 +278,8 @@ def compose_panoptic(
     ).astype(np.float64)
 
     regions = instance_regions(detections.boxes, height, width)
+    if n_det:  # stuff pixels hidden by instances, counted per grid cell in one pass
+        stuff_area -= _stuff_under(det_of_pixel > 0, 0, 0, grid, g, n_stuff + 1)
     painted: list[tuple[int, npt.NDArray[np.bool_], Box, int]] = []
     for k in range(n_det):
         x0, y0, x1, y1 = (int(v) for v in regions[k])
@@ -279,7 +287,6 @@ def compose_panoptic(
         area = int(np.count_nonzero(m))
         if area == 0:
             continue
-        stuff_area -= _stuff_under(m, x0, y0, grid, g, n_stuff + 1)
         ys, xs = np.any(m, axis=1), np.any(m, axis=0)
         box = Box(
             x0 + int(xs.argmax()),

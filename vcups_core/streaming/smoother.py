@@ -75,18 +75,23 @@ class SemanticSmoother:
         target = self.grid_stride or max(1, min(8, min(height, width) // 128))
         sub = max(1, target // semantic_stride)
         stride = semantic_stride * sub
-        # channel-last copy: the argmax over a contiguous last axis is much faster
-        grid = np.ascontiguousarray(probs[:, ::sub, ::sub].transpose(1, 2, 0), dtype=np.float32)
+        grid = np.ascontiguousarray(probs[:, ::sub, ::sub], dtype=np.float32)
         key = (*grid.shape, stride)
         if self._key != key or gap >= self.window or not self.enabled:
             self._history.clear()
         self._key = key
         self._history.append(grid)
-        total = self._history[0]
-        for older in list(self._history)[1:]:
-            total = total + older
-        labels = total.argmax(axis=2).astype(np.uint8)
-        best = np.take_along_axis(total, labels[..., None].astype(np.intp), axis=2)[..., 0]
+        history = list(self._history)
+        total = history[0] if len(history) == 1 else history[0] + history[1]
+        for older in history[2:]:
+            total += older
+        # argmax over channels one channel at a time: contiguous passes, no transposed copy
+        best = total[0].copy()
+        labels = np.zeros(best.shape, np.uint8)
+        for c in range(1, channels):
+            better = total[c] > best
+            np.maximum(best, total[c], out=best)
+            labels[better] = c
         best_mean = best.astype(np.float64) / len(self._history)
         counts = np.bincount(labels.ravel(), minlength=channels)
         sums = np.bincount(labels.ravel(), weights=best_mean.ravel(), minlength=channels)
