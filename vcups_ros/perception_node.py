@@ -23,6 +23,7 @@ input.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter, deque
@@ -440,13 +441,10 @@ def _cause(message: str) -> str:
     return head.replace(" ", "_") if head and len(head) < 40 else "invalid_image"
 
 
-_TYPES: list[conv.MessageTypes] = []
-
-
+@functools.cache
 def _types() -> conv.MessageTypes:
-    if not _TYPES:
-        _TYPES.append(conv.rclpy_types())
-    return _TYPES[0]
+    """rclpy message classes (imported once, on first use)."""
+    return conv.rclpy_types()
 
 
 def _free_gpu_memory() -> None:

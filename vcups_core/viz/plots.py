@@ -12,44 +12,58 @@ def plot_report(report: dict[str, Any], out_prefix: Path) -> list[Path]:
     Returns:
         the written paths.
     """
+    dataset = report["dataset"]
+    return [
+        _bar_plot(
+            report["IoU_per_class"],
+            report["SQ"],
+            "SQ",
+            "IoU (%)",
+            "#4477aa",
+            f"{dataset}: class-wise SQ",
+            out_prefix,
+            "_classwise_sq.png",
+        ),
+        _bar_plot(
+            report["STQ_per_seq"],
+            report["STQ"],
+            "STQ",
+            "STQ (%)",
+            "#228833",
+            f"{dataset}: STQ per sequence",
+            out_prefix,
+            "_stq_per_sequence.png",
+        ),
+    ]
+
+
+def _bar_plot(
+    values: dict[str, float],
+    mean: float,
+    mean_name: str,
+    ylabel: str,
+    colour: str,
+    title: str,
+    out_prefix: Path,
+    suffix: str,
+) -> Path:
+    """Bars of ``values`` (fractions, shown in %) with a dashed line at ``mean``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
-    names = list(report["IoU_per_class"])
-    values = [100 * report["IoU_per_class"][n] for n in names]
+    names = list(values)
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 3.5))
-    ax.bar(range(len(names)), values, color="#4477aa")
-    ax.axhline(
-        100 * report["SQ"], color="#cc6677", linestyle="--", label=f"SQ {100 * report['SQ']:.1f}"
-    )
+    ax.bar(range(len(names)), [100 * values[n] for n in names], color=colour)
+    ax.axhline(100 * mean, color="#cc6677", linestyle="--", label=f"{mean_name} {100 * mean:.1f}")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    ax.set_ylabel("IoU (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
-    ax.set_title(f"{report['dataset']}: class-wise SQ")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path = out_prefix.with_name(out_prefix.name + "_classwise_sq.png")
+    path = out_prefix.with_name(out_prefix.name + suffix)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    written.append(path)
-
-    seqs = list(report["STQ_per_seq"])
-    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(seqs)), 3.5))
-    ax.bar(range(len(seqs)), [100 * report["STQ_per_seq"][s] for s in seqs], color="#228833")
-    ax.axhline(
-        100 * report["STQ"], color="#cc6677", linestyle="--", label=f"STQ {100 * report['STQ']:.1f}"
-    )
-    ax.set_xticks(range(len(seqs)), seqs, rotation=60, ha="right")
-    ax.set_ylabel("STQ (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"{report['dataset']}: STQ per sequence")
-    ax.legend()
-    fig.tight_layout()
-    path = out_prefix.with_name(out_prefix.name + "_stq_per_sequence.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
-    return written
+    return path
