@@ -44,7 +44,8 @@ def test_split_is_passed_on(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not (SHARED_DATA / "davis2016").is_dir(), reason="shared/data/davis2016 is absent"
+    not (SHARED_DATA / "davis2016").is_dir(),
+    reason="shared/data/davis2016 is absent: the real DAVIS clips live beside the checkout, not in it",
 )
 def test_open_davis() -> None:
     names = [c.name for c in open_dataset("davis", SHARED_DATA / "davis2016")]
