@@ -53,21 +53,36 @@ def mask_iou(
     out = np.zeros((len(masks_a), len(masks_b)))
     if not masks_a or not masks_b:
         return out
-    area_a = np.array([m.sum() for m in masks_a], np.float64)
-    area_b = np.array([m.sum() for m in masks_b], np.float64)
+    area_a = np.array([np.count_nonzero(m) for m in masks_a], np.float64)
+    area_b = np.array([np.count_nonzero(m) for m in masks_b], np.float64)
     ba = np.asarray(boxes_a).reshape(-1, 4)
     bb = np.asarray(boxes_b).reshape(-1, 4)
     x0 = np.maximum(ba[:, None, 0], bb[None, :, 0])
     y0 = np.maximum(ba[:, None, 1], bb[None, :, 1])
     x1 = np.minimum(ba[:, None, 2], bb[None, :, 2])
     y1 = np.minimum(ba[:, None, 3], bb[None, :, 3])
-    for i, j in zip(*np.nonzero((x1 > x0) & (y1 > y0)), strict=True):
-        sx0, sy0, sx1, sy1 = x0[i, j], y0[i, j], x1[i, j], y1[i, j]
-        ca = masks_a[i][sy0 - ba[i, 1] : sy1 - ba[i, 1], sx0 - ba[i, 0] : sx1 - ba[i, 0]]
-        cb = masks_b[j][sy0 - bb[j, 1] : sy1 - bb[j, 1], sx0 - bb[j, 0] : sx1 - bb[j, 0]]
-        inter = float(np.count_nonzero(ca & cb))
-        union = area_a[i] + area_b[j] - inter
-        out[i, j] = inter / union if union > 0 else 0.0
+    rows, cols = np.nonzero((x1 > x0) & (y1 > y0))
+    # plain Python ints in the loop: numpy scalar indexing would cost more than the counting
+    origin_a, origin_b = ba[:, :2].tolist(), bb[:, :2].tolist()
+    inter = np.zeros(len(rows))
+    for n, (i, j, sx0, sy0, sx1, sy1) in enumerate(
+        zip(
+            rows.tolist(),
+            cols.tolist(),
+            x0[rows, cols].tolist(),
+            y0[rows, cols].tolist(),
+            x1[rows, cols].tolist(),
+            y1[rows, cols].tolist(),
+            strict=True,
+        )
+    ):
+        (ax, ay), (bx, by) = origin_a[i], origin_b[j]
+        inter[n] = np.count_nonzero(
+            masks_a[i][sy0 - ay : sy1 - ay, sx0 - ax : sx1 - ax]
+            & masks_b[j][sy0 - by : sy1 - by, sx0 - bx : sx1 - bx]
+        )
+    union = area_a[rows] + area_b[cols] - inter
+    out[rows, cols] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return out
 
 

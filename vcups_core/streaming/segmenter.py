@@ -132,17 +132,13 @@ class StreamingSegmenter:
             width=prediction.width,
             gap=gap,
         )
-        det_of_pixel = prediction.panoptic_instance
-        if not keep.all():  # renumber kept detections 1..K; dropped ones become 0
-            remap = np.zeros(len(prediction) + 1, np.int32)
-            remap[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-            det_of_pixel = remap[det_of_pixel]
         return compose_panoptic(
-            det_of_pixel,
+            prediction.panoptic_instance,
             stuff,
-            kept,
+            prediction,
             assignment,
             self.categories,
+            keep=None if keep.all() else keep,
             stuff_area_limit=self.stuff_area_limit,
             stamp_ns=stamp_ns,
             frame_id=frame_id,
@@ -211,31 +207,26 @@ def instance_regions(
     return out.astype(np.int64)
 
 
-def _stuff_under(
-    m: npt.NDArray[np.bool_], x0: int, y0: int, grid: npt.NDArray[np.uint8], g: int, channels: int
-) -> npt.NDArray[np.float64]:
-    """Pixels of ``m`` (a region at ``(x0, y0)``) per grid channel: counts per cell, then a bincount."""
-    if g == 1:
-        return np.bincount(
-            grid[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]][m], minlength=channels
-        ).astype(np.float64)
-    oy, ox = y0 % g, x0 % g  # pad the region to whole grid cells
-    ch, cw = -(-(m.shape[0] + oy) // g), -(-(m.shape[1] + ox) // g)
-    if oy == ox == 0 and m.shape == (ch * g, cw * g):
-        padded = m.view(np.uint8)
-    else:
-        padded = np.zeros((ch * g, cw * g), np.uint8)
-        padded[oy : oy + m.shape[0], ox : ox + m.shape[1]] = m
-    # mean over each g x g cell (OpenCV's area resampling is exact for integer factors) * g^2
-    means = cv2.resize(padded.astype(np.float32), (cw, ch), interpolation=cv2.INTER_AREA)
-    cells = np.rint(means.reshape(ch, cw) * (g * g)).astype(np.int64)
-    labels = grid[y0 // g : y0 // g + ch, x0 // g : x0 // g + cw]
-    counts = np.bincount(
-        labels.ravel(),
-        weights=cells[: labels.shape[0], : labels.shape[1]].ravel(),
-        minlength=channels,
-    )
-    return counts.astype(np.float64)
+def cell_counts(mask: npt.NDArray[np.bool_], stride: int) -> npt.NDArray[np.int64]:
+    """``int64[ceil(h / stride), ceil(w / stride)]``: pixels of ``bool[h, w]`` per grid cell.
+
+    Cells are ``stride x stride`` from the top-left corner; the last row and column of cells may
+    be partial. Exact (block sums).
+    """
+    if stride == 1:
+        return mask.astype(np.int64)
+    h, w = mask.shape
+    gh, gw = -(-h // stride), -(-w // stride)
+    m = mask.view(np.uint8)
+    if (h, w) != (gh * stride, gw * stride):
+        padded = np.zeros((gh * stride, gw * stride), np.uint8)
+        padded[:h, :w] = m
+        m = padded
+    # rows first (contiguous adds), then the short runs along each row of cells
+    dtype = np.uint16 if stride < 65536 else np.int64  # a row sum is at most ``stride``
+    rows = m.reshape(gh, stride, gw * stride).sum(axis=1, dtype=dtype)
+    counts: npt.NDArray[np.int64] = rows.reshape(gh, gw, stride).sum(axis=2, dtype=np.int64)
+    return counts
 
 
 def compose_panoptic(
@@ -245,6 +236,7 @@ def compose_panoptic(
     assignment: TrackAssignment,
     categories: CategoryTable,
     *,
+    keep: npt.NDArray[np.bool_] | None = None,
     stuff_area_limit: int,
     stamp_ns: int,
     frame_id: str,
@@ -256,61 +248,72 @@ def compose_panoptic(
         det_of_pixel: ``int32[H, W]`` 1-based index of the detection owning the pixel, 0 = none.
         stuff: smoothed semantic argmax on a grid: channel 0 = "thing", ``1 + j`` = stuff category
             ``T + j``.
-        detections: the (kept) detections; ``assignment`` gives their track ids.
+        detections: the frame's ``N`` detections; each one's pixels lie in its
+            :func:`instance_regions` region.
+        assignment: track ids of the kept detections, in order.
         categories: the model's category table (``T = categories.num_things``).
+        keep: ``bool[N]`` detections to paint (None: all); the pixels of the others fall back to
+            stuff.
         stuff_area_limit: stuff segments with fewer visible pixels become void.
 
-    Segment ids: stuff category ``T + j`` -> ``1 + j``; detection ``k`` -> ``S + 1 + k``; 0 = void
+    Segment ids: detection ``k`` -> ``1 + k``; stuff category ``T + j`` -> ``N + 1 + j``; 0 = void
     (the "thing" channel where no instance is, small stuff). Areas are exact; thing boxes are tight;
     a stuff box is the box of its grid cells, which can be looser than its visible pixels where an
-    instance covers a whole edge. The work is a few passes over the grid plus one over each
-    instance's region, never a full-resolution histogram.
+    instance covers a whole edge. Full-resolution work: the upsampling of the grid, plus a few passes
+    over each kept detection's region.
     """
     height, width = det_of_pixel.shape
     n_stuff, n_det = categories.num_stuff, len(detections)
     if n_stuff + n_det > MAX_SEGMENTS:
         raise ValueError(f"{n_stuff + n_det} segments exceed {MAX_SEGMENTS}")
+    kept = np.ones(n_det, bool) if keep is None else np.asarray(keep, bool)
+    if kept.shape != (n_det,) or int(kept.sum()) != len(assignment.track_ids):
+        raise ValueError(
+            f"keep: expected bool[{n_det}] selecting {len(assignment.track_ids)} detections, "
+            f"got shape {kept.shape} selecting {int(kept.sum())}"
+        )
     grid, g = stuff.labels, stuff.stride
-    rows = np.minimum(g, height - g * np.arange(grid.shape[0]))
-    cols = np.minimum(g, width - g * np.arange(grid.shape[1]))
-    stuff_area = np.bincount(
-        grid.ravel(), weights=np.outer(rows, cols).ravel(), minlength=n_stuff + 1
-    ).astype(np.float64)
 
+    # instances: area, tight box and the pixels they hide, from each kept detection's region
+    # (grown to whole grid cells); the pixels of dropped detections keep the stuff below them
     regions = instance_regions(detections.boxes, height, width)
-    if n_det:  # stuff pixels hidden by instances, counted per grid cell in one pass
-        stuff_area -= _stuff_under(det_of_pixel > 0, 0, 0, grid, g, n_stuff + 1)
-    painted: list[tuple[int, npt.NDArray[np.bool_], Box, int]] = []
-    for k in range(n_det):
-        x0, y0, x1, y1 = (int(v) for v in regions[k])
+    regions[:, :2] -= regions[:, :2] % g
+    regions[:, 2:] = np.minimum(-(-regions[:, 2:] // g) * g, (width, height))
+    hidden = np.zeros(grid.shape, np.int64)
+    painted: list[tuple[int, int, Box, int, npt.NDArray[np.bool_]]] = []
+    for k, slot in zip(np.nonzero(kept)[0].tolist(), range(n_det), strict=False):
+        x0, y0, x1, y1 = regions[k].tolist()
         m = det_of_pixel[y0:y1, x0:x1] == k + 1
         area = int(np.count_nonzero(m))
         if area == 0:
             continue
-        ys, xs = np.any(m, axis=1), np.any(m, axis=0)
-        box = Box(
-            x0 + int(xs.argmax()),
-            y0 + int(ys.argmax()),
-            x0 + len(xs) - int(xs[::-1].argmax()),
-            y0 + len(ys) - int(ys[::-1].argmax()),
-        )
-        painted.append((k, m, box, area))
+        bx, by, bw, bh = cv2.boundingRect(m.view(np.uint8))
+        counts = cell_counts(m, g)
+        hidden[y0 // g : y0 // g + counts.shape[0], x0 // g : x0 // g + counts.shape[1]] += counts
+        painted.append((k, slot, Box(x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh), area, m))
 
-    lut = np.arange(n_stuff + 1, dtype=np.uint16)
-    lut[0] = 0
+    # stuff: visible pixels per cell = cell size - hidden pixels, summed per channel
+    rows = np.minimum(g, height - g * np.arange(grid.shape[0]))
+    cols = np.minimum(g, width - g * np.arange(grid.shape[1]))
+    visible = np.outer(rows, cols) - hidden
+    stuff_area = np.bincount(grid.ravel(), weights=visible.ravel(), minlength=n_stuff + 1)
     small = (stuff_area > 0) & (stuff_area < stuff_area_limit)
-    small[0] = False
-    lut[small] = 0
-    grid_seg = lut[grid]
-    seg = np.ascontiguousarray(upsample_labels(grid_seg, g, height, width))
-    slices = ndimage.find_objects(grid_seg, max_label=n_stuff)
+    small[0] = True  # the "thing" channel without an instance is void
+    channel_lut = np.where(small, 0, np.arange(n_stuff + 1)).astype(np.uint8)
+    shown = channel_lut[grid]
+    id_lut = np.where(channel_lut > 0, n_det + np.arange(n_stuff + 1), 0).astype(np.uint16)
+    seg = np.ascontiguousarray(upsample_labels(id_lut[grid], g, height, width))
+    for k, _, _, _, m in painted:
+        x0, y0 = regions[k, :2].tolist()
+        np.copyto(seg[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]], k + 1, where=m)
 
     segments = []
     t = categories.num_things
+    slices = ndimage.find_objects(shown, max_label=n_stuff)
     for c in np.nonzero((stuff_area > 0) & ~small)[0]:
-        if c == 0 or slices[c - 1] is None:
-            continue
         sl = slices[c - 1]
+        if sl is None:
+            continue
         box = Box(
             sl[1].start * g,
             sl[0].start * g,
@@ -319,7 +322,7 @@ def compose_panoptic(
         )
         segments.append(
             Segment(
-                int(c),
+                n_det + int(c),
                 t + int(c) - 1,
                 False,
                 0,
@@ -328,21 +331,18 @@ def compose_panoptic(
                 box,
             )
         )
-    for k, m, box, area in painted:
-        sid = n_stuff + 1 + k
-        x0, y0, x1, y1 = (int(v) for v in regions[k])
-        seg[y0:y1, x0:x1][m] = sid
+    for k, slot, box, area, _ in painted:
         segments.append(
             Segment(
-                sid,
+                k + 1,
                 int(detections.classes[k]),
                 True,
-                int(assignment.track_ids[k]),
+                int(assignment.track_ids[slot]),
                 float(detections.scores[k]),
                 area,
                 box,
-                TrackState(assignment.states[k]),
-                int(assignment.ages[k]),
+                TrackState(assignment.states[slot]),
+                int(assignment.ages[slot]),
             )
         )
     return PanopticFrame(

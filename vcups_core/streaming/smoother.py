@@ -10,8 +10,8 @@ it anyway).
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -47,11 +47,17 @@ class SemanticSmoother:
         if window < 1 or (grid_stride is not None and grid_stride < 1):
             raise ValueError(f"window and grid_stride must be >= 1, got {window}, {grid_stride}")
         self.window, self.grid_stride, self.enabled = window, grid_stride, enabled
-        self._history: deque[npt.NDArray[np.float32]] = deque(maxlen=window)
+        # the last ``window`` grids in a ring, and a scratch sum: allocated once per shape, so a
+        # frame costs no fresh memory (page faults on fresh megabytes cost as much as the maths)
+        self._ring: npt.NDArray[np.float32] | None = None
+        self._total: npt.NDArray[np.float32] | None = None
+        self._filled = 0
+        self._next = 0
         self._key: tuple[int, ...] | None = None
 
     def reset(self) -> None:
-        self._history.clear()
+        self._ring = self._total = None
+        self._filled = self._next = 0
         self._key = None
 
     def update(
@@ -65,6 +71,8 @@ class SemanticSmoother:
     ) -> SmoothedSemantics:
         """Add one frame's ``float32[C, h, w]`` probabilities (sampled every ``semantic_stride`` px).
 
+        Probabilities are non-negative (a negative value loses to every non-negative one).
+
         A gap of ``window`` frames or more, or a change of shape, restarts the history.
         """
         if probs.ndim != 3:
@@ -75,24 +83,29 @@ class SemanticSmoother:
         target = self.grid_stride or max(1, min(8, min(height, width) // 128))
         sub = max(1, target // semantic_stride)
         stride = semantic_stride * sub
-        grid = np.ascontiguousarray(probs[:, ::sub, ::sub], dtype=np.float32)
-        key = (*grid.shape, stride)
-        if self._key != key or gap >= self.window or not self.enabled:
-            self._history.clear()
-        self._key = key
-        self._history.append(grid)
-        history = list(self._history)
-        total = history[0] if len(history) == 1 else history[0] + history[1]
-        for older in history[2:]:
-            total += older
-        # argmax over channels one channel at a time: contiguous passes, no transposed copy
-        best = total[0].copy()
-        labels = np.zeros(best.shape, np.uint8)
-        for c in range(1, channels):
-            better = total[c] > best
-            np.maximum(best, total[c], out=best)
-            labels[better] = c
-        best_mean = best.astype(np.float64) / len(self._history)
+        window = max(1, self.window)  # the node may change it at run time
+        shape = (channels, -(-probs.shape[1] // sub), -(-probs.shape[2] // sub))
+        key = (window, *shape, stride)
+        if self._key != key or self._ring is None or self._total is None:
+            self._ring = np.empty((window, *shape), np.float32)
+            self._total = np.empty(shape, np.float32)
+            self._filled = self._next = 0
+            self._key = key
+        if gap >= window or not self.enabled:
+            self._filled = self._next = 0
+        _subsample(probs, sub, out=self._ring[self._next])
+        self._next = (self._next + 1) % window
+        self._filled = min(self._filled + 1, window)
+        total, ring = self._total, self._ring
+        if self._filled == 1:
+            np.copyto(total, ring[0])
+        else:  # plain adds: about twice as fast as np.sum over axis 0
+            np.add(ring[0], ring[1], out=total)
+            for i in range(2, self._filled):
+                total += ring[i]
+        labels, best = channel_argmax(total, overwrite=True)
+        used = self._filled
+        best_mean = best.astype(np.float64) / used
         counts = np.bincount(labels.ravel(), minlength=channels)
         sums = np.bincount(labels.ravel(), weights=best_mean.ravel(), minlength=channels)
         confidence = np.divide(sums, counts, out=np.zeros(channels), where=counts > 0)
@@ -106,3 +119,50 @@ def upsample_labels(
     if stride == 1:
         return labels[:height, :width]
     return np.repeat(np.repeat(labels, stride, axis=0), stride, axis=1)[:height, :width]
+
+
+def _subsample(probs: npt.NDArray[np.float32], sub: int, *, out: npt.NDArray[np.float32]) -> None:
+    """``out[...] = probs[:, ::sub, ::sub]`` (``out``: contiguous ``float32``)."""
+    channels, h, w = probs.shape
+    if sub > 1 and h % sub == 0 and w % sub == 0:
+        # nearest resampling of the (C*h, w) stack by an integer factor picks rows and columns
+        # 0, sub, 2 sub, ...: the same samples as the slice, about twice as fast as numpy's copy
+        flat = np.ascontiguousarray(probs, dtype=np.float32).reshape(channels * h, w)
+        dst = out.reshape(channels * h // sub, w // sub)
+        cv2.resize(flat, (w // sub, channels * h // sub), dst=dst, interpolation=cv2.INTER_NEAREST)
+    else:
+        np.copyto(out, probs[:, ::sub, ::sub], casting="same_kind")
+
+
+def channel_argmax(
+    values: npt.NDArray[np.float32], *, overwrite: bool = False
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """Argmax and max over axis 0 of non-negative ``float32[C, h, w]`` (``C <= 256``).
+
+    Each value's lowest ``ceil(log2 C)`` mantissa bits are replaced by ``2^b - 1 - c`` and one
+    integer max is taken over the channels (non-negative IEEE floats order like their bit
+    patterns). About 7x faster than ``np.argmax(axis=0)``. Exact except for channels whose values
+    agree to within ``2^(b - 23)`` relative (a near tie, which goes to the lower channel); the
+    returned maximum is the winner's value with those bits cleared. ``overwrite`` lets it use
+    ``values`` (contiguous) as its scratch space instead of a copy.
+
+    Returns:
+        ``(labels uint8[h, w], maxima float32[h, w])``.
+    """
+    channels = values.shape[0]
+    if not 1 <= channels <= 256:
+        raise ValueError(f"values: expected 1..256 channels, got {channels}")
+    if values.dtype != np.float32:
+        raise ValueError(f"values: expected float32, got {values.dtype}")
+    bits = max(1, (channels - 1).bit_length())
+    low = np.int32((1 << bits) - 1)
+    if overwrite and values.flags.c_contiguous and values.flags.writeable:
+        keys = values.view(np.int32)
+        keys &= ~low
+    else:
+        keys = np.ascontiguousarray(values).view(np.int32) & ~low
+    keys |= (low - np.arange(channels, dtype=np.int32))[:, None, None]
+    best = keys.max(axis=0)
+    labels = (low - (best & low)).astype(np.uint8)
+    best &= ~low
+    return labels, best.view(np.float32)

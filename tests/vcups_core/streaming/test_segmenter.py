@@ -7,7 +7,7 @@ import pytest
 
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
 from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
-from vcups_core.streaming.segmenter import StreamingSegmenter, compose_panoptic
+from vcups_core.streaming.segmenter import StreamingSegmenter, cell_counts, compose_panoptic
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
 from vcups_core.types import CategoryTable, FramePrediction, TrackState, VideoFrame
@@ -130,11 +130,13 @@ def test_compose_by_hand() -> None:
     out = compose_panoptic(
         det, stuff, pred, assign, cats, stuff_area_limit=0, stamp_ns=7, frame_id="c", frame_index=3
     )
+    # ids: detection 0 -> 1; stuff channel c -> N + c = 1 + c.
     # stuff 1: 5 cells with label 1 * 4 px = 20, minus the car's 6 px, which all lie in cells
     # labelled 1 (pixel cols 1..3 are grid cols 0..1) -> 14. stuff 2: 6 cells * 4 px = 24.
     by_id = {s.segment_id: s for s in out.segments}
-    assert by_id[1].area == 20 - 6 and by_id[2].area == 24
-    car = by_id[3]
+    assert by_id[2].area == 20 - 6 and by_id[3].area == 24
+    assert (by_id[2].category_id, by_id[3].category_id) == (1, 2)
+    car = by_id[1]
     assert (car.track_id, car.area, car.track_state, car.track_age) == (
         42,
         6,
@@ -143,11 +145,52 @@ def test_compose_by_hand() -> None:
     )
     assert (car.box.x0, car.box.y0, car.box.x1, car.box.y1) == (1, 1, 4, 3)
     assert out.segment_ids[4:6, 2:4].tolist() == [[0, 0], [0, 0]]  # "thing" channel without car
-    assert int((out.segment_ids == 1).sum()) == by_id[1].area
-    assert np.isclose(by_id[1].score, 0.9)
+    assert int((out.segment_ids == 2).sum()) == by_id[2].area
+    assert (out.segment_ids[1:3, 1:4] == 1).all() and int((out.segment_ids == 1).sum()) == 6
+    assert np.isclose(by_id[2].score, 0.9)
     # the stuff area limit turns small stuff into void
     small = compose_panoptic(
         det, stuff, pred, assign, cats, stuff_area_limit=15, stamp_ns=7, frame_id="c", frame_index=3
     )
-    assert {s.segment_id for s in small.segments} == {2, 3}
+    assert {s.segment_id for s in small.segments} == {1, 3}
     assert int((small.segment_ids == 0).sum()) == 4 + 14
+    # a detection that is not kept: its pixels show the stuff below (20 px of stuff 1)
+    none = TrackAssignment(np.zeros(0, np.int64), (), np.zeros(0, np.int64))
+    dropped = compose_panoptic(
+        det,
+        stuff,
+        pred,
+        none,
+        cats,
+        keep=np.array([False]),
+        stuff_area_limit=0,
+        stamp_ns=7,
+        frame_id="c",
+        frame_index=3,
+    )
+    assert [(s.segment_id, s.area) for s in dropped.segments] == [(2, 20), (3, 24)]
+    assert (dropped.segment_ids[1:3, 1:4] == 2).all()
+    with pytest.raises(ValueError, match="keep: expected bool"):
+        compose_panoptic(
+            det,
+            stuff,
+            pred,
+            none,
+            cats,
+            stuff_area_limit=0,
+            stamp_ns=7,
+            frame_id="c",
+            frame_index=3,
+        )
+
+
+@pytest.mark.parametrize(("height", "width", "stride"), [(8, 12, 4), (7, 10, 4), (6, 6, 1)])
+def test_cell_counts_match_a_loop(height: int, width: int, stride: int) -> None:
+    """Whole and partial edge cells agree with a plain loop."""
+    mask = np.random.default_rng(height).random((height, width)) < 0.4
+    counts = cell_counts(mask, stride)
+    assert counts.shape == (-(-height // stride), -(-width // stride))
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            cell = mask[i * stride : (i + 1) * stride, j * stride : (j + 1) * stride]
+            assert counts[i, j] == int(cell.sum())
