@@ -35,7 +35,7 @@ import rclpy
 import rclpy.utilities
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -167,7 +167,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self.stop_worker()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -189,10 +189,11 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self.stop_worker()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
+    def stop_worker(self) -> None:
+        """Stop the processing thread (the lifecycle transitions call this)."""
         with self._lock:
             self._running = False
             self._lock.notify_all()
@@ -456,23 +457,37 @@ def _free_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def main(args: list[str] | None = None) -> int:
-    """``ros2 run vcups_ros perception_node`` / the ``perception_node`` console script."""
-    rclpy.init(args=args)
-    node = PerceptionNode()
-    executor = MultiThreadedExecutor()
+def run(node: PerceptionNode) -> None:
+    """Spin ``node`` until Ctrl-C (configured and activated first when ``autostart`` is set).
+
+    One executor thread is enough: the subscription callback only stores the newest image, and
+    the worker thread does the heavy work, so a second executor thread would only compete with
+    the worker for the interpreter lock.
+    """
+    executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
         if node.get_parameter("autostart").value:
             node.trigger_configure()
             node.trigger_activate()
         executor.spin()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.trigger_shutdown()
+        if node.context.ok():
+            node.trigger_shutdown()
+        else:  # Ctrl-C: rclpy's signal handler has already shut the context down
+            node.stop_worker()
         executor.shutdown()
         node.destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run vcups_ros perception_node`` / the ``perception_node`` console script."""
+    rclpy.init(args=args)
+    try:
+        run(PerceptionNode())
+    finally:
         if rclpy.utilities.ok():
             rclpy.shutdown()
     return 0
