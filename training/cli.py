@@ -200,7 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--gt-topics", help="SEMANTIC,INSTANCE ground-truth topics, e.g. /gt/semantic,/gt/instance"
     )
-    replay.add_argument("--report", help="JSON report (speed, tracks, metrics with --gt-topics)")
+    replay.add_argument(
+        "--gt-dataset",
+        metavar="NAME:ROOT",
+        help="ground truth from a dataset folder instead, e.g. kitti-step:/data/kitti_step "
+        "(paired by stamp, else by frame position)",
+    )
+    replay.add_argument("--gt-split", help="split of --gt-dataset (default: the reader's)")
+    replay.add_argument("--gt-clip", help="clip of --gt-dataset (needed when it has several)")
+    replay.add_argument(
+        "--report", help="JSON report (speed, tracks; metrics with --gt-topics or --gt-dataset)"
+    )
     replay.add_argument("--video", help="overlay video (.mp4)")
     replay.add_argument("--fps", type=float, default=10.0, help="video frame rate")
     replay.add_argument(

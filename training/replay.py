@@ -4,7 +4,11 @@ The same :class:`~vcups_core.streaming.segmenter.StreamingSegmenter` as the node
 frame of the camera topic in order (deterministic, unlike ``ros2 bag play``); results are written
 as ``vcups_ros/PanopticTrackArray`` (plus ``PanopticInfo``) into a rosbag2 (MCAP) that ``ros2 bag
 play`` or ``mcap_ros2`` can read, with each frame's input header. Optionally: an overlay video,
-and evaluation against ground-truth topics of the bag, written into a JSON report.
+and evaluation (STQ/VPQ, written into a JSON report) against either ground-truth topics of the bag
+or a clip of a dataset folder (``--gt-dataset NAME:ROOT``, any reader of
+:mod:`vcups_core.data.registry`). Dataset frames are paired with bag frames by stamp when every
+annotated frame's stamp is in the bag, else by position (the clip and the bag must then have the
+same number of frames).
 
 Ctrl-C stops after the current frame; the output bag is closed and valid up to that frame.
 """
@@ -25,6 +29,7 @@ import numpy.typing as npt
 
 from vcups_core.config import config_from_dict, load_config
 from vcups_core.configs.node import NodeConfig
+from vcups_core.data.clip import Clip
 from vcups_core.data.rosbag import BagFrameReader, BagWriter
 from vcups_core.rosimage import image_msg_to_array
 from vcups_core.streaming.oracle import OraclePredictor
@@ -76,10 +81,74 @@ def read_ground_truth(
     return out
 
 
+def read_dataset_clip(spec: str, split: str | None, clip_name: str | None) -> tuple[str, Clip]:
+    """The clip ``--gt-dataset NAME:ROOT`` (``--gt-split``, ``--gt-clip``) names.
+
+    Raises:
+        ValueError: a malformed spec, an unknown dataset or clip, or several clips and no
+            ``--gt-clip`` (the message lists the clips).
+    """
+    from vcups_core.data.registry import open_dataset
+
+    name, sep, root = spec.partition(":")
+    if not sep or not name or not root:
+        raise ValueError(
+            f"--gt-dataset: expected NAME:ROOT (e.g. kitti-step:/data/kitti), got {spec!r}"
+        )
+    clips = {c.name: c for c in open_dataset(name, Path(root), split)}
+    if clip_name is not None:
+        if clip_name not in clips:
+            raise ValueError(
+                f"--gt-clip {clip_name!r} is not in {root} ({name}); clips: {', '.join(sorted(clips))}"
+            )
+        return name, clips[clip_name]
+    if len(clips) != 1:
+        raise ValueError(
+            f"{root} ({name}) has {len(clips)} clips; choose one with --gt-clip: "
+            f"{', '.join(sorted(clips)) or '(none)'}"
+        )
+    return name, next(iter(clips.values()))
+
+
+def dataset_ground_truth(clip: Clip, bag_stamps: list[int]) -> list[GroundTruthFrame]:
+    """The clip's annotated frames, stamped with the bag frame each one is paired with.
+
+    Pairing: by stamp when every annotated frame's stamp occurs in ``bag_stamps`` (the camera
+    topic's stamps in order), else by position (clip frame ``k`` <-> ``k``-th bag frame).
+
+    Raises:
+        ValueError: if neither pairing works (the message gives both frame counts).
+    """
+    annotated = clip.annotated
+    if not annotated:
+        raise ValueError(f"clip {clip.name!r} ({clip.dataset}) has no annotated frame")
+    in_bag = set(bag_stamps)
+    by_stamp = all(f.stamp_ns in in_bag for f in annotated)
+    if not by_stamp and len(clip.frames) != len(bag_stamps):
+        raise ValueError(
+            f"cannot pair clip {clip.name!r} ({clip.dataset}, {len(clip.frames)} frames) with the "
+            f"bag ({len(bag_stamps)} frames): the stamps differ and so do the frame counts"
+        )
+    out = []
+    for f in annotated:
+        label = f.label()
+        assert label is not None  # annotated
+        out.append(
+            GroundTruthFrame(
+                f.image().image,
+                label.semantic,
+                label.instance,
+                f.index,
+                f.stamp_ns if by_stamp else bag_stamps[f.index],
+            )
+        )
+    return out
+
+
 def make_predictor(args: argparse.Namespace, gt: list[GroundTruthFrame] | None) -> Predictor:
     if args.oracle:
         if gt is None:
-            raise ValueError("--oracle needs ground-truth topics (--gt-topics)")
+            raise ValueError("--oracle needs ground truth (--gt-topics or --gt-dataset)")
         return OraclePredictor(gt)  # type: ignore[arg-type]
     if not args.checkpoint:
         raise ValueError("give --checkpoint (a model, .onnx or .engine) or --oracle (ground truth)")
@@ -101,7 +170,17 @@ def run_replay(args: argparse.Namespace) -> int:
     gt_topics = args.gt_topics.split(",") if args.gt_topics else None
     if gt_topics is not None and len(gt_topics) != 2:
         raise ValueError(f"--gt-topics: expected SEMANTIC,INSTANCE topics, got {args.gt_topics!r}")
-    gt = read_ground_truth(bag, args.topic, gt_topics[0], gt_topics[1]) if gt_topics else None
+    if gt_topics and args.gt_dataset:
+        raise ValueError("give one ground truth: --gt-topics or --gt-dataset, not both")
+    descriptor_name = "cityscapes-vps"  # the bag's ground-truth topics carry Cityscapes train ids
+    gt = None
+    if gt_topics:
+        gt = read_ground_truth(bag, args.topic, gt_topics[0], gt_topics[1])
+    elif args.gt_dataset:
+        descriptor_name, clip = read_dataset_clip(args.gt_dataset, args.gt_split, args.gt_clip)
+        gt = dataset_ground_truth(
+            clip, [m.stamp_ns for m in BagFrameReader(bag, args.topic).messages()]
+        )
     predictor = make_predictor(args, gt)
     segmenter = StreamingSegmenter.from_config(
         predictor, cfg, stuff_area_limit=args.stuff_area_limit
@@ -170,7 +249,8 @@ def run_replay(args: argparse.Namespace) -> int:
             "tracks": len({s.track_id for r in results for s in r.segments if s.is_thing}),
         }
         if gt is not None:
-            report["metrics"] = evaluate_against(gt, results, segmenter)
+            report["ground_truth"] = args.gt_dataset or ",".join(gt_topics or [])
+            report["metrics"] = evaluate_against(gt, results, segmenter, descriptor_name)
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
         print(f"report: {args.report}")
     return 130 if interrupted else 0
@@ -196,19 +276,28 @@ def info_message(
 
 
 def evaluate_against(
-    gt: list[GroundTruthFrame], results: list[PanopticFrame], segmenter: StreamingSegmenter
+    gt: list[GroundTruthFrame],
+    results: list[PanopticFrame],
+    segmenter: StreamingSegmenter,
+    dataset: str = "cityscapes-vps",
 ) -> dict[str, Any]:
-    """STQ/VPQ of the replayed frames against the bag's ground truth (Cityscapes train ids).
+    """STQ/VPQ of the replayed frames against ground truth in ``dataset``'s class ids.
 
-    The predicted categories are matched to the 19 classes by the evaluation protocol's
-    Hungarian + majority rule (:func:`vcups_core.metrics.evaluate.evaluate`); every ground-truth
-    thing class is tracked.
+    The predicted categories are matched to the dataset's classes by the evaluation protocol's
+    Hungarian + majority rule (:func:`vcups_core.metrics.evaluate.evaluate`). Frames are paired
+    by stamp; a ground-truth frame whose image size differs from the replayed one is an error.
     """
-    from vcups_core.data.datasets import CITYSCAPES_VPS
+    from vcups_core.data.datasets import get_descriptor
     from vcups_core.metrics.evaluate import Frame, evaluate
 
     by_stamp = {r.stamp_ns: r for r in results}
     pairs = [(g, by_stamp[g.stamp_ns]) for g in gt if g.stamp_ns in by_stamp]
+    for g, r in pairs:
+        if g.semantic.shape != r.segment_ids.shape:
+            raise ValueError(
+                f"ground-truth frame {g.index} is {g.semantic.shape[1]}x{g.semantic.shape[0]}, "
+                f"the replayed image {r.width}x{r.height}"
+            )
 
     def source() -> Iterator[Frame]:
         for g, r in pairs:
@@ -216,7 +305,10 @@ def evaluate_against(
 
     cats = segmenter.categories
     report = evaluate(
-        source, CITYSCAPES_VPS, num_pred_classes=len(cats), pred_is_thing=list(cats.is_thing)
+        source,
+        get_descriptor(dataset),
+        num_pred_classes=len(cats),
+        pred_is_thing=list(cats.is_thing),
     )
     report.pop("classwise_table")
     return report

@@ -114,7 +114,7 @@ def test_predictor_must_be_named(
     assert main(["replay", str(path), "--topic", "/camera/image_raw", "--quiet"]) == 2
     assert "give --checkpoint" in capsys.readouterr().err
     assert main(["replay", str(path), "--topic", "/camera/image_raw", "--oracle", "--quiet"]) == 2
-    assert "--oracle needs ground-truth topics" in capsys.readouterr().err
+    assert "--oracle needs ground truth" in capsys.readouterr().err
 
 
 def test_report_scores_the_oracle_against_the_bag_ground_truth(
@@ -149,3 +149,34 @@ def test_report_scores_the_oracle_against_the_bag_ground_truth(
     assert data["metrics"]["AQ"] > 0.8
     assert data["metrics"]["SQ"] > 0.8
     assert data["metrics"]["class_mapping"]["0"] == "car"
+
+
+def test_report_scores_against_a_dataset_folder(
+    bag: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bag's clip written as KITTI-STEP: its frames have other stamps, so they are paired by
+    position; a wrong pairing would ruin the scores. A clip of another length is refused."""
+    import json
+
+    from training.synth import labeled_clip
+    from vcups_core.data.kitti_step import write_kitti_step
+
+    world = SyntheticWorld(height=48, width=96, num_frames=8, seed=4)  # the bag's world
+    write_kitti_step([labeled_clip(world, every=1)], tmp_path / "kitti", split="val")
+    report = tmp_path / "report.json"
+    args = ["replay", str(bag[0]), "--topic", "/camera/image_raw", "--oracle", "--quiet"]
+    args += ["--report", str(report), "--stuff-area-limit", "0"]
+    assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'kitti'}"]) == 0
+    data = json.loads(report.read_text())
+    assert data["ground_truth"] == f"kitti-step:{tmp_path / 'kitti'}"
+    assert data["metrics"]["AQ"] > 0.8 and data["metrics"]["SQ"] > 0.8
+    assert data["metrics"]["class_mapping"]["0"] == "car"
+
+    short = SyntheticWorld(height=48, width=96, num_frames=5, seed=4)
+    write_kitti_step([labeled_clip(short, every=1)], tmp_path / "short", split="val")
+    assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'short'}"]) == 2
+    assert "5 frames" in capsys.readouterr().err
+    assert main([*args, "--gt-dataset", "kitti-step"]) == 2
+    assert "expected NAME:ROOT" in capsys.readouterr().err
+    assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'kitti'}", "--gt-topics", GT]) == 2
+    assert "not both" in capsys.readouterr().err
