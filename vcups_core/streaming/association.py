@@ -34,56 +34,31 @@ def box_iou(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> npt.NDA
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def mask_iou(
-    masks_a: list[npt.NDArray[np.bool_]],
-    boxes_a: npt.NDArray[np.integer],
-    masks_b: list[npt.NDArray[np.bool_]],
-    boxes_b: npt.NDArray[np.integer],
+def label_map_iou(
+    current: npt.NDArray[np.integer], previous: npt.NDArray[np.integer], n: int, m: int
 ) -> npt.NDArray[np.float64]:
-    """Pairwise IoU of masks stored as crops inside integer boxes.
+    """IoU of every pair of masks stored as two label maps of the same shape.
 
     Args:
-        masks_a: ``bool[h_i, w_i]`` crop of mask ``i`` covering ``boxes_a[i]``.
-        boxes_a: ``int[N, 4]`` ``(x0, y0, x1, y1)`` (exclusive end) of each crop, in a shared grid.
-        masks_b, boxes_b: the same for the other set.
+        current: ``int[h, w]`` labels ``0..n`` (0 = no mask; mask ``i`` is label ``i + 1``).
+        previous: ``int[h, w]`` labels ``0..m``.
+        n, m: the number of masks in each map.
 
     Returns:
-        ``float64[N, M]``; pairs whose boxes do not overlap cost nothing and get 0.
+        ``float64[n, m]``, from one joint histogram of the two maps (masks in one map do not
+        overlap, so counting each pixel once is exact).
     """
-    out = np.zeros((len(masks_a), len(masks_b)))
-    if not masks_a or not masks_b:
-        return out
-    area_a = np.array([np.count_nonzero(m) for m in masks_a], np.float64)
-    area_b = np.array([np.count_nonzero(m) for m in masks_b], np.float64)
-    ba = np.asarray(boxes_a).reshape(-1, 4)
-    bb = np.asarray(boxes_b).reshape(-1, 4)
-    x0 = np.maximum(ba[:, None, 0], bb[None, :, 0])
-    y0 = np.maximum(ba[:, None, 1], bb[None, :, 1])
-    x1 = np.minimum(ba[:, None, 2], bb[None, :, 2])
-    y1 = np.minimum(ba[:, None, 3], bb[None, :, 3])
-    rows, cols = np.nonzero((x1 > x0) & (y1 > y0))
-    # plain Python ints in the loop: numpy scalar indexing would cost more than the counting
-    origin_a, origin_b = ba[:, :2].tolist(), bb[:, :2].tolist()
-    inter = np.zeros(len(rows))
-    for n, (i, j, sx0, sy0, sx1, sy1) in enumerate(
-        zip(
-            rows.tolist(),
-            cols.tolist(),
-            x0[rows, cols].tolist(),
-            y0[rows, cols].tolist(),
-            x1[rows, cols].tolist(),
-            y1[rows, cols].tolist(),
-            strict=True,
-        )
-    ):
-        (ax, ay), (bx, by) = origin_a[i], origin_b[j]
-        inter[n] = np.count_nonzero(
-            masks_a[i][sy0 - ay : sy1 - ay, sx0 - ax : sx1 - ax]
-            & masks_b[j][sy0 - by : sy1 - by, sx0 - bx : sx1 - bx]
-        )
-    union = area_a[rows] + area_b[cols] - inter
-    out[rows, cols] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return out
+    if current.shape != previous.shape:
+        raise ValueError(f"label maps differ in shape: {current.shape} vs {previous.shape}")
+    joint = np.bincount(
+        (current.astype(np.int64) * (m + 1) + previous).ravel(), minlength=(n + 1) * (m + 1)
+    ).reshape(n + 1, m + 1)
+    inter = joint[1:, 1:].astype(np.float64)
+    union = joint[1:, :].sum(axis=1)[:, None] + joint[:, 1:].sum(axis=0)[None, :] - inter
+    iou: npt.NDArray[np.float64] = np.divide(
+        inter, union, out=np.zeros_like(inter), where=union > 0
+    )
+    return iou
 
 
 def association_scores(

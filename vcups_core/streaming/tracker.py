@@ -12,7 +12,9 @@ State machine, one instance per camera stream:
 
 Association (:mod:`vcups_core.streaming.association`): MaskTrack scores (embedding similarity with
 a "new object" slot, detection score, box IoU, class consistency) plus the IoU of the detection's
-mask with the track's last mask, solved with the Hungarian algorithm. Flow-free propagation: for a
+mask with the track's last mask, solved with the Hungarian algorithm. Masks are compared on every
+``mask_stride``-th pixel as one label map per frame (where detections overlap, the higher score
+keeps the pixel, as in the panoptic merge), so all IoUs of a frame pair come from one histogram. Flow-free propagation: for a
 track seen within the last ``window`` frames, a mask IoU of at least ``iou_threshold`` adds a bonus
 as strong as class consistency (the pseudo-label tracker's rule, Hungarian on IoU >= 0.4, as a
 cue); objects that moved too far to overlap, and tracks seen longer ago, are matched by
@@ -30,7 +32,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.streaming.association import assign, association_scores, mask_iou
+from vcups_core.streaming.association import assign, association_scores, label_map_iou
 from vcups_core.types import FramePrediction, TrackState
 
 
@@ -42,8 +44,7 @@ class Track:
     category: int
     embedding: npt.NDArray[np.float32]
     box: npt.NDArray[np.float32]
-    mask: npt.NDArray[np.bool_]
-    mask_box: npt.NDArray[np.int64]
+    mask_label: int  # this track's label in the mask map of frame ``last_frame``
     first_frame: int
     last_frame: int
     hits: int
@@ -104,6 +105,8 @@ class OnlineTracker:
         self._next_id = 1
         self._frame = -1
         self._tracks: list[Track] = []
+        # strided mask maps of the last ``window`` frames: frame -> (labels, number of masks)
+        self._maps: dict[int, tuple[npt.NDArray[np.int32], int]] = {}
 
     @property
     def tracks(self) -> tuple[Track, ...]:
@@ -117,6 +120,7 @@ class OnlineTracker:
     def reset(self) -> None:
         """Forget every track (e.g. on a time jump); ids keep counting up."""
         self._tracks = []
+        self._maps = {}
         self._frame = -1
 
     def update(self, prediction: FramePrediction, gap: int = 1) -> TrackAssignment:
@@ -127,19 +131,10 @@ class OnlineTracker:
         now = self._frame
         self._tracks = [t for t in self._tracks if now - t.last_frame <= self.max_age]
         n = len(prediction)
-        crops, crop_boxes = self._mask_crops(prediction)
+        current = self._mask_map(prediction)
         tracks = self._tracks
         if tracks and n:
-            # masks are compared only with tracks seen within the window; others score 0
-            recent = [j for j, t in enumerate(tracks) if now - t.last_frame <= self.window]
-            mious = np.zeros((n, len(tracks)))
-            if recent:
-                mious[:, recent] = mask_iou(
-                    crops,
-                    crop_boxes,
-                    [tracks[j].mask for j in recent],
-                    np.stack([tracks[j].mask_box for j in recent]),
-                )
+            mious = self._mask_ious(current, n, now)
             pair, new = association_scores(
                 prediction.embeddings,
                 prediction.scores,
@@ -176,8 +171,7 @@ class OnlineTracker:
                     int(prediction.classes[i]),
                     prediction.embeddings[i],
                     prediction.boxes[i],
-                    crops[i],
-                    crop_boxes[i],
+                    i + 1,
                     now,
                     now,
                     1,
@@ -187,33 +181,52 @@ class OnlineTracker:
                 self._tracks.append(track)
             track.embedding = np.asarray(prediction.embeddings[i], np.float32)
             track.box = np.asarray(prediction.boxes[i], np.float32)
-            track.mask, track.mask_box = crops[i], crop_boxes[i]
+            track.mask_label = i + 1
             track.state = (
                 TrackState.CONFIRMED if track.hits >= self.min_hits else TrackState.TENTATIVE
             )
             ids[i] = track.track_id
             states.append(track.state)
             ages[i] = now - track.first_frame
+        self._maps[now] = (current, n)
+        for frame in [f for f in self._maps if f <= now - self.window]:  # out of every window
+            del self._maps[frame]
         return TrackAssignment(ids, tuple(states), ages)
 
-    def _mask_crops(
-        self, prediction: FramePrediction
-    ) -> tuple[list[npt.NDArray[np.bool_]], npt.NDArray[np.int64]]:
-        """Strided mask crops inside each detection box, and the crop boxes (strided grid)."""
+    def _mask_ious(
+        self, current: npt.NDArray[np.int32], n: int, now: int
+    ) -> npt.NDArray[np.float64]:
+        """``float64[n, tracks]``: mask IoU with each track seen within the window, else 0."""
+        tracks = self._tracks
+        mious = np.zeros((n, len(tracks)))
+        by_frame: dict[int, list[int]] = {}
+        for j, t in enumerate(tracks):
+            if now - t.last_frame <= self.window and t.last_frame in self._maps:
+                by_frame.setdefault(t.last_frame, []).append(j)
+        for frame, columns in by_frame.items():
+            previous, m = self._maps[frame]
+            if previous.shape != current.shape:  # the image size changed: no mask cue
+                continue
+            ious = label_map_iou(current, previous, n, m)
+            mious[:, columns] = ious[:, [tracks[j].mask_label - 1 for j in columns]]
+        return mious
+
+    def _mask_map(self, prediction: FramePrediction) -> npt.NDArray[np.int32]:
+        """The detections' masks on every ``mask_stride``-th pixel as one label map.
+
+        Label ``i + 1`` is detection ``i``; where masks overlap the higher score wins (as in the
+        panoptic merge), so each pixel counts once and IoUs come from one joint histogram.
+        Only each detection's box is read.
+        """
         s = self.mask_stride or max(1, min(prediction.height, prediction.width) // 128)
-        n = len(prediction)
-        boxes = np.zeros((n, 4), np.int64)
-        if n == 0:
-            return [], boxes
-        strided_h = -(-prediction.height // s)
-        strided_w = -(-prediction.width // s)
-        b = np.asarray(prediction.boxes, np.float64)
-        boxes[:, 0] = np.clip(np.floor(b[:, 0] / s), 0, strided_w)
-        boxes[:, 1] = np.clip(np.floor(b[:, 1] / s), 0, strided_h)
-        boxes[:, 2] = np.clip(np.ceil(b[:, 2] / s) + 1, 0, strided_w)
-        boxes[:, 3] = np.clip(np.ceil(b[:, 3] / s) + 1, 0, strided_h)
-        crops = []
-        for i in range(n):
-            x0, y0, x1, y1 = (int(v) for v in boxes[i])
-            crops.append(prediction.masks[i, y0 * s : y1 * s : s, x0 * s : x1 * s : s].copy())
-        return crops, boxes
+        h, w = -(-prediction.height // s), -(-prediction.width // s)
+        labels = np.zeros((h, w), np.int32)
+        b = np.asarray(prediction.boxes, np.float64).reshape(-1, 4)
+        x0 = np.clip(np.floor(b[:, 0] / s), 0, w).astype(np.int64)
+        y0 = np.clip(np.floor(b[:, 1] / s), 0, h).astype(np.int64)
+        x1 = np.clip(np.ceil(b[:, 2] / s) + 1, 0, w).astype(np.int64)
+        y1 = np.clip(np.ceil(b[:, 3] / s) + 1, 0, h).astype(np.int64)
+        for i in np.argsort(prediction.scores, kind="stable").tolist():  # best painted last
+            crop = prediction.masks[i, y0[i] * s : y1[i] * s : s, x0[i] * s : x1[i] * s : s]
+            np.copyto(labels[y0[i] : y1[i], x0[i] : x1[i]], i + 1, where=crop)
+        return labels

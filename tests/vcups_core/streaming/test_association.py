@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from vcups_core.streaming.association import assign, association_scores, box_iou, mask_iou
+from vcups_core.streaming.association import assign, association_scores, box_iou, label_map_iou
 
 
 def test_box_iou_by_hand() -> None:
@@ -14,15 +15,16 @@ def test_box_iou_by_hand() -> None:
     assert np.allclose(box_iou(a, b), [[1 / 7, 0, 0], [0, 0, 0]])
 
 
-def test_mask_iou_on_crops_by_hand() -> None:
-    # mask A: cells (1,1),(1,2) of a grid; crop box x0=1,y0=1,x1=3,y1=2
-    a = [np.array([[True, True]])]
-    # mask B: cells (1,2),(2,2); crop box x0=2,y0=1,x1=3,y1=3
-    b = [np.array([[True], [True]]), np.array([[True]])]
-    boxes_a = np.array([[1, 1, 3, 2]])
-    boxes_b = np.array([[2, 1, 3, 3], [7, 7, 8, 8]])
-    # A ∩ B = {(1,2)}: 1 pixel; union 2 + 2 - 1 = 3. Second mask is far away: 0.
-    assert np.allclose(mask_iou(a, boxes_a, b, boxes_b), [[1 / 3, 0.0]])
+def test_label_map_iou_by_hand() -> None:
+    # current: mask 1 = cells (0,0),(0,1); mask 2 = cell (1,2)
+    current = np.array([[1, 1, 0], [0, 0, 2]])
+    # previous: mask 1 = (0,1),(1,1); mask 2 = (2,2) only in... none here; mask 3 = (1,2)
+    previous = np.array([[0, 1, 0], [0, 1, 3]])
+    iou = label_map_iou(current, previous, 2, 3)
+    # 1 vs 1: inter 1, union 2 + 2 - 1 = 3; 2 vs 3: identical; previous mask 2 is empty: 0
+    assert np.allclose(iou, [[1 / 3, 0, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="differ in shape"):
+        label_map_iou(current, previous[:1], 2, 3)
 
 
 def test_scores_prefer_the_matching_embedding() -> None:
