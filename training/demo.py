@@ -17,7 +17,6 @@ the network — and everything around it for real:
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from collections import Counter
@@ -71,21 +70,31 @@ def run_demo(out_dir: Path, *, frames: int = 20, height: int = 256, width: int =
 
     panoptic_bag = out_dir / "panoptic_bag"
     report_path = out_dir / "report.json"
-    replay_args = argparse.Namespace(
-        bag=str(camera_bag),
-        topic=CAMERA,
-        checkpoint=None,
-        backend="torch",
-        device="cpu",
-        oracle=True,
-        config=str(REPO / "config" / "perception.yaml"),
-        out=str(panoptic_bag),
-        gt_topics=f"{GT_TOPICS['semantic']},{GT_TOPICS['instance']}",
-        report=str(report_path),
-        video=str(out_dir / "overlay.mp4"),
-        fps=world.fps,
-        stuff_area_limit=64,
-        quiet=True,
+    from training.cli import build_parser  # the replay command's own parser and defaults
+
+    replay_args = build_parser().parse_args(
+        [
+            "replay",
+            str(camera_bag),
+            "--topic",
+            CAMERA,
+            "--oracle",
+            "--config",
+            str(REPO / "config" / "perception.yaml"),
+            "--out",
+            str(panoptic_bag),
+            "--gt-topics",
+            f"{GT_TOPICS['semantic']},{GT_TOPICS['instance']}",
+            "--report",
+            str(report_path),
+            "--video",
+            str(out_dir / "overlay.mp4"),
+            "--fps",
+            str(world.fps),
+            "--stuff-area-limit",
+            "64",
+            "--quiet",
+        ]
     )
     if run_replay(replay_args) != 0:
         return 1
