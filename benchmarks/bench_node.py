@@ -12,7 +12,7 @@ of the image and of the answer, so the difference is the node's own overhead: de
 smoothing, composing and building the message (issue target <= 25 ms). The node's own stamps
 (receive -> publish) are printed as a cross-check.
 
-    .venv/bin/python benchmarks/bench_node.py [--frames 30 --height 1024 --width 2048]
+    .venv/bin/python benchmarks/bench_node.py [--frames 60 --height 1024 --width 2048]
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def measure(frames: int, height: int, width: int, instances: int) -> dict[str, l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--instances", type=int, default=50)
