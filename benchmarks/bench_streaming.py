@@ -1,8 +1,9 @@
 """Cost of everything after the network in the streaming path, and its scaling with pixels.
 
-Measures, per frame, the tracker, the semantic smoother, the panoptic composition and the
-conversion to a ``PanopticTrackArray`` message, on synthetic predictions with ``--instances``
-moving objects (default 50) at 1024x2048 and at half the pixels. The same-run baseline is one
+Measures, per frame, ``StreamingSegmenter.step`` with a zero-cost predictor (so: the tracker,
+the semantic smoother and the panoptic composition) plus the conversion to a
+``PanopticTrackArray`` message, on synthetic predictions with ``--instances`` moving objects
+(default 50) at 1024x2048 and at half the pixels. The same-run baseline is one
 ``np.bincount`` pass over the frame's pixels (the floor: every pixel must be touched once).
 Targets (issue 6): <= 15 ms/frame at 1024x2048 on 2 cores; 2x pixels cost <= 2.2x time.
 The end-to-end node latency is measured by ``benchmarks/bench_node.py``.
@@ -23,7 +24,7 @@ from vcups_core.rosmsg import MessageTypes
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
-from vcups_core.types import CategoryTable, FramePrediction
+from vcups_core.types import CategoryTable, FramePrediction, VideoFrame
 from vcups_ros.conversions import panoptic_frame_to_msg
 
 NUM_STUFF = 22
@@ -79,24 +80,29 @@ def per_frame_ms(
     """Median ms per frame after ``warmup`` frames, and the bincount floor (best of 5)."""
     categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
 
-    class Fixed:
-        """The benchmark calls ``compose`` with its predictions directly; ``predict`` is unused."""
+    class HandedOver:
+        """A zero-cost predictor: returns the prediction the loop hands it for the next frame."""
 
         def __init__(self) -> None:
             self.categories = categories
+            self.next: FramePrediction | None = None
 
         def predict(self, image: np.ndarray) -> FramePrediction:
-            raise NotImplementedError
+            assert self.next is not None
+            return self.next
 
+    predictor = HandedOver()
     # same smoothing grid at both sizes, so the scaling measures the algorithm, not the auto grid
     seg = StreamingSegmenter(
-        Fixed(), tracker=OnlineTracker(), smoother=SemanticSmoother(grid_stride=8)
+        predictor, tracker=OnlineTracker(), smoother=SemanticSmoother(grid_stride=8)
     )
+    image = np.zeros((1, 1, 3), np.uint8)  # the predictor ignores it
     types = MessageTypes.rosbags()
     times = []
     for t, pred in enumerate(synthetic_predictions(height, width, instances, warmup + frames)):
+        predictor.next = pred
         t0 = time.perf_counter()
-        frame = seg.compose(pred, 1, 1_000 + t, "cam")
+        frame = seg.step(VideoFrame(image, 1_000_000 + 100_000 * t, "cam", t))
         panoptic_frame_to_msg(frame, types)
         times.append(time.perf_counter() - t0)
         assert len([s for s in frame.segments if s.is_thing]) == instances
