@@ -99,7 +99,8 @@ def read_dataset_clip(spec: str, split: str | None, clip_name: str | None) -> tu
     if clip_name is not None:
         if clip_name not in clips:
             raise ValueError(
-                f"--gt-clip {clip_name!r} is not in {root} ({name}); clips: {', '.join(sorted(clips))}"
+                f"--gt-clip {clip_name!r} is not in {root} ({name}); "
+                f"clips: {', '.join(sorted(clips))}"
             )
         return name, clips[clip_name]
     if len(clips) != 1:

@@ -259,8 +259,8 @@ def compose_panoptic(
     Segment ids: detection ``k`` -> ``1 + k``; stuff category ``T + j`` -> ``N + 1 + j``; 0 = void
     (the "thing" channel where no instance is, small stuff). Areas are exact; thing boxes are tight;
     a stuff box is the box of its grid cells, which can be looser than its visible pixels where an
-    instance covers a whole edge. Full-resolution work: the upsampling of the grid, plus a few passes
-    over each kept detection's region.
+    instance covers a whole edge. Full-resolution work: the upsampling of the grid, plus a few
+    passes over each kept detection's region.
     """
     height, width = det_of_pixel.shape
     n_stuff, n_det = categories.num_stuff, len(detections)
@@ -281,7 +281,7 @@ def compose_panoptic(
     regions[:, 2:] = np.minimum(-(-regions[:, 2:] // g) * g, (width, height))
     hidden = np.zeros(grid.shape, np.int64)
     painted: list[tuple[int, int, Box, int, npt.NDArray[np.bool_]]] = []
-    for k, slot in zip(np.nonzero(kept)[0].tolist(), range(n_det), strict=False):
+    for slot, k in enumerate(np.nonzero(kept)[0].tolist()):
         x0, y0, x1, y1 = regions[k].tolist()
         m = det_of_pixel[y0:y1, x0:x1] == k + 1
         area = int(np.count_nonzero(m))

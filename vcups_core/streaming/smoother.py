@@ -47,8 +47,8 @@ class SemanticSmoother:
         if window < 1 or (grid_stride is not None and grid_stride < 1):
             raise ValueError(f"window and grid_stride must be >= 1, got {window}, {grid_stride}")
         self.window, self.grid_stride, self.enabled = window, grid_stride, enabled
-        # the last ``window`` grids in a ring, and a scratch sum: allocated once per shape, so a
-        # frame costs no fresh memory (page faults on fresh megabytes cost as much as the maths)
+        # the last ``window`` grids in a ring, and a scratch sum: allocated once per shape and
+        # window length, so the state stays bounded and a frame allocates nothing large
         self._ring: npt.NDArray[np.float32] | None = None
         self._total: npt.NDArray[np.float32] | None = None
         self._filled = 0

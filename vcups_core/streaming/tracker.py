@@ -14,11 +14,12 @@ Association (:mod:`vcups_core.streaming.association`): MaskTrack scores (embeddi
 a "new object" slot, detection score, box IoU, class consistency) plus the IoU of the detection's
 mask with the track's last mask, solved with the Hungarian algorithm. Masks are compared on every
 ``mask_stride``-th pixel as one label map per frame (where detections overlap, the higher score
-keeps the pixel, as in the panoptic merge), so all IoUs of a frame pair come from one histogram. Flow-free propagation: for a
-track seen within the last ``window`` frames, a mask IoU of at least ``iou_threshold`` adds a bonus
-as strong as class consistency (the pseudo-label tracker's rule, Hungarian on IoU >= 0.4, as a
-cue); objects that moved too far to overlap, and tracks seen longer ago, are matched by
-appearance, box and class alone.
+keeps the pixel, as in the panoptic merge), so all IoUs of a frame pair come from one histogram.
+
+Flow-free propagation: for a track seen within the last ``window`` frames, a mask IoU of at least
+``iou_threshold`` adds a bonus as strong as class consistency (the pseudo-label tracker's rule,
+Hungarian on IoU >= 0.4, as a cue); objects that moved too far to overlap, and tracks seen longer
+ago, are matched by appearance, box and class alone.
 
 Contract of :meth:`OnlineTracker.update`: call it on every processed frame, also when there are no
 detections, with ``gap`` = frames elapsed since the previous call (``gap > 1`` after dropped frames).
