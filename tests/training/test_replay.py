@@ -180,3 +180,28 @@ def test_report_scores_against_a_dataset_folder(
     assert "expected NAME:ROOT" in capsys.readouterr().err
     assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'kitti'}", "--gt-topics", GT]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_dataset_with_several_clips_needs_gt_clip(
+    bag: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from training.synth import labeled_clip
+    from vcups_core.data.kitti_step import write_kitti_step
+
+    clip = labeled_clip(SyntheticWorld(height=48, width=96, num_frames=8, seed=4), every=1)
+    write_kitti_step([clip, dataclasses.replace(clip, name="2")], tmp_path / "kitti", split="val")
+    args = ["replay", str(bag[0]), "--topic", "/camera/image_raw", "--oracle", "--quiet"]
+    args += [
+        "--report",
+        str(tmp_path / "r.json"),
+        "--gt-dataset",
+        f"kitti-step:{tmp_path / 'kitti'}",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "has 2 clips; choose one with --gt-clip" in err
+    assert main([*args, "--gt-clip", "7"]) == 2
+    assert "--gt-clip '7' is not in" in capsys.readouterr().err
+    assert main([*args, "--gt-clip", "0002"]) == 0  # the writer pads sequence names
