@@ -85,6 +85,7 @@ def test_ids_are_never_reused_and_memory_stays_bounded() -> None:
         out = tr.update(frame(objs, embed=[t % 8]))
         seen.update(out.track_ids.tolist())
         assert len(tr.tracks) <= 5
+        assert len(tr._maps) <= tr.window  # mask maps of the window's frames only
         if t == 2500:
             tr.reset()
     assert tr.next_id - 1 == len(seen)  # every id handed out once, counter never rewound
@@ -103,3 +104,22 @@ def test_unmatched_live_tracks_are_coasting() -> None:
     tr.update(frame([(0, 0, 10, 10)]))
     states = {t.track_id: t.state for t in tr.tracks}
     assert states == {1: TrackState.CONFIRMED, 2: TrackState.COASTING}
+
+
+def test_overlapping_masks_go_to_the_higher_score_and_ious_reach_back_over_the_window() -> None:
+    """Label map: where two detections' masks overlap, the higher score keeps the pixels; a track
+    missed for one frame still gets its mask IoU from the map of the frame it was last seen in."""
+    tr = OnlineTracker(window=3, mask_stride=1)
+    first = frame([(0, 0, 10, 10), (5, 0, 15, 10)])
+    first.scores[:] = (0.9, 0.6)  # the first detection wins the overlap x = 5..9
+    labels = tr._mask_map(first)
+    assert (labels[0:10, 0:10] == 1).all() and (labels[0:10, 10:15] == 2).all()
+    tr.update(first)
+    tr.update(frame([]))  # both missed in frame 1
+    ious = tr._mask_ious(tr._mask_map(frame([(0, 0, 10, 10)])), 1, now=2)
+    # track 1's visible mask in frame 0 is the full 10x10 box: IoU 1; track 2's is 10x5: 0
+    assert np.allclose(ious, [[1.0, 0.0]])
+    # a 10x10 mask at x = 5..14: with track 1 (x = 0..9) inter 50, union 150; with track 2's
+    # visible 10x5 (x = 10..14) inter 50, union 100
+    ious = tr._mask_ious(tr._mask_map(frame([(5, 0, 15, 10)])), 1, now=2)
+    assert np.allclose(ious, [[1 / 3, 0.5]])
