@@ -6,11 +6,12 @@ objects (so the network costs nothing). This process publishes ``--frames`` came
 (default 1024x2048 bgr8) one at a time and records when each ``PanopticTrackArray`` (with its
 16UC1 id map) comes back: publish -> receive.
 
-Same-run baseline: a relay process that does nothing but answer each image with a prebuilt
-``PanopticTrackArray`` of the same size (the input header copied). Both pay the same DDS transport
-of the image and of the answer, so the difference is the node's own overhead: decoding, tracking,
-smoothing, composing and building the message (issue target <= 25 ms). The node's own stamps
-(receive -> publish) are printed as a cross-check.
+Same-run baseline: a relay process (namespace ``relay``) that does nothing but answer each image
+with a prebuilt ``PanopticTrackArray`` of the same size (the input header copied). Both pay the
+same DDS transport of the image and of the answer, and frames go to the two in turn, so a slow
+spell of the machine hits both alike; the difference is the node's own overhead: decoding,
+tracking, smoothing, composing and building the message (issue target <= 25 ms). The node's own
+stamps (receive -> publish) are printed as a cross-check.
 
     .venv/bin/python benchmarks/bench_node.py [--frames 60 --height 1024 --width 2048]
 """
@@ -85,7 +86,7 @@ def relay_process(height: int, width: int, instances: int) -> None:
     types = conv.rclpy_types()
     answer = conv.panoptic_frame_to_msg(segmenter.compose(prediction, 1, 1, "cam"), types)
     rclpy.init()
-    node = rclpy.create_node("bench_relay")
+    node = rclpy.create_node("bench_relay", namespace="relay")
     publisher = node.create_publisher(PanopticTrackArray, "panoptic/tracks", QOS)
 
     def relay(image: Any) -> None:
@@ -100,47 +101,36 @@ def relay_process(height: int, width: int, instances: int) -> None:
 
 
 class Peer:
-    """This process's side: publishes messages one at a time and waits for each to arrive."""
+    """This process's side: publishes images one at a time and waits for each answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespaces: tuple[str, ...]) -> None:
         self.node = rclpy.create_node("bench_peer")
-        self.returned: dict[int, Any] = {}
-        self.node.create_subscription(
-            PanopticTrackArray,
-            "panoptic/tracks",
-            lambda m: self.returned.setdefault(_key(m), (time.perf_counter(), m)),
-            QOS,
-        )
+        self.returned: dict[int, tuple[float, Any]] = {}
+        self.images = {}
+        for ns in namespaces:
+            self.node.create_subscription(
+                PanopticTrackArray,
+                f"{ns}/panoptic/tracks",
+                lambda m: self.returned.setdefault(_key(m), (time.perf_counter(), m)),
+                QOS,
+            )
+            self.images[ns] = self.node.create_publisher(Image, f"{ns}/image", QOS)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
 
-    def round_trips(
-        self, publisher: Any, messages: list[Any], arrival: Callable[[int], float | None]
-    ) -> list[float]:
-        """ms from publishing each message until ``arrival(stamp)`` reports it."""
-        # a child process needs seconds to import and configure: wait until it subscribes
-        _spin_until(self.executor, lambda: publisher.get_subscription_count() > 0, 120.0)
+    def wait_for_subscribers(self) -> None:
+        # a child process needs seconds to import and configure: wait until each subscribes
+        for publisher in self.images.values():
+            _spin_until(self.executor, lambda p=publisher: p.get_subscription_count() > 0, 120.0)
         time.sleep(0.5)  # and until discovery has settled
-        latencies = []
-        for msg in messages:
-            key = _key(msg)
-            t0 = time.perf_counter()
-            publisher.publish(msg)
-            seen: list[float] = []
 
-            def done(key: int = key, seen: list[float] = seen) -> bool:
-                t = arrival(key)
-                if t is not None:
-                    seen.append(t)
-                return bool(seen)
-
-            _spin_until(self.executor, done, 30.0)
-            latencies.append(1e3 * (seen[0] - t0))
-        return latencies[WARMUP:]
-
-    def returned_arrival(self, key: int) -> float | None:
-        got = self.returned.get(key)
-        return None if got is None else float(got[0])
+    def round_trip(self, ns: str, image: Any) -> float:
+        """ms from publishing ``image`` in namespace ``ns`` until its answer arrives."""
+        key = _key(image)
+        t0 = time.perf_counter()
+        self.images[ns].publish(image)
+        _spin_until(self.executor, lambda: key in self.returned, 30.0)
+        return 1e3 * (self.returned[key][0] - t0)
 
 
 def _key(msg: Any) -> int:
@@ -162,38 +152,44 @@ def measure(frames: int, height: int, width: int, instances: int) -> dict[str, l
     rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     ctx = mp.get_context("spawn")  # rclpy must not be forked
     rclpy.init()
-    out: dict[str, list[float]] = {}
+    children = [
+        ctx.Process(target=target, args=(height, width, instances), daemon=True)
+        for target in (relay_process, node_process)
+    ]
+    out: dict[str, list[float]] = {"relay": [], "node": []}
     try:
-        peer = Peer()
-        publisher = peer.node.create_publisher(Image, "image", QOS)
-        for name, target, args in (
-            ("relay", relay_process, (height, width, instances)),
-            ("node", node_process, (height, width, instances)),
-        ):
-            images = [
-                conv.rgb_to_image_msg(
-                    rgb, "bgr8", conv.make_header(time.time_ns() + i * 1000, "cam", types), types
-                )
-                for i in range(frames)
-            ]
-            child = ctx.Process(target=target, args=args, daemon=True)
+        peer = Peer(("/relay", ""))
+        for child in children:
             child.start()
-            try:
-                out[name] = peer.round_trips(publisher, images, peer.returned_arrival)
-            finally:
+        peer.wait_for_subscribers()
+        start = time.time_ns()
+        node_stamps = []
+        for i in range(frames):
+            # in turn, the order swapped every frame, so neither side always goes first
+            order = (
+                (("relay", "/relay"), ("node", ""))
+                if i % 2
+                else (("node", ""), ("relay", "/relay"))
+            )
+            for j, (name, ns) in enumerate(order):
+                stamp = start + (2 * i + j) * 1000
+                header = conv.make_header(stamp, "cam", types)
+                ms = peer.round_trip(ns, conv.rgb_to_image_msg(rgb, "bgr8", header, types))
+                if i >= WARMUP:
+                    out[name].append(ms)
+                    if name == "node":
+                        node_stamps.append(stamp)
+        out["in_node"] = [
+            (conv.time_to_ns(m.publish_time) - conv.time_to_ns(m.receive_time)) / 1e6
+            for m in (peer.returned[k][1] for k in node_stamps)
+        ]
+    finally:
+        for child in children:
+            if child.pid is not None and child.is_alive():
                 os.kill(child.pid, signal.SIGINT)
                 child.join(timeout=30)
                 if child.is_alive():
                     child.kill()
-            # wait until the child's subscription is gone before the next one starts
-            _spin_until(peer.executor, lambda: publisher.get_subscription_count() == 0, 30.0)
-            if name == "node":
-                outputs = [peer.returned[_key(m)][1] for m in images[WARMUP:]]
-                out["in_node"] = [
-                    (conv.time_to_ns(m.publish_time) - conv.time_to_ns(m.receive_time)) / 1e6
-                    for m in outputs
-                ]
-    finally:
         rclpy.shutdown()
     return out
 
