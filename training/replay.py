@@ -111,11 +111,15 @@ def read_dataset_clip(spec: str, split: str | None, clip_name: str | None) -> tu
     return name, next(iter(clips.values()))
 
 
-def dataset_ground_truth(clip: Clip, bag_stamps: list[int]) -> list[GroundTruthFrame]:
+def dataset_ground_truth(
+    clip: Clip, bag_stamps: list[int], *, with_images: bool
+) -> list[GroundTruthFrame]:
     """The clip's annotated frames, stamped with the bag frame each one is paired with.
 
     Pairing: by stamp when every annotated frame's stamp occurs in ``bag_stamps`` (the camera
     topic's stamps in order), else by position (clip frame ``k`` <-> ``k``-th bag frame).
+    ``with_images``: decode the frames' images too (only the oracle predictor needs them; without,
+    ``rgb`` is an empty ``uint8[0, 0, 3]``).
 
     Raises:
         ValueError: if neither pairing works (the message gives both frame counts).
@@ -136,7 +140,7 @@ def dataset_ground_truth(clip: Clip, bag_stamps: list[int]) -> list[GroundTruthF
         assert label is not None  # annotated
         out.append(
             GroundTruthFrame(
-                f.image().image,
+                f.image().image if with_images else np.zeros((0, 0, 3), np.uint8),
                 label.semantic,
                 label.instance,
                 f.index,
@@ -180,7 +184,9 @@ def run_replay(args: argparse.Namespace) -> int:
     elif args.gt_dataset:
         descriptor_name, clip = read_dataset_clip(args.gt_dataset, args.gt_split, args.gt_clip)
         gt = dataset_ground_truth(
-            clip, [m.stamp_ns for m in BagFrameReader(bag, args.topic).messages()]
+            clip,
+            [m.stamp_ns for m in BagFrameReader(bag, args.topic).messages()],
+            with_images=args.oracle,
         )
     predictor = make_predictor(args, gt)
     segmenter = StreamingSegmenter.from_config(

@@ -205,3 +205,24 @@ def test_dataset_with_several_clips_needs_gt_clip(
     assert main([*args, "--gt-clip", "7"]) == 2
     assert "--gt-clip '7' is not in" in capsys.readouterr().err
     assert main([*args, "--gt-clip", "0002"]) == 0  # the writer pads sequence names
+
+
+def test_dataset_ground_truth_pairs_by_position_and_skips_images_unless_asked(
+    tmp_path: Path,
+) -> None:
+    from training.replay import dataset_ground_truth
+    from training.synth import labeled_clip
+    from vcups_core.data.kitti_step import write_kitti_step
+    from vcups_core.data.registry import open_dataset
+
+    write_kitti_step(
+        [labeled_clip(SyntheticWorld(height=48, width=96, num_frames=3, seed=1), every=1)],
+        tmp_path,
+        split="val",
+    )
+    (clip,) = open_dataset("kitti-step", tmp_path)
+    bag_stamps = [7, 8, 9]  # none of the clip's own stamps: paired by position
+    gt = dataset_ground_truth(clip, bag_stamps, with_images=False)
+    assert [g.stamp_ns for g in gt] == bag_stamps
+    assert all(g.rgb.size == 0 for g in gt)
+    assert dataset_ground_truth(clip, bag_stamps, with_images=True)[0].rgb.shape == (48, 96, 3)
