@@ -194,3 +194,65 @@ def test_cell_counts_match_a_loop(height: int, width: int, stride: int) -> None:
         for j in range(counts.shape[1]):
             cell = mask[i * stride : (i + 1) * stride, j * stride : (j + 1) * stride]
             assert counts[i, j] == int(cell.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compose_matches_a_plain_reference_on_partial_cells(seed: int) -> None:
+    """13x22 image, grid stride 4 (partial last cells), random blobs and one dropped detection:
+    ids, areas and thing boxes equal a straightforward full-frame computation."""
+    rng = np.random.default_rng(seed)
+    h, w, g = 13, 22, 4
+    cats = CategoryTable(("car", "person", "road", "sky"), 2, (0, 1, 2, 3))
+    grid = rng.integers(0, 3, (4, 6)).astype(np.uint8)  # channels 0 (thing), 1, 2
+    det = np.zeros((h, w), np.int32)
+    boxes = np.array([[0, 0, 9, 7], [6, 4, 18, 13], [12, 0, 22, 9]], np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+        blob = rng.random((y1 - y0, x1 - x0)) < 0.7
+        det[y0:y1, x0:x1][blob] = k + 1  # later detections overlap earlier ones
+    keep = np.array([True, False, True])
+    pred = FramePrediction(
+        boxes,
+        np.array([0.9, 0.2, 0.8], np.float32),
+        np.array([0, 1, 0]),
+        np.stack([det == k + 1 for k in range(3)]),
+        np.zeros((3, 2), np.float32),
+        np.zeros((3, 4, 6), np.float32),
+        np.zeros((h, w), np.uint8),
+        det,
+        semantic_stride=4,
+    )
+    assign = TrackAssignment(
+        np.array([5, 6]), (TrackState.CONFIRMED, TrackState.TENTATIVE), np.array([3, 0])
+    )
+    stuff = SmoothedSemantics(grid, g, np.array([0.0, 0.7, 0.6]))
+    out = compose_panoptic(
+        det,
+        stuff,
+        pred,
+        assign,
+        cats,
+        keep=keep,
+        stuff_area_limit=0,
+        stamp_ns=1,
+        frame_id="c",
+        frame_index=0,
+    )
+    # reference: stuff channel c -> id N + c (0 = void), kept detection k -> k + 1
+    cell = np.repeat(np.repeat(grid, g, 0), g, 1)[:h, :w].astype(np.int64)
+    ref = np.where(cell > 0, 3 + cell, 0)
+    for k in np.nonzero(keep)[0]:
+        ref[det == k + 1] = k + 1
+    assert (out.segment_ids == ref).all()
+    by_id = {s.segment_id: s for s in out.segments}
+    assert set(by_id) == set(np.unique(ref)) - {0}
+    for sid, s in by_id.items():
+        ys, xs = np.nonzero(ref == sid)
+        assert s.area == len(ys)
+        if s.is_thing:
+            assert (s.box.x0, s.box.y0, s.box.x1, s.box.y1) == (
+                xs.min(),
+                ys.min(),
+                xs.max() + 1,
+                ys.max() + 1,
+            )
+            assert s.track_id == {1: 5, 3: 6}[sid]
