@@ -16,6 +16,11 @@ from vcups_core.streaming.segmenter import StreamingSegmenter
 GT = "/gt/semantic,/gt/instance"
 
 
+def oracle_replay(bag: Path, *extra: str) -> list[str]:
+    """``vcups replay`` arguments: the bag's camera topic, the oracle predictor, no progress bar."""
+    return ["replay", str(bag), "--topic", "/camera/image_raw", "--oracle", "--quiet", *extra]
+
+
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
     world = SyntheticWorld(height=48, width=96, num_frames=8, seed=4)
@@ -37,27 +42,8 @@ def test_one_output_per_frame_with_the_input_stamps(
     path, stamps = bag
     out = tmp_path / "out"
     video = tmp_path / "overlay.mp4"
-    assert (
-        main(
-            [
-                "replay",
-                str(path),
-                "--topic",
-                "/camera/image_raw",
-                "--oracle",
-                "--gt-topics",
-                GT,
-                "--out",
-                str(out),
-                "--video",
-                str(video),
-                "--stuff-area-limit",
-                "10",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = ["--gt-topics", GT, "--out", str(out), "--video", str(video)]
+    assert main(oracle_replay(path, *args, "--stuff-area-limit", "10")) == 0
     msgs = tracks_of(out)
     assert [time_to_ns(m.header.stamp) for m in msgs] == stamps
     assert all(m.header.frame_id == "camera" for m in msgs)
@@ -88,20 +74,7 @@ def test_interrupted_replay_leaves_a_valid_bag(
     monkeypatch.setattr(StreamingSegmenter, "step", step)
     out = tmp_path / "out"
     code = main(
-        [
-            "replay",
-            str(path),
-            "--topic",
-            "/camera/image_raw",
-            "--oracle",
-            "--gt-topics",
-            GT,
-            "--out",
-            str(out),
-            "--stuff-area-limit",
-            "10",
-            "--quiet",
-        ]
+        oracle_replay(path, "--gt-topics", GT, "--out", str(out), "--stuff-area-limit", "10")
     )
     assert code == 130
     assert [time_to_ns(m.header.stamp) for m in tracks_of(out)] == stamps[:5]
@@ -113,7 +86,7 @@ def test_predictor_must_be_named(
     path, _ = bag
     assert main(["replay", str(path), "--topic", "/camera/image_raw", "--quiet"]) == 2
     assert "give --checkpoint" in capsys.readouterr().err
-    assert main(["replay", str(path), "--topic", "/camera/image_raw", "--oracle", "--quiet"]) == 2
+    assert main(oracle_replay(path)) == 2
     assert "--oracle needs ground truth" in capsys.readouterr().err
 
 
@@ -123,25 +96,8 @@ def test_report_scores_the_oracle_against_the_bag_ground_truth(
     import json
 
     report = tmp_path / "report.json"
-    assert (
-        main(
-            [
-                "replay",
-                str(bag[0]),
-                "--topic",
-                "/camera/image_raw",
-                "--oracle",
-                "--gt-topics",
-                GT,
-                "--report",
-                str(report),
-                "--stuff-area-limit",
-                "0",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = ["--gt-topics", GT, "--report", str(report), "--stuff-area-limit", "0"]
+    assert main(oracle_replay(bag[0], *args)) == 0
     data = json.loads(report.read_text())
     assert data["frames"] == 8 and data["tracks"] > 0
     # the oracle predicts the ground truth (stuff smoothed over 3 frames; objects under 4 px not
@@ -164,8 +120,7 @@ def test_report_scores_against_a_dataset_folder(
     world = SyntheticWorld(height=48, width=96, num_frames=8, seed=4)  # the bag's world
     write_kitti_step([labeled_clip(world, every=1)], tmp_path / "kitti", split="val")
     report = tmp_path / "report.json"
-    args = ["replay", str(bag[0]), "--topic", "/camera/image_raw", "--oracle", "--quiet"]
-    args += ["--report", str(report), "--stuff-area-limit", "0"]
+    args = oracle_replay(bag[0], "--report", str(report), "--stuff-area-limit", "0")
     assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'kitti'}"]) == 0
     data = json.loads(report.read_text())
     assert data["ground_truth"] == f"kitti-step:{tmp_path / 'kitti'}"
@@ -192,13 +147,8 @@ def test_dataset_with_several_clips_needs_gt_clip(
 
     clip = labeled_clip(SyntheticWorld(height=48, width=96, num_frames=8, seed=4), every=1)
     write_kitti_step([clip, dataclasses.replace(clip, name="2")], tmp_path / "kitti", split="val")
-    args = ["replay", str(bag[0]), "--topic", "/camera/image_raw", "--oracle", "--quiet"]
-    args += [
-        "--report",
-        str(tmp_path / "r.json"),
-        "--gt-dataset",
-        f"kitti-step:{tmp_path / 'kitti'}",
-    ]
+    kitti = f"kitti-step:{tmp_path / 'kitti'}"
+    args = oracle_replay(bag[0], "--report", str(tmp_path / "r.json"), "--gt-dataset", kitti)
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "has 2 clips; choose one with --gt-clip" in err
