@@ -92,12 +92,7 @@ def association_scores(
     log_score = c_score * np.log(np.clip(np.asarray(det_scores, np.float64), 1e-6, 1.0))
     if m == 0:
         return np.zeros((n, 0)), log_score + c_class
-    # einsum, not BLAS: for these small matrices BLAS thread start-up costs more than the product
-    logits = np.einsum(
-        "nd,md->nm",
-        np.asarray(det_embeddings, np.float64),
-        np.asarray(track_embeddings, np.float64),
-    )
+    logits = np.asarray(det_embeddings, np.float64) @ np.asarray(track_embeddings, np.float64).T
     logits = np.concatenate([np.zeros((n, 1)), logits], axis=1)
     logits -= logits.max(axis=1, keepdims=True)
     log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))

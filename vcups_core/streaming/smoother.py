@@ -10,6 +10,7 @@ it anyway).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -118,6 +119,16 @@ def upsample_labels(
     """Nearest upsampling of a grid map (one value per ``stride x stride`` cell) to ``height x width``."""
     if stride == 1:
         return labels[:height, :width]
+    gh, gw = labels.shape
+    if (gh * stride, gw * stride) == (height, width) and labels.dtype in (np.uint8, np.uint16):
+        # OpenCV's pixel-centre nearest rule maps output pixel d to cell (d + 0.5) // stride =
+        # d // stride for an integer factor: the same values as np.repeat, in one faster pass
+        up: npt.NDArray[np.generic] = cv2.resize(
+            cast("npt.NDArray[np.integer[Any]]", labels),
+            (width, height),
+            interpolation=cv2.INTER_NEAREST_EXACT,
+        )
+        return up
     return np.repeat(np.repeat(labels, stride, axis=0), stride, axis=1)[:height, :width]
 
 

@@ -56,6 +56,10 @@ def test_grid_stride_and_upsampling() -> None:
     assert out.stride == 4 and out.labels.shape == (2, 2)
     up = upsample_labels(np.array([[1, 2], [3, 4]]), 4, 6, 7)
     assert up.shape == (6, 7) and up[5, 6] == 4 and up[3, 3] == 1
+    for dtype in (np.uint8, np.uint16):  # whole cells: OpenCV's nearest resize, same values
+        grid = np.arange(12, dtype=dtype).reshape(3, 4)
+        expected = np.repeat(np.repeat(grid, 8, axis=0), 8, axis=1)
+        np.testing.assert_array_equal(upsample_labels(grid, 8, 24, 32), expected)
     with pytest.raises(ValueError, match=r"expected float\[C, h, w\]"):
         sm.update(np.zeros((2, 2), np.float32), semantic_stride=1, height=2, width=2)
 
