@@ -36,6 +36,7 @@ import rclpy.utilities
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -50,6 +51,8 @@ from vcups_core.viz.overlay import render_overlay
 from vcups_ros import conversions as conv
 from vcups_ros.msg import PanopticInfo, PanopticTrackArray
 from vcups_ros.params import check_update, config_from_parameters, default_parameters
+
+RCLError = _rclpy.RCLError  # rclpy's error from the C layer (no public import path)
 
 PredictorFactory = Callable[[NodeConfig], Predictor]
 LOG_EVERY_S = 10.0
@@ -474,9 +477,12 @@ def run(node: PerceptionNode) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node.context.ok():
-            node.trigger_shutdown()
-        else:  # Ctrl-C: rclpy's signal handler has already shut the context down
+        try:
+            if node.context.ok():
+                node.trigger_shutdown()
+            else:  # Ctrl-C: rclpy's signal handler has already shut the context down
+                node.stop_worker()
+        except RCLError:  # the context went down during the transition (Ctrl-C meanwhile)
             node.stop_worker()
         executor.shutdown()
         node.destroy_node()
