@@ -6,7 +6,12 @@ the semantic smoother and the panoptic composition) plus the conversion to a
 (default 50) at 1024x2048 and at half the pixels. The same-run baseline is one
 ``np.bincount`` pass over the frame's pixels (the floor: every pixel must be touched once).
 Targets (issue 6): <= 15 ms/frame at 1024x2048 on 2 cores; 2x pixels cost <= 2.2x time.
-The end-to-end node latency is measured by ``benchmarks/bench_node.py``.
+
+Separately, the predictors' own numpy post-processing of the same frames (mask pasting and the
+per-frame panoptic merge, ``frame_prediction_from_raw``, which every backend runs on the CPU
+before the segmenter sees the frame) is timed from raw network outputs, so the table also shows
+everything the CPU does per frame after the network. The end-to-end node latency is measured by
+``benchmarks/bench_node.py``.
 
     .venv/bin/python benchmarks/bench_streaming.py [--instances 50 --frames 60 --warmup 10]
 """
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from vcups_core.model.postprocess import MergeSettings, RawOutputs, frame_prediction_from_raw
 from vcups_core.rosmsg import MessageTypes
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
@@ -74,10 +80,24 @@ def synthetic_predictions(
         )
 
 
+def raw_outputs(pred: FramePrediction) -> RawOutputs[np.ndarray]:
+    """Network outputs that post-process to the frame's objects (full 28x28 masks on the boxes)."""
+    n = len(pred)
+    return RawOutputs(
+        pred.boxes,
+        pred.scores,
+        pred.classes,
+        np.ones((n, 28, 28), np.float32),
+        pred.embeddings,
+        pred.semantic_probs.copy(),  # a fresh map, as the network returns
+    )
+
+
 def per_frame_ms(
     height: int, width: int, instances: int, frames: int, warmup: int
-) -> tuple[float, float]:
-    """Median ms per frame after ``warmup`` frames, and the median bincount floor beside them."""
+) -> tuple[float, float, float]:
+    """Median ms per frame after ``warmup`` frames of the streaming work, of the predictors'
+    post-processing, and of the bincount floor beside them."""
     categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
 
     class HandedOver:
@@ -98,7 +118,7 @@ def per_frame_ms(
     )
     image = np.zeros((1, 1, 3), np.uint8)  # the predictor ignores it
     types = MessageTypes.rosbags()
-    times, floor = [], []
+    times, floor, post = [], [], []
     pixels = np.zeros(height * width, np.uint16)
     for t, pred in enumerate(synthetic_predictions(height, width, instances, warmup + frames)):
         predictor.next = pred
@@ -111,7 +131,17 @@ def per_frame_ms(
         t0 = time.perf_counter()
         np.bincount(pixels, minlength=NUM_STUFF + instances + 1)
         floor.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times[warmup:]), 1000 * statistics.median(floor[warmup:])
+        raw = raw_outputs(pred)
+        t0 = time.perf_counter()
+        frame_prediction_from_raw(
+            raw,
+            image_size=(height, width),
+            semantic_stride=4,
+            num_things=NUM_THINGS,
+            settings=MergeSettings(),
+        )
+        post.append(time.perf_counter() - t0)
+    return tuple(1000 * statistics.median(x[warmup:]) for x in (times, post, floor))  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -126,9 +156,14 @@ def main() -> None:
         f"post-network work per frame, {args.instances} instances, median of {args.frames} "
         f"after {args.warmup} warm-up frames"
     )
-    print(f"{'size':12s} {'ms/frame':>9s} {'bincount floor ms':>18s} {'x floor':>8s}")
-    for name, (ms, floor) in (("1024x2048", full), ("724x1448", half)):
-        print(f"{name:12s} {ms:9.1f} {floor:18.2f} {ms / floor:8.1f}")
+    print(
+        f"{'size':12s} {'ms/frame':>9s} {'bincount floor ms':>18s} {'x floor':>8s} "
+        f"{'predictor post-processing ms':>29s} {'CPU total ms':>13s}"
+    )
+    for name, (ms, post, floor) in (("1024x2048", full), ("724x1448", half)):
+        print(
+            f"{name:12s} {ms:9.1f} {floor:18.2f} {ms / floor:8.1f} {post:29.1f} {ms + post:13.1f}"
+        )
     ratio = full[0] / half[0]
     pixel_ratio = (1024 * 2048) / (724 * 1448)
     print(

@@ -4,7 +4,8 @@ The exported graph is :meth:`PanopticCascadeMaskTrack.infer_raw` for one image: 
 ``image float32[3, H, W]`` (RGB in ``[0, 1]``, ``H`` and ``W`` dynamic), outputs
 ``boxes float32[N, 4]`` (input pixels), ``scores float32[N]``, ``classes int64[N]``,
 ``mask_probs float32[N, 28, 28]``, ``embeddings float32[N, D]`` and
-``semantic_probs float32[S + 1, H, W]`` (``N`` dynamic, possibly 0). It contains resize and
+``semantic_probs float32[S + 1, ceil(H / 4), ceil(W / 4)]`` (the semantic head's grid; ``N``
+dynamic, possibly 0). It contains resize and
 normalisation, backbone + FPN, RPN (with NMS), the cascade (with per-class NMS), the mask,
 semantic and tracking heads. Mask pasting, thresholding and the panoptic merge are not in the
 graph: :class:`~vcups_core.model.predictor.OnnxPredictor` runs them in numpy, exactly as
@@ -63,7 +64,7 @@ def export_onnx(
     The model is copied to CPU/float32 in eval mode (the argument is left untouched), traced on
     one random ``example_size`` image, and saved atomically with metadata properties
     (``vcups_model_name``, ``vcups_categories``, ``vcups_merge``, ``vcups_weights_sha256``,
-    ``vcups_outputs``) that :class:`OnnxPredictor` reads.
+    ``vcups_outputs``, ``vcups_semantic_stride``) that :class:`OnnxPredictor` reads.
 
     Args:
         model: the network.
@@ -95,7 +96,7 @@ def export_onnx(
         "classes": {0: "detections"},
         "mask_probs": {0: "detections"},
         "embeddings": {0: "detections"},
-        "semantic_probs": {1: "height", 2: "width"},
+        "semantic_probs": {1: "grid_height", 2: "grid_width"},
     }
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)

@@ -180,10 +180,12 @@ class PanopticCascadeMaskTrack(nn.Module):
         return [
             frame_prediction_from_raw(
                 raw_outputs_to_numpy(raw),
+                image_size=(int(image.shape[-2]), int(image.shape[-1])),
+                semantic_stride=self.semantic_head.common_stride,
                 num_things=self.categories.num_things,
                 settings=self.merge,
             )
-            for raw in self.infer_raw(images)
+            for image, raw in zip(images, self.infer_raw(images), strict=True)
         ]
 
     def infer_raw(self, images: list[Tensor]) -> list[RawOutputs[Tensor]]:
@@ -191,8 +193,8 @@ class PanopticCascadeMaskTrack(nn.Module):
 
         Returns per image :class:`~vcups_core.model.postprocess.RawOutputs` of tensors: boxes in
         input pixels, scores, classes, ``28 x 28`` mask probabilities, embeddings and the
-        semantic softmax at input resolution. Written without Python branches on data so that
-        tracing keeps every size dynamic.
+        semantic softmax on the head's grid of ``semantic_head.common_stride`` pixels. Written
+        without Python branches on data so that tracing keeps every size dynamic.
         """
         original_sizes: list[tuple[int, int]] = []
         for img in images:

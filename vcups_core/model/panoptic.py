@@ -1,7 +1,10 @@
 """Panoptic merge of instances and semantics (detectron2 Panoptic-FPN, method §3.2), in numpy.
 
 Shared by every backend (torch, onnxruntime, TensorRT), so they produce the same panoptic maps
-from the same network outputs.
+from the same network outputs. The semantic prediction stays on its grid (the head predicts
+every 4 pixels) and instance work stays inside each detection's region, so the cost is a few
+passes over the grid, the instances' regions and one upsampling, not passes over the whole
+frame per detection.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from vcups_core.label_grid import cell_counts, channel_argmax, upsample_labels, visible_areas
 from vcups_core.types import IGNORE_LABEL
 
 
@@ -19,6 +23,8 @@ def combine_semantic_and_instances(
     classes: npt.NDArray[np.integer],
     *,
     num_things: int,
+    semantic_stride: int = 1,
+    regions: npt.NDArray[np.integer] | None = None,
     score_threshold: float = 0.5,
     overlap_threshold: float = 0.5,
     stuff_area_limit: int = 4096,
@@ -28,19 +34,25 @@ def combine_semantic_and_instances(
     1. Instances in order of descending score; stop at the first with
        ``score < score_threshold``. Skip empty masks. Skip an instance if more than
        ``overlap_threshold`` of its mask is already taken; otherwise place its free pixels.
-    2. Stuff: for every semantic class ``k >= 1`` of the argmax map, its pixels not taken by an
-       instance become stuff category ``num_things + k - 1`` if there are at least
-       ``stuff_area_limit`` of them (else they stay void). Class 0 (the merged "thing" class)
-       is never painted as stuff.
+    2. Stuff: for every semantic class ``k >= 1`` of the argmax map (nearest-upsampled from its
+       grid), its pixels not taken by an instance become stuff category ``num_things + k - 1``
+       if there are at least ``stuff_area_limit`` of them (else they stay void). Class 0 (the
+       merged "thing" class) is never painted as stuff.
     3. Everything else is void.
 
     Args:
-        semantic: ``float[S + 1, H, W]`` semantic probabilities or logits (only the argmax
-            over the first axis is used).
+        semantic: ``float[S + 1, ceil(H / s), ceil(W / s)]`` semantic probabilities or logits
+            sampled every ``s = semantic_stride`` pixels (only the argmax over the first axis is
+            used; for probabilities it is :func:`~vcups_core.label_grid.channel_argmax`, whose
+            near ties go to the lower channel).
         masks: ``bool[N, H, W]`` instance masks.
         scores: ``float[N]`` detection scores.
         classes: ``int[N]`` thing category ids ``0..T-1``.
         num_things: ``T``.
+        semantic_stride: ``s`` above (1 = input resolution).
+        regions: ``int[N, 4]`` pixel regions ``(x0, y0, x1, y1)`` that contain each mask (e.g.
+            :func:`~vcups_core.label_grid.instance_regions` of the pasted boxes); pixels of a
+            mask outside its region are ignored. ``None``: the whole image.
         score_threshold, overlap_threshold, stuff_area_limit: see above.
 
     Returns:
@@ -53,42 +65,68 @@ def combine_semantic_and_instances(
         ValueError: on inconsistent shapes or a category id that does not fit ``uint8``.
     """
     sem = np.asarray(semantic)
+    masks = np.asarray(masks, dtype=bool)
     if sem.ndim != 3:
-        raise ValueError(f"semantic must be [S + 1, H, W], got shape {sem.shape}")
-    h, w = sem.shape[1:]
-    masks = np.asarray(masks, dtype=bool).reshape(-1, h, w)
+        raise ValueError(f"semantic must be [S + 1, h, w], got shape {sem.shape}")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {masks.shape}")
+    n, h, w = masks.shape
+    s = semantic_stride
+    grid_shape = (-(-h // s), -(-w // s)) if s >= 1 else None
+    if grid_shape is None or sem.shape[1:] != grid_shape:
+        raise ValueError(
+            f"semantic: expected [S + 1, {grid_shape}] for {h}x{w} masks and semantic_stride "
+            f"{s}, got shape {sem.shape}"
+        )
     scores = np.asarray(scores).reshape(-1)
     classes = np.asarray(classes).reshape(-1)
-    if not masks.shape[0] == scores.shape[0] == classes.shape[0]:
+    if not n == scores.shape[0] == classes.shape[0]:
         raise ValueError(
-            f"masks ({masks.shape[0]}), scores ({scores.shape[0]}) and classes "
-            f"({classes.shape[0]}) must have the same length"
+            f"masks ({n}), scores ({scores.shape[0]}) and classes ({classes.shape[0]}) must "
+            "have the same length"
         )
     if num_things + sem.shape[0] - 1 > IGNORE_LABEL:
         raise ValueError(f"{num_things} things + {sem.shape[0] - 1} stuff do not fit uint8")
-    panoptic_semantic = np.full((h, w), IGNORE_LABEL, dtype=np.uint8)
+    if regions is None:
+        boxes = [(0, 0, w, h)] * n
+    else:
+        r = np.asarray(regions).reshape(-1, 4)
+        if r.shape[0] != n:
+            raise ValueError(f"regions: expected [{n}, 4], got shape {r.shape}")
+        r = np.clip(r, 0, [w, h, w, h])
+        boxes = [tuple(b) for b in r.tolist()]
+
+    # instances, best first, each inside its region
     panoptic_instance = np.zeros((h, w), dtype=np.int32)
     taken = np.zeros((h, w), dtype=bool)
-    for idx in np.argsort(-scores, kind="stable"):
+    placed: list[tuple[int, tuple[int, ...], npt.NDArray[np.bool_]]] = []
+    for idx in np.argsort(-scores, kind="stable").tolist():
         if scores[idx] < score_threshold:
             break
-        mask = masks[idx]
-        area = int(mask.sum())
+        x0, y0, x1, y1 = boxes[idx]
+        mask = masks[idx, y0:y1, x0:x1]
+        area = int(np.count_nonzero(mask))
         if area == 0:
             continue
-        overlap = int((mask & taken).sum())
+        already = taken[y0:y1, x0:x1]
+        overlap = int(np.count_nonzero(mask & already))
         if overlap / area > overlap_threshold:
             continue
-        free = mask & ~taken
-        panoptic_semantic[free] = int(classes[idx])
-        panoptic_instance[free] = int(idx) + 1
-        taken |= free
-    labels = sem.argmax(axis=0)
-    for k in np.unique(labels[~taken]):
-        if k == 0:
-            continue
-        region = (labels == k) & ~taken
-        if int(region.sum()) < stuff_area_limit:
-            continue
-        panoptic_semantic[region] = num_things + int(k) - 1
+        free = mask & ~already
+        np.copyto(panoptic_instance[y0:y1, x0:x1], idx + 1, where=free)
+        already |= free
+        placed.append((idx, boxes[idx], free))
+
+    # stuff on the grid: a class keeps its cells if enough of their pixels are not taken
+    channels = sem.shape[0]
+    # probabilities: one integer max over their bit patterns; logits (negative): numpy's argmax
+    labels = channel_argmax(sem)[0] if float(sem.min(initial=0.0)) >= 0 else sem.argmax(axis=0)
+    areas = visible_areas(labels, s, cell_counts(taken, s), h, w, channels)
+    stuff = np.arange(channels) >= 1
+    lut = np.where(
+        stuff & (areas >= stuff_area_limit), num_things + np.arange(channels) - 1, IGNORE_LABEL
+    ).astype(np.uint8)
+    panoptic_semantic = np.ascontiguousarray(upsample_labels(lut[labels], s, h, w))
+    for idx, (x0, y0, x1, y1), free in placed:
+        np.copyto(panoptic_semantic[y0:y1, x0:x1], int(classes[idx]), where=free)
     return panoptic_semantic, panoptic_instance

@@ -1,8 +1,9 @@
 """From raw network outputs to a :class:`~vcups_core.types.FramePrediction`, in numpy.
 
 The network (torch module, exported ONNX graph or TensorRT engine) stops at fixed-size
-per-detection mask probabilities; pasting them into the image, thresholding and the panoptic
-merge happen here, identically for every backend.
+per-detection mask probabilities and the semantic softmax on the head's 4-pixel grid; pasting
+the masks into the image, thresholding and the panoptic merge happen here, identically for every
+backend, and only inside each detection's region (see :mod:`vcups_core.model.panoptic`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Generic, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from vcups_core.label_grid import instance_regions
 from vcups_core.model.panoptic import combine_semantic_and_instances
 from vcups_core.types import FramePrediction
 
@@ -29,7 +31,9 @@ class RawOutputs(NamedTuple, Generic[ArrayT]):
         mask_probs: ``float32[N, M, M]`` mask probability of each detection's class inside its
             box (``M = 28`` by default).
         embeddings: ``float32[N, D]`` MaskTrack embeddings.
-        semantic_probs: ``float32[S + 1, H, W]`` semantic softmax at input resolution.
+        semantic_probs: ``float32[S + 1, ceil(H / s), ceil(W / s)]`` semantic softmax sampled
+            every ``s`` pixels (``s`` = the semantic head's stride, 4; graphs exported before
+            the head kept its own resolution have ``s = 1``).
     """
 
     boxes: ArrayT
@@ -130,16 +134,41 @@ def paste_masks(
 
 
 def frame_prediction_from_raw(
-    raw: RawOutputs[npt.NDArray[np.generic]], *, num_things: int, settings: MergeSettings
+    raw: RawOutputs[npt.NDArray[np.generic]],
+    *,
+    image_size: tuple[int, int],
+    semantic_stride: int,
+    num_things: int,
+    settings: MergeSettings,
 ) -> FramePrediction:
     """Build the :class:`FramePrediction` of one frame from numpy :class:`RawOutputs`.
 
-    Pastes the masks at the semantic map's resolution (= the input image's), runs
-    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` and casts every field to
-    its contract dtype.
+    Pastes the masks at the input image's resolution, runs
+    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` inside each detection's
+    :func:`~vcups_core.label_grid.instance_regions` region (pasting never reaches further) and
+    casts every field to its contract dtype. The semantic probabilities stay on their grid.
+
+    Args:
+        raw: the network's outputs.
+        image_size: ``(H, W)`` of the input image.
+        semantic_stride: pixels per semantic cell (the model's ``semantic_head.common_stride``,
+            or ``vcups_semantic_stride`` in an exported graph's metadata).
+        num_things: ``T``.
+        settings: merge thresholds.
+
+    Raises:
+        ValueError: if the semantic grid does not match ``image_size`` and ``semantic_stride``.
     """
+    h, w = image_size
+    s = semantic_stride
     semantic = np.asarray(raw.semantic_probs, dtype=np.float32)
-    h, w = semantic.shape[1:]
+    cells = (-(-h // s), -(-w // s)) if s >= 1 else None
+    if semantic.ndim != 3 or cells is None or semantic.shape[1:] != cells:
+        raise ValueError(
+            f"semantic_probs: expected [S + 1, {cells}] for a {h}x{w} image with semantic "
+            f"stride {s}, got shape {semantic.shape} (does the exported graph's "
+            "vcups_semantic_stride match it?)"
+        )
     boxes = np.asarray(raw.boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(raw.scores, dtype=np.float32).reshape(-1)
     classes = np.asarray(raw.classes, dtype=np.int64).reshape(-1)
@@ -155,6 +184,8 @@ def frame_prediction_from_raw(
         scores,
         classes,
         num_things=num_things,
+        semantic_stride=s,
+        regions=instance_regions(boxes, h, w),
         score_threshold=settings.score_threshold,
         overlap_threshold=settings.overlap_threshold,
         stuff_area_limit=settings.stuff_area_limit,
@@ -168,4 +199,5 @@ def frame_prediction_from_raw(
         semantic_probs=semantic,
         panoptic_semantic=pan_sem,
         panoptic_instance=pan_inst,
+        semantic_stride=s,
     )

@@ -79,6 +79,7 @@ def predictor_metadata(model: PanopticCascadeMaskTrack) -> dict[str, str]:
         ),
         "vcups_weights_sha256": weights_sha256(model.state_dict()),
         "vcups_outputs": ",".join(OUTPUT_NAMES),
+        "vcups_semantic_stride": str(model.semantic_head.common_stride),
     }
 
 
@@ -90,6 +91,11 @@ def _settings_from_metadata(meta: dict[str, str]) -> MergeSettings:
         stuff_area_limit=int(data.get("stuff_area_limit", 4096)),
         mask_threshold=float(data.get("mask_threshold", 0.5)),
     )
+
+
+def _semantic_stride_from_metadata(meta: dict[str, str]) -> int:
+    # graphs exported before the semantic head kept its own grid output input resolution
+    return int(meta.get("vcups_semantic_stride", "1"))
 
 
 def _file_sha256(path: Path) -> str:
@@ -137,6 +143,8 @@ class TorchPredictor:
         (raw,) = self.model.infer_raw([chw])
         return frame_prediction_from_raw(
             raw_outputs_to_numpy(raw),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+            semantic_stride=self.model.semantic_head.common_stride,
             num_things=self.categories.num_things,
             settings=self.model.merge,
         )
@@ -191,6 +199,7 @@ class OnnxPredictor:
             categories = categories_from_dict(json.loads(meta["vcups_categories"]))
         self.categories = categories
         self.settings = _settings_from_metadata(meta)
+        self.semantic_stride = _semantic_stride_from_metadata(meta)
         self.model_name = meta.get("vcups_model_name", self.path.stem)
         self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
         self.input_name = self.session.get_inputs()[0].name
@@ -202,7 +211,11 @@ class OnnxPredictor:
 
     def predict(self, image: npt.NDArray[np.uint8]) -> FramePrediction:
         return frame_prediction_from_raw(
-            self.run_raw(image), num_things=self.categories.num_things, settings=self.settings
+            self.run_raw(image),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+            semantic_stride=self.semantic_stride,
+            num_things=self.categories.num_things,
+            settings=self.settings,
         )
 
 
@@ -249,6 +262,7 @@ class TensorRTPredictor:
             categories = categories_from_dict(json.loads(meta["vcups_categories"]))
         self.categories = categories
         self.settings = _settings_from_metadata(meta)
+        self.semantic_stride = _semantic_stride_from_metadata(meta)
         self.model_name = meta.get("vcups_model_name", self.path.stem)
         self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
         self._trt = trt
@@ -283,7 +297,11 @@ class TensorRTPredictor:
         self.stream.synchronize()
         arrays = [self._allocator.result(name).cpu().numpy() for name in OUTPUT_NAMES]
         return frame_prediction_from_raw(
-            RawOutputs(*arrays), num_things=self.categories.num_things, settings=self.settings
+            RawOutputs(*arrays),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+            semantic_stride=self.semantic_stride,
+            num_things=self.categories.num_things,
+            settings=self.settings,
         )
 
 

@@ -47,7 +47,7 @@ class SemanticHead(nn.Module):
         ignore_index: target value left out of the loss (255).
 
     ``forward(features)`` returns ``float[B, S + 1, H / 4, W / 4]`` logits of the padded batch
-    (same layers in train and eval); :meth:`loss` and :meth:`predict` upsample them.
+    (same layers in train and eval); :meth:`loss` upsamples them to the targets.
     """
 
     common_stride: int = 4
@@ -128,24 +128,25 @@ class SemanticHead(nn.Module):
         image_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> list[Tensor]:
-        """Softmax probabilities at each input image's resolution.
+        """Softmax probabilities on each input image's grid of ``common_stride`` pixels.
 
-        The logits are upsampled 4x (bilinear) to the padded batch, cropped to each transformed
-        image, resized (bilinear) to its original size (skipped when the sizes already agree,
-        except while tracing), then softmaxed (detectron2's ``sem_seg_postprocess`` order).
+        The logits (one per ``4 x 4`` cell of the padded batch) are cropped to each transformed
+        image's cells, resized (bilinear) to the cells of its original size (skipped when they
+        already agree, except while tracing), then softmaxed. Staying at the head's own
+        resolution keeps the output 16x smaller than input resolution;
+        :meth:`~vcups_core.types.FramePrediction.full_semantic_probs` upsamples on demand.
 
         Returns:
-            Per image ``float32[S + 1, H_i, W_i]``.
+            Per image ``float32[S + 1, ceil(H_i / 4), ceil(W_i / 4)]``.
         """
-        up = F.interpolate(
-            logits, scale_factor=float(self.common_stride), mode="bilinear", align_corners=False
-        )
+        s = self.common_stride
         out = []
         tracing = torchvision._is_tracing()
         for i, ((h, w), (oh, ow)) in enumerate(zip(image_sizes, original_sizes, strict=True)):
-            crop = up[i : i + 1, :, :h, :w]
-            if tracing or (h, w) != (oh, ow):
+            crop = logits[i : i + 1, :, : (h + s - 1) // s, : (w + s - 1) // s]
+            cells = ((oh + s - 1) // s, (ow + s - 1) // s)
+            if tracing or tuple(crop.shape[-2:]) != cells:
                 # (Traced graphs always resize: the sizes are dynamic there.)
-                crop = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=False)
+                crop = F.interpolate(crop, size=cells, mode="bilinear", align_corners=False)
             out.append(torch.softmax(crop[0], dim=0))
         return out

@@ -10,11 +10,12 @@ it anyway).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from vcups_core.label_grid import channel_argmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,25 +114,6 @@ class SemanticSmoother:
         return SmoothedSemantics(labels, stride, confidence)
 
 
-def upsample_labels(
-    labels: npt.NDArray[np.generic], stride: int, height: int, width: int
-) -> npt.NDArray[np.generic]:
-    """Nearest upsampling of a grid map (one value per ``stride x stride`` cell) to ``height x width``."""
-    if stride == 1:
-        return labels[:height, :width]
-    gh, gw = labels.shape
-    if (gh * stride, gw * stride) == (height, width) and labels.dtype in (np.uint8, np.uint16):
-        # OpenCV's pixel-centre nearest rule maps output pixel d to cell (d + 0.5) // stride =
-        # d // stride for an integer factor: the same values as np.repeat, in one faster pass
-        up: npt.NDArray[np.generic] = cv2.resize(
-            cast("npt.NDArray[np.integer[Any]]", labels),
-            (width, height),
-            interpolation=cv2.INTER_NEAREST_EXACT,
-        )
-        return up
-    return np.repeat(np.repeat(labels, stride, axis=0), stride, axis=1)[:height, :width]
-
-
 def _subsample(probs: npt.NDArray[np.float32], sub: int, *, out: npt.NDArray[np.float32]) -> None:
     """``out[...] = probs[:, ::sub, ::sub]`` (``out``: contiguous ``float32``)."""
     channels, h, w = probs.shape
@@ -143,37 +125,3 @@ def _subsample(probs: npt.NDArray[np.float32], sub: int, *, out: npt.NDArray[np.
         cv2.resize(flat, (w // sub, channels * h // sub), dst=dst, interpolation=cv2.INTER_NEAREST)
     else:
         np.copyto(out, probs[:, ::sub, ::sub], casting="same_kind")
-
-
-def channel_argmax(
-    values: npt.NDArray[np.float32], *, overwrite: bool = False
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-    """Argmax and max over axis 0 of non-negative ``float32[C, h, w]`` (``C <= 256``).
-
-    Each value's lowest ``ceil(log2 C)`` mantissa bits are replaced by ``2^b - 1 - c`` and one
-    integer max is taken over the channels (non-negative IEEE floats order like their bit
-    patterns). About 7x faster than ``np.argmax(axis=0)``. Exact except for channels whose values
-    agree to within ``2^(b - 23)`` relative (a near tie, which goes to the lower channel); the
-    returned maximum is the winner's value with those bits cleared. ``overwrite`` lets it use
-    ``values`` (contiguous) as its scratch space instead of a copy.
-
-    Returns:
-        ``(labels uint8[h, w], maxima float32[h, w])``.
-    """
-    channels = values.shape[0]
-    if not 1 <= channels <= 256:
-        raise ValueError(f"values: expected 1..256 channels, got {channels}")
-    if values.dtype != np.float32:
-        raise ValueError(f"values: expected float32, got {values.dtype}")
-    bits = max(1, (channels - 1).bit_length())
-    low = np.int32((1 << bits) - 1)
-    if overwrite and values.flags.c_contiguous and values.flags.writeable:
-        keys = values.view(np.int32)
-        keys &= ~low
-    else:
-        keys = np.ascontiguousarray(values).view(np.int32) & ~low
-    keys |= (low - np.arange(channels, dtype=np.int32))[:, None, None]
-    best = keys.max(axis=0)
-    labels = (low - (best & low)).astype(np.uint8)
-    best &= ~low
-    return labels, best.view(np.float32)

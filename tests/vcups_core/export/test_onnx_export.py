@@ -73,7 +73,8 @@ def test_onnx_predictor_contract_and_metadata(
     assert predictor.settings.score_threshold == pytest.approx(0.17)
     image = _images()[1]
     pred = predictor.predict(image)
-    assert pred.masks.shape == (len(pred), 120, 170) and pred.semantic_probs.shape[1:] == (120, 170)
+    assert pred.masks.shape == (len(pred), 120, 170) and pred.semantic_probs.shape[1:] == (30, 43)
+    assert pred.semantic_stride == 4 and predictor.semantic_stride == 4
     assert (
         load_predictor(path, backend="onnxruntime").predict(image).boxes.shape == pred.boxes.shape
     )

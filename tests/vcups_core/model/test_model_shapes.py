@@ -57,8 +57,11 @@ def test_every_head_has_the_documented_shapes(model: torch.nn.Module) -> None:
         semantic = model.semantic_head(features)
         assert tuple(semantic.shape) == (2, s + 1, 32, 48)
         probs = model.semantic_head.predict(semantic, sizes, SIZES)
-        assert [tuple(p.shape) for p in probs] == [(s + 1, h, w) for h, w in SIZES]
-        torch.testing.assert_close(probs[0].sum(0), torch.ones(SIZES[0]))
+        # on the head's 4-pixel grid of each original image
+        assert [tuple(p.shape) for p in probs] == [
+            (s + 1, -(-h // 4), -(-w // 4)) for h, w in SIZES
+        ]
+        torch.testing.assert_close(probs[0].sum(0), torch.ones(probs[0].shape[1:]))
 
 
 def _check_prediction(pred: FramePrediction, height: int, width: int, model: nn.Module) -> None:
@@ -70,7 +73,8 @@ def _check_prediction(pred: FramePrediction, height: int, width: int, model: nn.
     assert pred.embeddings.dtype == np.float32
     assert pred.embeddings.shape == (n, model.config.track.embed_dim)
     assert pred.semantic_probs.dtype == np.float32
-    assert pred.semantic_probs.shape == (cats.num_stuff + 1, height, width)
+    assert pred.semantic_stride == 4
+    assert pred.semantic_probs.shape == (cats.num_stuff + 1, -(-height // 4), -(-width // 4))
     assert pred.panoptic_semantic.dtype == np.uint8
     assert pred.panoptic_instance.dtype == np.int32
     assert ((pred.classes >= 0) & (pred.classes < cats.num_things)).all()

@@ -115,6 +115,74 @@ def test_merge_without_detections_and_bad_shapes() -> None:
         combine_semantic_and_instances(_probs(LABELS), MASKS, SCORES[:2], CLASSES, num_things=2)
 
 
+def _plain_merge(
+    labels: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    num_things: int,
+    stuff_area_limit: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The merge written out at full resolution over whole frames (the reference)."""
+    h, w = labels.shape
+    sem = np.full((h, w), V, np.uint8)
+    inst = np.zeros((h, w), np.int32)
+    taken = np.zeros((h, w), bool)
+    for idx in np.argsort(-scores, kind="stable"):
+        if scores[idx] < 0.5:
+            break
+        area = int(masks[idx].sum())
+        if area == 0 or (masks[idx] & taken).sum() / area > 0.5:
+            continue
+        free = masks[idx] & ~taken
+        sem[free], inst[free] = classes[idx], idx + 1
+        taken |= free
+    for k in range(1, labels.max() + 1):
+        region = (labels == k) & ~taken
+        if region.sum() >= stuff_area_limit:
+            sem[region] = num_things + k - 1
+    return sem, inst
+
+
+@pytest.mark.parametrize(("seed", "stride"), [(0, 4), (1, 4), (2, 1), (3, 3)])
+def test_grid_and_region_merge_equals_the_plain_full_frame_merge(seed: int, stride: int) -> None:
+    """Semantics on a grid (partial last cells) and masks confined to their regions give exactly
+    the full-frame result on the nearest-upsampled semantics."""
+    rng = np.random.default_rng(seed)
+    h, w, n = 21, 30, 6
+    grid = rng.integers(0, 4, size=(-(-h // stride), -(-w // stride)))
+    labels = np.repeat(np.repeat(grid, stride, 0), stride, 1)[:h, :w]
+    regions = np.zeros((n, 4), np.int64)
+    masks = np.zeros((n, h, w), bool)
+    for i in range(n):
+        x0, y0 = rng.integers(0, w - 4), rng.integers(0, h - 4)
+        x1, y1 = rng.integers(x0 + 1, w + 1), rng.integers(y0 + 1, h + 1)
+        regions[i] = (x0, y0, x1, y1)
+        masks[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.7
+    scores = rng.uniform(0.3, 1.0, n).astype(np.float32)
+    classes = rng.integers(0, 2, n)
+    probs = _probs(grid, 4)
+    expected = _plain_merge(labels, masks, scores, classes, 2, 20)
+    for given in (regions, None):
+        sem, inst = combine_semantic_and_instances(
+            probs,
+            masks,
+            scores,
+            classes,
+            num_things=2,
+            semantic_stride=stride,
+            regions=given,
+            stuff_area_limit=20,
+        )
+        np.testing.assert_array_equal(sem, expected[0])
+        np.testing.assert_array_equal(inst, expected[1])
+    wrong = _probs(np.zeros((5, 8), int), 4)  # 21 rows need 6 cells of 4
+    with pytest.raises(ValueError, match=r"semantic: expected \[S \+ 1, \(6, 8\)\]"):
+        combine_semantic_and_instances(
+            wrong, masks, scores, classes, num_things=2, semantic_stride=4
+        )
+
+
 def test_paste_masks_places_a_full_mask_exactly_on_its_box() -> None:
     masks = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[2.0, 3.0, 6.0, 8.0]]), 10, 12)
     expected = np.zeros((10, 12), bool)

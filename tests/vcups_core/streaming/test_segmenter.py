@@ -7,7 +7,7 @@ import pytest
 
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
 from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
-from vcups_core.streaming.segmenter import StreamingSegmenter, cell_counts, compose_panoptic
+from vcups_core.streaming.segmenter import StreamingSegmenter, compose_panoptic
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
 from vcups_core.types import CategoryTable, FramePrediction, TrackState, VideoFrame
@@ -182,22 +182,6 @@ def test_compose_by_hand() -> None:
             frame_id="c",
             frame_index=3,
         )
-
-
-@pytest.mark.parametrize(
-    ("height", "width", "stride"),
-    [(8, 12, 4), (7, 10, 4), (6, 6, 1), (16, 24, 8), (9, 17, 8), (6, 10, 2), (9, 9, 3)],
-)
-def test_cell_counts_match_a_loop(height: int, width: int, stride: int) -> None:
-    """Whole and partial edge cells agree with a plain loop (word-sized cell rows for strides 2, 4
-    and 8, the generic block sum otherwise)."""
-    mask = np.random.default_rng(height).random((height, width)) < 0.4
-    counts = cell_counts(mask, stride)
-    assert counts.shape == (-(-height // stride), -(-width // stride))
-    for i in range(counts.shape[0]):
-        for j in range(counts.shape[1]):
-            cell = mask[i * stride : (i + 1) * stride, j * stride : (j + 1) * stride]
-            assert counts[i, j] == int(cell.sum())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcups_core.streaming.smoother import SemanticSmoother, channel_argmax, upsample_labels
+from vcups_core.streaming.smoother import SemanticSmoother
 
 
 def probs_for(labels: np.ndarray, channels: int = 3, p: float = 0.6) -> np.ndarray:
@@ -43,7 +43,7 @@ def test_gap_and_shape_change_restart_the_history() -> None:
     assert resized.labels.shape == (3, 3) and (resized.labels == 2).all()
 
 
-def test_grid_stride_and_upsampling() -> None:
+def test_grid_stride_and_bad_shapes() -> None:
     labels = np.arange(12).reshape(3, 4)
     sm = SemanticSmoother(window=1, grid_stride=4)
     # probabilities given every 2 px of a 6x8 image: the grid keeps every 2nd of them (4 px)
@@ -54,43 +54,8 @@ def test_grid_stride_and_upsampling() -> None:
         width=8,
     )
     assert out.stride == 4 and out.labels.shape == (2, 2)
-    up = upsample_labels(np.array([[1, 2], [3, 4]]), 4, 6, 7)
-    assert up.shape == (6, 7) and up[5, 6] == 4 and up[3, 3] == 1
-    for dtype in (np.uint8, np.uint16):  # whole cells: OpenCV's nearest resize, same values
-        grid = np.arange(12, dtype=dtype).reshape(3, 4)
-        expected = np.repeat(np.repeat(grid, 8, axis=0), 8, axis=1)
-        np.testing.assert_array_equal(upsample_labels(grid, 8, 24, 32), expected)
     with pytest.raises(ValueError, match=r"expected float\[C, h, w\]"):
         sm.update(np.zeros((2, 2), np.float32), semantic_stride=1, height=2, width=2)
-
-
-def test_channel_argmax_matches_numpy() -> None:
-    rng = np.random.default_rng(3)
-    for channels in (1, 2, 23, 256):
-        values = rng.random((channels, 5, 7), dtype=np.float32)
-        labels, best = channel_argmax(values)
-        assert labels.dtype == np.uint8 and labels.shape == (5, 7)
-        top = values.max(axis=0)
-        # the keys drop at most the lowest 8 mantissa bits (256 channels): 2^-15 relative
-        rtol = 2.0**-15
-        np.testing.assert_allclose(best, top, rtol=rtol)
-        chosen = np.take_along_axis(values, labels[None].astype(np.intp), axis=0)[0]
-        np.testing.assert_allclose(chosen, top, rtol=rtol)
-        second = np.sort(values, axis=0)[-2] if channels > 1 else np.zeros_like(top)
-        clear = top - second > rtol * top  # no near tie: the label is numpy's exactly
-        assert clear.mean() > 0.8
-        assert (labels[clear] == values.argmax(axis=0)[clear]).all()
-
-
-def test_channel_argmax_ties_and_limits() -> None:
-    values = np.array([[[0.5, 0.0]], [[0.5, 0.25]], [[0.1, 0.25]]], np.float32)  # [3, 1, 2]
-    labels, best = channel_argmax(values)
-    assert labels.tolist() == [[0, 1]]  # ties go to the lower channel, like np.argmax
-    assert best.tolist() == [[0.5, 0.25]]  # exact: these values have no low mantissa bits set
-    with pytest.raises(ValueError, match=r"1\.\.256 channels"):
-        channel_argmax(np.zeros((257, 1, 1), np.float32))
-    with pytest.raises(ValueError, match="expected float32"):
-        channel_argmax(np.zeros((2, 1, 1), np.float64))
 
 
 @pytest.mark.parametrize("size", [(8, 12), (7, 10)])
