@@ -30,7 +30,7 @@ from vcups_core.rosmsg import MessageTypes
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
-from vcups_core.types import CategoryTable, FramePrediction, VideoFrame
+from vcups_core.types import CategoryTable, FramePrediction, MaskCrops, VideoFrame
 from vcups_ros.conversions import panoptic_frame_to_msg
 
 NUM_STUFF = 22
@@ -42,7 +42,7 @@ def synthetic_predictions(
 ) -> Iterator[FramePrediction]:
     """Rectangles drifting right with per-object embeddings; stuff in horizontal bands.
 
-    Made one frame at a time (50 full-resolution masks are 100 MB per frame).
+    Each mask is a crop of its rectangle, as the predictors' post-processing returns them.
     """
     rng = np.random.default_rng(0)
     sizes = rng.integers(height // 20, height // 6, size=(instances, 2))
@@ -57,13 +57,13 @@ def synthetic_predictions(
     base = np.full((NUM_STUFF + 1, gh, gw), 0.2 / NUM_STUFF, np.float32)
     base[1 + bands, np.arange(gh)] = 0.8
     for t in range(frames):
-        masks = np.zeros((instances, height, width), bool)
         boxes = np.zeros((instances, 4), np.float32)
         inst = np.zeros((height, width), np.int32)
+        crops = []
         for k in range(instances):
             y, x = starts[k, 0], min(starts[k, 1] + 3 * t, width - sizes[k, 1])
             h, w = sizes[k]
-            masks[k, y : y + h, x : x + w] = True
+            crops.append(np.ones((h, w), bool))
             boxes[k] = (x, y, x + w, y + h)
             inst[y : y + h, x : x + w] = k + 1
         sem = np.full((height, width), 255, np.uint8)
@@ -71,7 +71,7 @@ def synthetic_predictions(
             boxes,
             np.full(instances, 0.9, np.float32),
             np.arange(instances, dtype=np.int64) % NUM_THINGS,
-            masks,
+            MaskCrops(boxes.astype(np.int64), crops, height, width),
             emb,
             base.copy(),  # a new map each frame, as a network would return
             sem,

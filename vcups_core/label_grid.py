@@ -1,9 +1,9 @@
-"""Label maps on a coarse grid, and the pixel regions of detections (numpy, no state).
+"""Label maps on a coarse grid (numpy, no state).
 
 The semantic head predicts on a grid of ``stride x stride`` pixel cells; the panoptic merge of
 one frame (:mod:`vcups_core.model.panoptic`) and the streaming composition
 (:mod:`vcups_core.streaming.segmenter`) both keep semantics on that grid and work at full
-resolution only inside each detection's region. These are the pieces they share.
+resolution only inside each detection's mask region. These are the pieces they share.
 """
 
 from __future__ import annotations
@@ -13,30 +13,6 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import numpy.typing as npt
-
-
-def instance_regions(
-    boxes: npt.NDArray[np.floating], height: int, width: int
-) -> npt.NDArray[np.int64]:
-    """``int64[N, 4]`` pixel regions ``(x0, y0, x1, y1)`` that contain each detection's pixels.
-
-    The :class:`~vcups_core.types.FramePrediction` contract: boxes grown by 10 % of their size + 2 px, clipped.
-    """
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    grow_x = 0.1 * (b[:, 2] - b[:, 0]) + 2
-    grow_y = 0.1 * (b[:, 3] - b[:, 1]) + 2
-    out = np.stack(
-        [
-            np.floor(b[:, 0] - grow_x),
-            np.floor(b[:, 1] - grow_y),
-            np.ceil(b[:, 2] + grow_x),
-            np.ceil(b[:, 3] + grow_y),
-        ],
-        axis=1,
-    )
-    out[:, 0::2] = np.clip(out[:, 0::2], 0, width)
-    out[:, 1::2] = np.clip(out[:, 1::2], 0, height)
-    return out.astype(np.int64)
 
 
 def cell_counts(mask: npt.NDArray[np.bool_], stride: int) -> npt.NDArray[np.int64]:

@@ -18,6 +18,7 @@ Conventions (used everywhere in the library, never repeated inline):
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,19 +375,114 @@ class CategoryTable:
         return cls(names, num_things, tuple(range(len(names))))
 
 
+class MaskCrops:
+    """``N`` instance masks of an ``H x W`` image, each stored as a crop of its region.
+
+    Mask ``i`` is ``crops[i]`` placed at ``regions[i] = (x0, y0, x1, y1)`` and ``False`` elsewhere,
+    so a frame's masks cost their regions' pixels, not ``N * H * W`` bytes (100 MB at 1024x2048
+    with 50 detections). Indexing with a boolean or integer array selects masks, like numpy.
+
+    Args:
+        regions: ``int[N, 4]`` pixel regions inside the image.
+        crops: ``N`` arrays ``bool[y1 - y0, x1 - x0]``.
+        height, width: the image size.
+
+    Raises:
+        ValueError: if a region leaves the image or a crop does not have its region's shape.
+    """
+
+    def __init__(
+        self,
+        regions: npt.NDArray[np.integer[Any]],
+        crops: Sequence[npt.NDArray[np.bool_]],
+        height: int,
+        width: int,
+    ) -> None:
+        r = np.asarray(regions, np.int64).reshape(-1, 4)
+        if len(crops) != r.shape[0]:
+            raise ValueError(f"MaskCrops: {r.shape[0]} regions but {len(crops)} crops")
+        bad = (r[:, 0] < 0) | (r[:, 1] < 0) | (r[:, 2] > width) | (r[:, 3] > height)
+        bad |= (r[:, 2] < r[:, 0]) | (r[:, 3] < r[:, 1])
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"MaskCrops: region {i} {r[i].tolist()} is not inside the {height}x{width} image"
+            )
+        for i, (crop, (x0, y0, x1, y1)) in enumerate(zip(crops, r.tolist(), strict=True)):
+            if crop.dtype != np.bool_ or crop.shape != (y1 - y0, x1 - x0):
+                raise ValueError(
+                    f"MaskCrops: crop {i}: expected bool[{y1 - y0}, {x1 - x0}], got "
+                    f"{crop.dtype}{list(crop.shape)}"
+                )
+        self.regions = r
+        self.crops = tuple(crops)
+        self.height, self.width = int(height), int(width)
+
+    @classmethod
+    def from_dense(
+        cls,
+        masks: npt.NDArray[np.bool_],
+        regions: npt.NDArray[np.integer[Any]] | None = None,
+    ) -> MaskCrops:
+        """Crop ``bool[N, H, W]`` masks to ``regions`` (pixels outside are dropped), or to each
+        mask's tight box when ``regions`` is None (an empty mask gets an empty region)."""
+        m = np.asarray(masks, bool)
+        if m.ndim != 3:
+            raise ValueError(f"masks: expected bool[N, H, W], got shape {m.shape}")
+        n, h, w = m.shape
+        if regions is None:
+            boxes = []
+            for mask in m:
+                ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+                boxes.append((xs[0], ys[0], xs[-1] + 1, ys[-1] + 1) if len(xs) else (0, 0, 0, 0))
+            regions = np.asarray(boxes, np.int64).reshape(n, 4)
+        r = np.asarray(regions, np.int64).reshape(-1, 4)
+        crops = [m[i, y0:y1, x0:x1].copy() for i, (x0, y0, x1, y1) in enumerate(r.tolist())]
+        return cls(r, crops, h, w)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(N, H, W)``, the shape of the dense masks."""
+        return (len(self.crops), self.height, self.width)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: npt.NDArray[Any] | Sequence[int]) -> MaskCrops:
+        picked = np.arange(len(self))[np.asarray(index)]
+        return MaskCrops(
+            self.regions[picked], [self.crops[i] for i in picked], self.height, self.width
+        )
+
+    def dense(self, i: int) -> npt.NDArray[np.bool_]:
+        """``bool[H, W]`` mask ``i``."""
+        out = np.zeros((self.height, self.width), bool)
+        x0, y0, x1, y1 = self.regions[i].tolist()
+        out[y0:y1, x0:x1] = self.crops[i]
+        return out
+
+    def to_dense(self) -> npt.NDArray[np.bool_]:
+        """``bool[N, H, W]`` (for tests and small images)."""
+        out = np.zeros(self.shape, bool)
+        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+            out[i, y0:y1, x0:x1] = self.crops[i]
+        return out
+
+
 @dataclass
 class FramePrediction:
-    """What the network predicts for one frame, at the input image's resolution.
+    """What the network predicts for one ``H x W`` input frame, after the panoptic merge.
 
     Instances are per-frame detections (no track ids yet: the streaming tracker assigns those).
-    The arrays belong to the receiver: a predictor returns fresh arrays for every frame (the
-    streaming smoother keeps the last few probability maps without copying them).
+    Masks are crops of their regions and semantics stay on the head's grid; only the two
+    panoptic maps are at full resolution. The arrays belong to the receiver: a predictor
+    returns fresh arrays for every frame.
 
     Attributes:
         boxes: ``float32[N, 4]`` ``(x0, y0, x1, y1)`` in input pixels.
         scores: ``float32[N]`` detection scores in [0, 1].
         classes: ``int64[N]`` thing category ids ``0..T-1``.
-        masks: ``bool[N, H, W]`` instance masks.
+        masks: the ``N`` instance masks, each as a crop of its region (:class:`MaskCrops`).
         embeddings: ``float32[N, D]`` MaskTrack association embeddings.
         semantic_probs: ``float32[S + 1, ceil(H / s), ceil(W / s)]`` softmax of the semantic head
             sampled every ``s = semantic_stride`` pixels (the head predicts at 1/4 resolution;
@@ -396,15 +492,14 @@ class FramePrediction:
         panoptic_semantic: ``uint8[H, W]`` category id per pixel after the panoptic merge
             (:data:`IGNORE_LABEL` = void).
         panoptic_instance: ``int32[H, W]`` 1-based index into the detections (``0`` = stuff/void);
-            detection ``k``'s pixels lie inside ``boxes[k]`` grown by 10 % of its size + 2 px on
-            each side (mask pasting never reaches further).
+            detection ``k``'s pixels lie inside ``masks.regions[k]``.
         semantic_stride: ``s`` above (1 = input resolution).
     """
 
     boxes: npt.NDArray[np.float32]
     scores: npt.NDArray[np.float32]
     classes: npt.NDArray[np.int64]
-    masks: npt.NDArray[np.bool_]
+    masks: MaskCrops
     embeddings: npt.NDArray[np.float32]
     semantic_probs: npt.NDArray[np.float32]
     panoptic_semantic: npt.NDArray[np.uint8]

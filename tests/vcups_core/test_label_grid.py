@@ -8,18 +8,9 @@ import pytest
 from vcups_core.label_grid import (
     cell_counts,
     channel_argmax,
-    instance_regions,
     upsample_labels,
     visible_areas,
 )
-
-
-def test_instance_regions_grow_boxes_by_a_tenth_plus_two_pixels_and_clip() -> None:
-    boxes = np.array([[10.0, 20.0, 30.0, 60.0], [0.5, 0.5, 5.0, 5.0]])
-    regions = instance_regions(boxes, 70, 40)
-    # 20 x 40 box: grows 4 px sideways and 6 px up/down; the second is clipped to the image
-    assert regions.tolist() == [[6, 14, 34, 66], [0, 0, 8, 8]]
-    assert regions.dtype == np.int64
 
 
 def test_visible_areas_subtract_hidden_pixels_and_count_partial_cells() -> None:

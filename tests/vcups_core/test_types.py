@@ -1,4 +1,4 @@
-"""Tests of vcups_core.types: label encoding, VideoFrame and PanopticFrame (hand-computed)."""
+"""Tests of vcups_core.types: label encoding, VideoFrame, PanopticFrame, MaskCrops (hand-computed)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from vcups_core.types import (
     IGNORE_LABEL,
     Box,
+    MaskCrops,
     PanopticFrame,
     Segment,
     TrackState,
@@ -134,3 +135,29 @@ def test_video_frame_checks_its_image() -> None:
         VideoFrame(np.zeros((4, 5), np.uint8), stamp_ns=0)
     with pytest.raises(ValueError, match="stamp_ns must be >= 0"):
         VideoFrame(np.zeros((1, 1, 3), np.uint8), stamp_ns=-1)
+
+
+def test_mask_crops_round_trip_select_and_tight_boxes() -> None:
+    dense = np.zeros((3, 5, 6), bool)
+    dense[0, 1:3, 2:5] = True
+    dense[1, 4, 0] = True  # one pixel in the corner
+    masks = MaskCrops.from_dense(dense)  # third mask empty
+    assert masks.shape == (3, 5, 6) and len(masks) == 3
+    assert masks.regions.tolist() == [[2, 1, 5, 3], [0, 4, 1, 5], [0, 0, 0, 0]]
+    np.testing.assert_array_equal(masks.to_dense(), dense)
+    np.testing.assert_array_equal(masks.dense(1), dense[1])
+    picked = masks[np.array([False, True, True])]
+    assert picked.regions.tolist() == [[0, 4, 1, 5], [0, 0, 0, 0]]
+    np.testing.assert_array_equal(masks[[0]].to_dense(), dense[:1])
+    # explicit regions crop (pixels outside a region are dropped)
+    clipped = MaskCrops.from_dense(dense, np.array([[2, 1, 4, 3], [0, 0, 6, 5], [0, 0, 1, 1]]))
+    assert clipped.crops[0].shape == (2, 2) and clipped.crops[0].all()
+
+
+def test_mask_crops_reject_regions_outside_and_wrong_crops() -> None:
+    with pytest.raises(ValueError, match=r"region 0 \[0, 0, 7, 5\] is not inside the 5x6 image"):
+        MaskCrops(np.array([[0, 0, 7, 5]]), [np.zeros((5, 7), bool)], 5, 6)
+    with pytest.raises(ValueError, match=r"crop 0: expected bool\[2, 3\], got uint8\[2, 3\]"):
+        MaskCrops(np.array([[0, 0, 3, 2]]), [np.zeros((2, 3), np.uint8)], 5, 6)
+    with pytest.raises(ValueError, match="2 regions but 1 crops"):
+        MaskCrops(np.zeros((2, 4), int), [np.zeros((0, 0), bool)], 5, 6)

@@ -246,9 +246,10 @@ def compare_predictions(a: FramePrediction, b: FramePrediction) -> ImageParity:
         box = max(box, float(np.abs(a.boxes[i] - b.boxes[j]).max()))
         score = max(score, abs(float(a.scores[i] - b.scores[j])))
         emb = max(emb, float(np.abs(a.embeddings[i] - b.embeddings[j]).max()) / scale)
-        union = int((a.masks[i] | b.masks[j]).sum())
+        mask_a, mask_b = a.masks.dense(i), b.masks.dense(j)
+        union = int((mask_a | mask_b).sum())
         if union:
-            mask = max(mask, float((a.masks[i] ^ b.masks[j]).sum()) / union)
+            mask = max(mask, float((mask_a ^ mask_b).sum()) / union)
     return ImageParity(
         size=(a.height, a.width),
         detections_torch=len(a),

@@ -13,18 +13,17 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.label_grid import cell_counts, channel_argmax, upsample_labels, visible_areas
-from vcups_core.types import IGNORE_LABEL
+from vcups_core.types import IGNORE_LABEL, MaskCrops
 
 
 def combine_semantic_and_instances(
     semantic: npt.NDArray[np.floating],
-    masks: npt.NDArray[np.bool_],
+    masks: MaskCrops,
     scores: npt.NDArray[np.floating],
     classes: npt.NDArray[np.integer],
     *,
     num_things: int,
     semantic_stride: int = 1,
-    regions: npt.NDArray[np.integer] | None = None,
     score_threshold: float = 0.5,
     overlap_threshold: float = 0.5,
     stuff_area_limit: int = 4096,
@@ -45,31 +44,26 @@ def combine_semantic_and_instances(
             sampled every ``s = semantic_stride`` pixels (only the argmax over the first axis is
             used; for probabilities it is :func:`~vcups_core.label_grid.channel_argmax`, whose
             near ties go to the lower channel).
-        masks: ``bool[N, H, W]`` instance masks.
+        masks: the ``N`` instance masks of the ``H x W`` image, as crops of their regions.
         scores: ``float[N]`` detection scores.
         classes: ``int[N]`` thing category ids ``0..T-1``.
         num_things: ``T``.
         semantic_stride: ``s`` above (1 = input resolution).
-        regions: ``int[N, 4]`` pixel regions ``(x0, y0, x1, y1)`` that contain each mask (e.g.
-            :func:`~vcups_core.label_grid.instance_regions` of the pasted boxes); pixels of a
-            mask outside its region are ignored. ``None``: the whole image.
         score_threshold, overlap_threshold, stuff_area_limit: see above.
 
     Returns:
         ``(panoptic_semantic, panoptic_instance)``: ``uint8[H, W]`` category id per pixel in the
         :class:`~vcups_core.types.CategoryTable` id space (things ``0..T-1``, stuff ``T..``,
         :data:`~vcups_core.types.IGNORE_LABEL` = void), and ``int32[H, W]`` 1-based index of the
-        detection owning the pixel (``0`` = stuff or void).
+        detection owning the pixel (``0`` = stuff or void; detection ``k``'s pixels lie in
+        ``masks.regions[k]``).
 
     Raises:
         ValueError: on inconsistent shapes or a category id that does not fit ``uint8``.
     """
     sem = np.asarray(semantic)
-    masks = np.asarray(masks, dtype=bool)
     if sem.ndim != 3:
         raise ValueError(f"semantic must be [S + 1, h, w], got shape {sem.shape}")
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be [N, H, W], got shape {masks.shape}")
     n, h, w = masks.shape
     s = semantic_stride
     grid_shape = (-(-h // s), -(-w // s)) if s >= 1 else None
@@ -87,24 +81,17 @@ def combine_semantic_and_instances(
         )
     if num_things + sem.shape[0] - 1 > IGNORE_LABEL:
         raise ValueError(f"{num_things} things + {sem.shape[0] - 1} stuff do not fit uint8")
-    if regions is None:
-        boxes = [(0, 0, w, h)] * n
-    else:
-        r = np.asarray(regions).reshape(-1, 4)
-        if r.shape[0] != n:
-            raise ValueError(f"regions: expected [{n}, 4], got shape {r.shape}")
-        r = np.clip(r, 0, [w, h, w, h])
-        boxes = [tuple(b) for b in r.tolist()]
+    boxes = masks.regions.tolist()
 
     # instances, best first, each inside its region
     panoptic_instance = np.zeros((h, w), dtype=np.int32)
     taken = np.zeros((h, w), dtype=bool)
-    placed: list[tuple[int, tuple[int, ...], npt.NDArray[np.bool_]]] = []
+    placed: list[tuple[int, list[int], npt.NDArray[np.bool_]]] = []
     for idx in np.argsort(-scores, kind="stable").tolist():
         if scores[idx] < score_threshold:
             break
         x0, y0, x1, y1 = boxes[idx]
-        mask = masks[idx, y0:y1, x0:x1]
+        mask = masks.crops[idx]
         area = int(np.count_nonzero(mask))
         if area == 0:
             continue

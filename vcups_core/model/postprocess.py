@@ -14,9 +14,8 @@ from typing import Generic, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.label_grid import instance_regions
 from vcups_core.model.panoptic import combine_semantic_and_instances
-from vcups_core.types import FramePrediction
+from vcups_core.types import FramePrediction, MaskCrops
 
 ArrayT = TypeVar("ArrayT")
 
@@ -95,7 +94,7 @@ def paste_masks(
     width: int,
     *,
     threshold: float = 0.5,
-) -> npt.NDArray[np.bool_]:
+) -> MaskCrops:
     """Paste box-relative mask probabilities into the image and threshold them.
 
     Each ``M x M`` mask is sampled bilinearly (zero outside the mask, pixel centres, like
@@ -110,11 +109,14 @@ def paste_masks(
         threshold: probability threshold.
 
     Returns:
-        ``bool[N, height, width]``.
+        The ``N`` masks of the ``height x width`` image, each cropped to the pixels its box can
+        reach (the box plus one mask cell on each side, clipped; an empty region for a
+        degenerate or off-image box).
     """
     probs = np.asarray(mask_probs, dtype=np.float32)
     n = probs.shape[0]
-    out = np.zeros((n, height, width), dtype=bool)
+    regions = np.zeros((n, 4), np.int64)
+    crops = [np.zeros((0, 0), bool)] * n
     for i in range(n):
         x0, y0, x1, y1 = (float(v) for v in boxes[i])
         if not (x1 > x0 and y1 > y0) or not np.isfinite([x0, y0, x1, y1]).all():
@@ -128,9 +130,9 @@ def paste_masks(
             continue
         wy = _tent_weights(y0, y1, m_h, ys, ye)
         wx = _tent_weights(x0, x1, m_w, xs, xe)
-        region = wy @ probs[i] @ wx.T
-        out[i, ys:ye, xs:xe] = region >= threshold
-    return out
+        regions[i] = (xs, ys, xe, ye)
+        crops[i] = wy @ probs[i] @ wx.T >= threshold
+    return MaskCrops(regions, crops, height, width)
 
 
 def frame_prediction_from_raw(
@@ -143,9 +145,8 @@ def frame_prediction_from_raw(
 ) -> FramePrediction:
     """Build the :class:`FramePrediction` of one frame from numpy :class:`RawOutputs`.
 
-    Pastes the masks at the input image's resolution, runs
-    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` inside each detection's
-    :func:`~vcups_core.label_grid.instance_regions` region (pasting never reaches further) and
+    Pastes the masks (as crops of the pixels each box can reach), runs
+    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` inside those regions and
     casts every field to its contract dtype. The semantic probabilities stay on their grid.
 
     Args:
@@ -185,7 +186,6 @@ def frame_prediction_from_raw(
         classes,
         num_things=num_things,
         semantic_stride=s,
-        regions=instance_regions(boxes, h, w),
         score_threshold=settings.score_threshold,
         overlap_threshold=settings.overlap_threshold,
         stuff_area_limit=settings.stuff_area_limit,

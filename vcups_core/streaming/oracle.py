@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.synthetic import SyntheticFrame
-from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction
+from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction, MaskCrops
 
 THING_CLASSES = (cs.CAR, cs.PERSON)
 STUFF_CLASSES = (
@@ -117,7 +117,7 @@ class OraclePredictor:
             boxes=np.asarray(boxes, np.float32).reshape(n, 4),
             scores=np.full(n, self.score, np.float32),
             classes=np.asarray(classes, np.int64),
-            masks=mask_arr,
+            masks=MaskCrops.from_dense(mask_arr),
             embeddings=np.stack([self.embedding(t) for t in kept_ids])
             if n
             else np.zeros((0, self.embed_dim), np.float32),
@@ -149,7 +149,7 @@ def empty_prediction(height: int, width: int, embed_dim: int, num_stuff: int) ->
         boxes=np.zeros((0, 4), np.float32),
         scores=np.zeros(0, np.float32),
         classes=np.zeros(0, np.int64),
-        masks=np.zeros((0, height, width), bool),
+        masks=MaskCrops(np.zeros((0, 4), np.int64), [], height, width),
         embeddings=np.zeros((0, embed_dim), np.float32),
         semantic_probs=probs,
         panoptic_semantic=np.full((height, width), IGNORE_LABEL, np.uint8),

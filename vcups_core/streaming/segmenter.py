@@ -22,7 +22,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from vcups_core.configs.node import NodeConfig
-from vcups_core.label_grid import cell_counts, instance_regions, upsample_labels, visible_areas
+from vcups_core.label_grid import cell_counts, upsample_labels, visible_areas
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
 from vcups_core.types import (
@@ -203,8 +203,8 @@ def compose_panoptic(
         det_of_pixel: ``int32[H, W]`` 1-based index of the detection owning the pixel, 0 = none.
         stuff: smoothed semantic argmax on a grid: channel 0 = "thing", ``1 + j`` = stuff category
             ``T + j``.
-        detections: the frame's ``N`` detections; each one's pixels lie in its
-            :func:`instance_regions` region.
+        detections: the frame's ``N`` detections; each one's pixels lie in its mask's region
+            (``detections.masks.regions``).
         assignment: track ids of the kept detections, in order.
         categories: the model's category table (``T = categories.num_things``).
         keep: ``bool[N]`` detections to paint (None: all); the pixels of the others fall back to
@@ -231,7 +231,7 @@ def compose_panoptic(
 
     # instances: area, tight box and the pixels they hide, from each kept detection's region
     # (grown to whole grid cells); the pixels of dropped detections keep the stuff below them
-    regions = instance_regions(detections.boxes, height, width)
+    regions = detections.masks.regions.copy()
     regions[:, :2] -= regions[:, :2] % g
     regions[:, 2:] = np.minimum(-(-regions[:, 2:] // g) * g, (width, height))
     hidden = np.zeros(grid.shape, np.int64)

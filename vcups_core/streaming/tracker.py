@@ -217,17 +217,19 @@ class OnlineTracker:
 
         Label ``i + 1`` is detection ``i``; where masks overlap the higher score wins (as in the
         panoptic merge), so each pixel counts once and IoUs come from one joint histogram.
-        Only each detection's box is read.
+        Only each mask's crop is read.
         """
         s = self.mask_stride or max(1, min(prediction.height, prediction.width) // 128)
         h, w = -(-prediction.height // s), -(-prediction.width // s)
         labels = np.zeros((h, w), np.int32)
-        b = np.asarray(prediction.boxes, np.float64).reshape(-1, 4)
-        x0 = np.clip(np.floor(b[:, 0] / s), 0, w).astype(np.int64)
-        y0 = np.clip(np.floor(b[:, 1] / s), 0, h).astype(np.int64)
-        x1 = np.clip(np.ceil(b[:, 2] / s) + 1, 0, w).astype(np.int64)
-        y1 = np.clip(np.ceil(b[:, 3] / s) + 1, 0, h).astype(np.int64)
+        masks = prediction.masks
+        # the grid points inside each region: rows/columns ceil(y0 / s) .. ceil(y1 / s) - 1
+        first = -(-masks.regions // s)
         for i in np.argsort(prediction.scores, kind="stable").tolist():  # best painted last
-            crop = prediction.masks[i, y0[i] * s : y1[i] * s : s, x0[i] * s : x1[i] * s : s]
-            np.copyto(labels[y0[i] : y1[i], x0[i] : x1[i]], i + 1, where=crop)
+            gx0, gy0, gx1, gy1 = first[i].tolist()
+            if gx1 <= gx0 or gy1 <= gy0:
+                continue
+            x0, y0 = masks.regions[i, :2].tolist()
+            crop = masks.crops[i][gy0 * s - y0 :: s, gx0 * s - x0 :: s]
+            np.copyto(labels[gy0:gy1, gx0:gx1], i + 1, where=crop)
         return labels

@@ -69,7 +69,8 @@ def _check_prediction(pred: FramePrediction, height: int, width: int, model: nn.
     n = len(pred)
     assert pred.boxes.dtype == np.float32 and pred.boxes.shape == (n, 4)
     assert pred.scores.dtype == np.float32 and pred.classes.dtype == np.int64
-    assert pred.masks.dtype == np.bool_ and pred.masks.shape == (n, height, width)
+    assert pred.masks.shape == (n, height, width)
+    assert all(c.dtype == np.bool_ for c in pred.masks.crops)
     assert pred.embeddings.dtype == np.float32
     assert pred.embeddings.shape == (n, model.config.track.embed_dim)
     assert pred.semantic_probs.dtype == np.float32

@@ -10,7 +10,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from vcups_core.model.panoptic import combine_semantic_and_instances
 from vcups_core.model.postprocess import paste_masks
-from vcups_core.types import IGNORE_LABEL
+from vcups_core.types import IGNORE_LABEL, MaskCrops
 
 V = IGNORE_LABEL
 # Semantic argmax: 0 = "thing", 1 and 2 = stuff classes (categories T + 0 and T + 1 with T = 2).
@@ -38,14 +38,16 @@ def _mask(rows: slice, cols: slice) -> np.ndarray:
 #   2: 0.70, class 0, rows 0-2 x cols 1-2  -> fully covered: dropped
 #   3: 0.40, class 1, rows 4-5 x cols 4-5  -> below the score threshold: not placed
 #   4: 0.95, class 0, empty mask           -> skipped
-MASKS = np.stack(
-    [
-        _mask(slice(0, 2), slice(0, 3)),
-        _mask(slice(1, 3), slice(0, 3)),
-        _mask(slice(0, 3), slice(1, 3)),
-        _mask(slice(4, 6), slice(4, 6)),
-        np.zeros((6, 6), dtype=bool),
-    ]
+MASKS = MaskCrops.from_dense(
+    np.stack(
+        [
+            _mask(slice(0, 2), slice(0, 3)),
+            _mask(slice(1, 3), slice(0, 3)),
+            _mask(slice(0, 3), slice(1, 3)),
+            _mask(slice(4, 6), slice(4, 6)),
+            np.zeros((6, 6), dtype=bool),
+        ]
+    )
 )
 SCORES = np.array([0.9, 0.8, 0.7, 0.4, 0.95], dtype=np.float32)
 CLASSES = np.array([1, 0, 0, 1, 0])
@@ -103,7 +105,7 @@ def test_merge_thresholds_are_arguments() -> None:
 def test_merge_without_detections_and_bad_shapes() -> None:
     sem, inst = combine_semantic_and_instances(
         _probs(LABELS),
-        np.zeros((0, 6, 6), bool),
+        MaskCrops.from_dense(np.zeros((0, 6, 6), bool)),
         np.zeros(0),
         np.zeros(0, np.int64),
         num_things=2,
@@ -163,15 +165,14 @@ def test_grid_and_region_merge_equals_the_plain_full_frame_merge(seed: int, stri
     classes = rng.integers(0, 2, n)
     probs = _probs(grid, 4)
     expected = _plain_merge(labels, masks, scores, classes, 2, 20)
-    for given in (regions, None):
+    for crops in (MaskCrops.from_dense(masks, regions), MaskCrops.from_dense(masks)):
         sem, inst = combine_semantic_and_instances(
             probs,
-            masks,
+            crops,
             scores,
             classes,
             num_things=2,
             semantic_stride=stride,
-            regions=given,
             stuff_area_limit=20,
         )
         np.testing.assert_array_equal(sem, expected[0])
@@ -187,10 +188,12 @@ def test_paste_masks_places_a_full_mask_exactly_on_its_box() -> None:
     masks = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[2.0, 3.0, 6.0, 8.0]]), 10, 12)
     expected = np.zeros((10, 12), bool)
     expected[3:8, 2:6] = True
-    np.testing.assert_array_equal(masks[0], expected)
+    np.testing.assert_array_equal(masks.dense(0), expected)
+    # the crop covers the box plus one mask cell (4/28 and 5/28 px) on each side
+    assert masks.regions.tolist() == [[1, 2, 7, 9]]
     # Degenerate and off-image boxes give empty masks; no detections give [0, H, W].
     boxes = np.array([[5.0, 5.0, 5.0, 9.0], [20.0, 20.0, 30.0, 30.0]])
-    assert not paste_masks(np.ones((2, 28, 28)), boxes, 10, 12).any()
+    assert not paste_masks(np.ones((2, 28, 28)), boxes, 10, 12).to_dense().any()
     assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), 10, 12).shape == (0, 10, 12)
 
 
@@ -219,7 +222,7 @@ def test_paste_masks_agrees_with_grid_sample_and_torchvision() -> None:
         ],
         dtype=np.float32,
     )
-    ours = paste_masks(probs, boxes, 100, 120)
+    ours = paste_masks(probs, boxes, 100, 120).to_dense()
     for i in range(len(boxes)):
         reference = _grid_sample_paste(torch.from_numpy(probs[i]), boxes[i], 100, 120) >= 0.5
         assert (ours[i] ^ reference).sum() <= 2, i  # float rounding at the 0.5 level only

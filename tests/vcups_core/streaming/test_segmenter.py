@@ -10,7 +10,7 @@ from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
 from vcups_core.streaming.segmenter import StreamingSegmenter, compose_panoptic
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
-from vcups_core.types import CategoryTable, FramePrediction, TrackState, VideoFrame
+from vcups_core.types import CategoryTable, FramePrediction, MaskCrops, TrackState, VideoFrame
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_compose_by_hand() -> None:
         np.array([[1, 1, 4, 3]], np.float32),
         np.array([0.7], np.float32),
         np.array([0]),
-        det[None] > 0,
+        MaskCrops.from_dense(det[None] > 0),
         np.zeros((1, 2), np.float32),
         np.zeros((3, 3, 4), np.float32),
         np.zeros((6, 8), np.uint8),
@@ -202,7 +202,7 @@ def test_compose_matches_a_plain_reference_on_partial_cells(seed: int) -> None:
         boxes,
         np.array([0.9, 0.2, 0.8], np.float32),
         np.array([0, 1, 0]),
-        np.stack([det == k + 1 for k in range(3)]),
+        MaskCrops.from_dense(np.stack([det == k + 1 for k in range(3)])),
         np.zeros((3, 2), np.float32),
         np.zeros((3, 4, 6), np.float32),
         np.zeros((h, w), np.uint8),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vcups_core.streaming.tracker import OnlineTracker
-from vcups_core.types import IGNORE_LABEL, FramePrediction, TrackState
+from vcups_core.types import IGNORE_LABEL, FramePrediction, MaskCrops, TrackState
 
 H, W = 40, 60
 
@@ -28,7 +28,7 @@ def frame(
         np.array(objects, np.float32).reshape(n, 4),
         np.full(n, 0.9, np.float32),
         np.zeros(n, np.int64),
-        masks,
+        MaskCrops.from_dense(masks),
         emb,
         np.ones((1, H, W), np.float32),
         np.full((H, W), IGNORE_LABEL, np.uint8),
@@ -123,3 +123,19 @@ def test_overlapping_masks_go_to_the_higher_score_and_ious_reach_back_over_the_w
     # visible 10x5 (x = 10..14) inter 50, union 100
     ious = tr._mask_ious(tr._mask_map(frame([(5, 0, 15, 10)])), 1, now=2)
     assert np.allclose(ious, [[1 / 3, 0.5]])
+
+
+def test_mask_map_samples_crops_on_the_global_stride_grid() -> None:
+    """Crops at offsets that are not multiples of the stride land on the same grid points as
+    the dense masks sampled every 4th pixel (higher score painted last)."""
+    rng = np.random.default_rng(5)
+    dense = np.zeros((3, H, W), bool)
+    for k, (x0, y0, x1, y1) in enumerate([(5, 3, 23, 18), (17, 9, 42, 31), (30, 1, 59, 39)]):
+        dense[k, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.6
+    scores = np.array([0.9, 0.5, 0.7], np.float32)
+    pred = frame([(0, 0, 1, 1)] * 3)
+    pred.masks, pred.scores = MaskCrops.from_dense(dense), scores
+    expected = np.zeros((H // 4, W // 4), np.int32)
+    for k in np.argsort(scores, kind="stable"):
+        expected[dense[k, ::4, ::4]] = k + 1
+    np.testing.assert_array_equal(OnlineTracker(mask_stride=4)._mask_map(pred), expected)
