@@ -42,8 +42,8 @@ def combine_semantic_and_instances(
     Args:
         semantic: ``float[S + 1, ceil(H / s), ceil(W / s)]`` semantic probabilities or logits
             sampled every ``s = semantic_stride`` pixels (only the argmax over the first axis is
-            used; for probabilities it is :func:`~vcups_core.label_grid.channel_argmax`, whose
-            near ties go to the lower channel).
+            used: :func:`~vcups_core.label_grid.channel_argmax`, whose near ties go to the lower
+            channel, or numpy's where every channel is negative).
         masks: the ``N`` instance masks of the ``H x W`` image, as crops of their regions.
         scores: ``float[N]`` detection scores.
         classes: ``int[N]`` thing category ids ``0..T-1``.
@@ -106,8 +106,11 @@ def combine_semantic_and_instances(
 
     # stuff on the grid: a class keeps its cells if enough of their pixels are not taken
     channels = sem.shape[0]
-    # probabilities: one integer max over their bit patterns; logits (negative): numpy's argmax
-    labels = channel_argmax(sem)[0] if float(sem.min(initial=0.0)) >= 0 else sem.argmax(axis=0)
+    # one integer max over the float bit patterns; it orders negative values backwards, which
+    # only matters where every channel is negative (logits): there numpy's argmax decides
+    labels, best = channel_argmax(np.asarray(sem, np.float32))
+    if best.size and float(best.min()) < 0:
+        labels = sem.argmax(axis=0)
     areas = visible_areas(labels, s, cell_counts(taken, s), h, w, channels)
     stuff = np.arange(channels) >= 1
     lut = np.where(
