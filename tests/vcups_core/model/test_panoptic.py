@@ -1,4 +1,4 @@
-"""Panoptic merge on a hand-made 6x6 case, and mask pasting."""
+"""Panoptic merge on a hand-made 6x6 case, mask pasting, and raw outputs to a prediction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import torch.nn.functional as F  # noqa: N812
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from vcups_core.model.panoptic import combine_semantic_and_instances
-from vcups_core.model.postprocess import paste_masks
+from vcups_core.model.postprocess import (
+    MergeSettings,
+    RawOutputs,
+    frame_prediction_from_raw,
+    paste_masks,
+)
+from vcups_core.model.predictor import _semantic_stride_from_metadata
 from vcups_core.types import IGNORE_LABEL, MaskCrops
 
 V = IGNORE_LABEL
@@ -233,3 +239,42 @@ def test_paste_masks_agrees_with_grid_sample_and_torchvision() -> None:
     theirs = theirs[:, 0].numpy() >= 0.5
     for a, b in zip(ours, theirs, strict=True):
         assert (a & b).sum() / (a | b).sum() > 0.75
+
+
+def test_frame_prediction_from_raw_reads_grid_or_full_resolution_semantics() -> None:
+    """Stride 4 (current graphs) and stride 1 (graphs exported before the grid output) give the
+    same maps for the same semantics; a grid that does not fit the image is refused."""
+    rng = np.random.default_rng(0)
+    h, w = 10, 13
+    grid = rng.integers(0, 3, size=(3, 4))
+    boxes = np.array([[1.0, 2.0, 6.0, 9.0]], np.float32)
+    raw = RawOutputs(
+        boxes,
+        np.array([0.9], np.float32),
+        np.array([1]),
+        np.ones((1, 28, 28), np.float32),
+        np.zeros((1, 2), np.float32),
+        _probs(grid),
+    )
+    settings = MergeSettings(stuff_area_limit=5)
+    strided = frame_prediction_from_raw(
+        raw, image_size=(h, w), semantic_stride=4, num_things=2, settings=settings
+    )
+    full = np.repeat(np.repeat(_probs(grid), 4, axis=1), 4, axis=2)[:, :h, :w]
+    old = frame_prediction_from_raw(
+        raw._replace(semantic_probs=full),
+        image_size=(h, w),
+        semantic_stride=1,
+        num_things=2,
+        settings=settings,
+    )
+    assert strided.semantic_stride == 4 and old.semantic_stride == 1
+    np.testing.assert_array_equal(strided.panoptic_semantic, old.panoptic_semantic)
+    np.testing.assert_array_equal(strided.panoptic_instance, old.panoptic_instance)
+    assert (strided.panoptic_instance[2:9, 1:6] == 1).all()
+    with pytest.raises(ValueError, match="vcups_semantic_stride"):
+        frame_prediction_from_raw(
+            raw, image_size=(h, w), semantic_stride=1, num_things=2, settings=settings
+        )
+    assert _semantic_stride_from_metadata({}) == 1  # no key: an older graph
+    assert _semantic_stride_from_metadata({"vcups_semantic_stride": "4"}) == 4
