@@ -448,8 +448,17 @@ class MaskCrops:
     def __len__(self) -> int:
         return len(self.crops)
 
+    def __repr__(self) -> str:
+        return f"MaskCrops({len(self)} masks of a {self.height}x{self.width} image)"
+
     def __getitem__(self, index: npt.NDArray[Any] | Sequence[int]) -> MaskCrops:
-        picked = np.arange(len(self))[np.asarray(index)]
+        index = np.asarray(index)
+        if index.ndim != 1:
+            raise TypeError(
+                "MaskCrops selects masks with a 1-D bool or integer array; use dense(i) or "
+                f"crops[i] for one mask, got index of shape {index.shape}"
+            )
+        picked = np.arange(len(self))[index]
         return MaskCrops(
             self.regions[picked], [self.crops[i] for i in picked], self.height, self.width
         )
@@ -512,6 +521,11 @@ class FramePrediction:
         s = self.semantic_stride
         if s < 1:
             raise ValueError(f"FramePrediction.semantic_stride: expected >= 1, got {s}")
+        if not isinstance(self.masks, MaskCrops):
+            raise TypeError(
+                f"FramePrediction.masks: expected MaskCrops, got {type(self.masks).__name__} "
+                "(MaskCrops.from_dense converts bool[N, H, W] masks)"
+            )
         checks = {
             "boxes": (self.boxes.shape, (n, 4)),
             "scores": (self.scores.shape, (n,)),

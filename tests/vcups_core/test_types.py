@@ -8,6 +8,7 @@ import pytest
 from vcups_core.types import (
     IGNORE_LABEL,
     Box,
+    FramePrediction,
     MaskCrops,
     PanopticFrame,
     Segment,
@@ -161,3 +162,24 @@ def test_mask_crops_reject_regions_outside_and_wrong_crops() -> None:
         MaskCrops(np.array([[0, 0, 3, 2]]), [np.zeros((2, 3), np.uint8)], 5, 6)
     with pytest.raises(ValueError, match="2 regions but 1 crops"):
         MaskCrops(np.zeros((2, 4), int), [np.zeros((0, 0), bool)], 5, 6)
+    with pytest.raises(TypeError, match=r"use dense\(i\) or crops\[i\]"):
+        MaskCrops.from_dense(np.zeros((2, 3, 3), bool))[0]  # type: ignore[index]
+    assert repr(MaskCrops.from_dense(np.zeros((2, 3, 4), bool))) == (
+        "MaskCrops(2 masks of a 3x4 image)"
+    )
+
+
+def test_frame_prediction_asks_for_mask_crops() -> None:
+    args = dict(
+        boxes=np.zeros((1, 4), np.float32),
+        scores=np.ones(1, np.float32),
+        classes=np.zeros(1, np.int64),
+        embeddings=np.zeros((1, 2), np.float32),
+        semantic_probs=np.zeros((2, 3, 4), np.float32),
+        panoptic_semantic=np.zeros((3, 4), np.uint8),
+        panoptic_instance=np.zeros((3, 4), np.int32),
+    )
+    with pytest.raises(TypeError, match=r"expected MaskCrops, got ndarray \(MaskCrops.from_dense"):
+        FramePrediction(masks=np.zeros((1, 3, 4), bool), **args)  # type: ignore[arg-type]
+    pred = FramePrediction(masks=MaskCrops.from_dense(np.zeros((1, 3, 4), bool)), **args)
+    assert pred.masks.shape == (1, 3, 4)

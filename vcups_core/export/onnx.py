@@ -5,10 +5,10 @@ The exported graph is :meth:`PanopticCascadeMaskTrack.infer_raw` for one image: 
 ``boxes float32[N, 4]`` (input pixels), ``scores float32[N]``, ``classes int64[N]``,
 ``mask_probs float32[N, 28, 28]``, ``embeddings float32[N, D]`` and
 ``semantic_probs float32[S + 1, ceil(H / 4), ceil(W / 4)]`` (the semantic head's grid; ``N``
-dynamic, possibly 0). It contains resize and
-normalisation, backbone + FPN, RPN (with NMS), the cascade (with per-class NMS), the mask,
-semantic and tracking heads. Mask pasting, thresholding and the panoptic merge are not in the
-graph: :class:`~vcups_core.model.predictor.OnnxPredictor` runs them in numpy, exactly as
+dynamic, possibly 0). It contains resize and normalisation, backbone + FPN, RPN (with NMS), the
+cascade (with per-class NMS), the mask, semantic and tracking heads. Mask pasting,
+thresholding and the panoptic merge are not in the graph:
+:class:`~vcups_core.model.predictor.OnnxPredictor` runs them in numpy, exactly as
 :class:`~vcups_core.model.predictor.TorchPredictor` does.
 
 Exported with the TorchScript-based exporter (``dynamo=False``): the dynamo exporter fails on
