@@ -1,4 +1,5 @@
-"""Checkpoint round trip, refusal of code-executing pickles, and the Predictor contract."""
+"""Checkpoint round trip, refusal of code-executing pickles, the Predictor contract, and the
+torch predictor driving the streaming segmenter."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from vcups_core.model.predictor import (
     TorchPredictor,
     load_predictor,
 )
-from vcups_core.types import CategoryTable, FramePrediction
+from vcups_core.streaming.segmenter import StreamingSegmenter
+from vcups_core.streaming.smoother import SemanticSmoother
+from vcups_core.streaming.tracker import OnlineTracker
+from vcups_core.types import CategoryTable, FramePrediction, VideoFrame
 
 CATEGORIES = CategoryTable(
     names=("car", "person", "bike", "bus", "truck", *(f"stuff_{j}" for j in range(22))),
@@ -139,6 +143,37 @@ def test_torch_predictor_satisfies_the_predictor_contract(
     )
     with pytest.raises(ValueError, match="backend"):
         load_predictor(path, backend="tflite")  # type: ignore[arg-type]
+
+
+def test_torch_predictor_drives_the_streaming_segmenter(
+    saved: tuple[torch.nn.Module, Path],
+) -> None:
+    """The real post-processing's output (mask crops, semantics on the 4-pixel grid) through
+    ``StreamingSegmenter.step``: each detection's pixels lie in its mask region (what the
+    composition relies on), every segment id of the map is in the table with its exact area."""
+    model, _ = saved
+    seg = StreamingSegmenter(
+        TorchPredictor(model),
+        tracker=OnlineTracker(),
+        smoother=SemanticSmoother(),
+        score_threshold=0.0,  # random weights: keep every detection
+        stuff_area_limit=0,
+    )
+    things = 0
+    for t in range(3):
+        image = _image(75, 101, seed=t)
+        pred = seg.predictor.predict(image)
+        for k, (x0, y0, x1, y1) in enumerate(pred.masks.regions.tolist()):
+            ys, xs = np.nonzero(pred.panoptic_instance == k + 1)
+            if len(ys):
+                assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+        frame = seg.step(VideoFrame(image, 1_000 + 100 * t, "cam", t))
+        assert frame.segment_ids.shape == (75, 101) and frame.stamp_ns == 1_000 + 100 * t
+        ids, counts = np.unique(frame.segment_ids, return_counts=True)
+        areas = {s.segment_id: s.area for s in frame.segments}
+        assert {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i} == areas
+        things += sum(s.is_thing for s in frame.segments)
+    assert things > 0
 
 
 def test_tensorrt_predictor_says_what_to_install(tmp_path: Path) -> None:
