@@ -476,6 +476,10 @@ def run(node: PerceptionNode) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if node.context.ok():
+            raise
+        # Ctrl-C during the autostart transitions: the transition event had no context left
     finally:
         try:
             if node.context.ok():

@@ -314,3 +314,21 @@ def test_run_autostarts_and_stops_cleanly_when_the_context_shuts_down(
     thread.join(timeout=20)
     assert not thread.is_alive() and not errors
     assert not worker.is_alive()
+
+
+def test_run_returns_cleanly_when_ctrl_c_comes_during_autostart(
+    world_frames: list[SyntheticFrame],
+) -> None:
+    """The context goes down inside the configure transition (as on a Ctrl-C while the model
+    loads): the transition cannot publish its event, and ``run`` still returns without an error
+    and without a worker thread."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+
+    def factory(cfg: object) -> OraclePredictor:
+        rclpy.shutdown(context=context)
+        return OraclePredictor(world_frames)
+
+    node = PerceptionNode(predictor_factory=factory, context=context)
+    run(node)
+    assert not context.ok() and node._worker is None
