@@ -3,8 +3,10 @@
 Measures, per frame, ``StreamingSegmenter.step`` with a zero-cost predictor (so: the tracker,
 the semantic smoother and the panoptic composition) plus the conversion to a
 ``PanopticTrackArray`` message, on synthetic predictions with ``--instances`` moving objects
-(default 50) at 1024x2048 and at half the pixels. The same-run baseline is one
-``np.bincount`` pass over the frame's pixels (the floor: every pixel must be touched once).
+(default 50) at 1024x2048 and at half the pixels (the two sizes take turns in blocks of
+frames, so both see the same states of this noisy machine). The same-run baseline is one
+``np.bincount`` pass over the frame's pixels (the floor: every pixel must be touched once),
+timed after every frame.
 Targets (issue 6): <= 15 ms/frame at 1024x2048 on 2 cores; 2x pixels cost <= 2.2x time.
 
 Separately, the predictors' own numpy post-processing of the same frames (mask pasting and the
@@ -13,7 +15,8 @@ before the segmenter sees the frame) is timed from raw network outputs, so the t
 everything the CPU does per frame after the network. The end-to-end node latency is measured by
 ``benchmarks/bench_node.py``.
 
-    .venv/bin/python benchmarks/bench_streaming.py [--instances 50 --frames 60 --warmup 10]
+    .venv/bin/python benchmarks/bench_streaming.py [--instances 50 --frames 60 --warmup 10
+                                                    --rounds 3]
 """
 
 from __future__ import annotations
@@ -93,55 +96,64 @@ def raw_outputs(pred: FramePrediction) -> RawOutputs[np.ndarray]:
     )
 
 
-def per_frame_ms(
-    height: int, width: int, instances: int, frames: int, warmup: int
-) -> tuple[float, float, float]:
-    """Median ms per frame after ``warmup`` frames of the streaming work, of the predictors'
-    post-processing, and of the bincount floor beside them."""
-    categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
+class SizeRun:
+    """The benchmark at one image size: one segmenter fed frame by frame, with timings."""
 
-    class HandedOver:
-        """A zero-cost predictor: returns the prediction the loop hands it for the next frame."""
+    def __init__(self, height: int, width: int, instances: int, frames: int) -> None:
+        categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
 
-        def __init__(self) -> None:
-            self.categories = categories
-            self.next: FramePrediction | None = None
+        class HandedOver:
+            """A zero-cost predictor: returns the prediction handed to it for the next frame."""
 
-        def predict(self, image: np.ndarray) -> FramePrediction:
-            assert self.next is not None
-            return self.next
+            def __init__(self) -> None:
+                self.categories = categories
+                self.next: FramePrediction | None = None
 
-    predictor = HandedOver()
-    # same smoothing grid at both sizes, so the scaling measures the algorithm, not the auto grid
-    seg = StreamingSegmenter(
-        predictor, tracker=OnlineTracker(), smoother=SemanticSmoother(grid_stride=8)
-    )
-    image = np.zeros((1, 1, 3), np.uint8)  # the predictor ignores it
-    types = MessageTypes.rosbags()
-    times, floor, post = [], [], []
-    pixels = np.zeros(height * width, np.uint16)
-    for t, pred in enumerate(synthetic_predictions(height, width, instances, warmup + frames)):
-        predictor.next = pred
+            def predict(self, image: np.ndarray) -> FramePrediction:
+                assert self.next is not None
+                return self.next
+
+        self.height, self.width, self.instances = height, width, instances
+        self.predictor = HandedOver()
+        # same smoothing grid at both sizes: the scaling measures the algorithm, not the auto grid
+        self.segmenter = StreamingSegmenter(
+            self.predictor, tracker=OnlineTracker(), smoother=SemanticSmoother(grid_stride=8)
+        )
+        self.frames = synthetic_predictions(height, width, instances, frames)
+        self.pixels = np.zeros(height * width, np.uint16)
+        self.types = MessageTypes.rosbags()
+        self.times: list[float] = []
+        self.post: list[float] = []
+        self.floor: list[float] = []
+
+    def step(self, t: int) -> None:
+        """Time frame ``t``: the streaming step + message, the floor, the post-processing."""
+        pred = next(self.frames)
+        self.predictor.next = pred
+        image = np.zeros((1, 1, 3), np.uint8)  # the predictor ignores it
         t0 = time.perf_counter()
-        frame = seg.step(VideoFrame(image, 1_000_000 + 100_000 * t, "cam", t))
-        panoptic_frame_to_msg(frame, types)
-        times.append(time.perf_counter() - t0)
-        assert len([s for s in frame.segments if s.is_thing]) == instances
-        # the floor frame by frame, so both see the same state of the machine
+        frame = self.segmenter.step(VideoFrame(image, 1_000_000 + 100_000 * t, "cam", t))
+        panoptic_frame_to_msg(frame, self.types)
+        self.times.append(time.perf_counter() - t0)
+        assert len([s for s in frame.segments if s.is_thing]) == self.instances
         t0 = time.perf_counter()
-        np.bincount(pixels, minlength=NUM_STUFF + instances + 1)
-        floor.append(time.perf_counter() - t0)
+        np.bincount(self.pixels, minlength=NUM_STUFF + self.instances + 1)
+        self.floor.append(time.perf_counter() - t0)
         raw = raw_outputs(pred)
         t0 = time.perf_counter()
         frame_prediction_from_raw(
             raw,
-            image_size=(height, width),
+            image_size=(self.height, self.width),
             semantic_stride=4,
             num_things=NUM_THINGS,
             settings=MergeSettings(),
         )
-        post.append(time.perf_counter() - t0)
-    return tuple(1000 * statistics.median(x[warmup:]) for x in (times, post, floor))  # type: ignore[return-value]
+        self.post.append(time.perf_counter() - t0)
+
+    def medians_ms(self, warmup: int) -> tuple[float, float, float]:
+        """Median ms per frame after ``warmup`` frames: streaming, post-processing, floor."""
+        ms = [1000 * statistics.median(x[warmup:]) for x in (self.times, self.post, self.floor)]
+        return ms[0], ms[1], ms[2]
 
 
 def main() -> None:
@@ -149,12 +161,26 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=50)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two sizes")
     args = parser.parse_args()
-    full = per_frame_ms(1024, 2048, args.instances, args.frames, args.warmup)
-    half = per_frame_ms(724, 1448, args.instances, args.frames, args.warmup)  # ~half the pixels
+    runs = [
+        SizeRun(1024, 2048, args.instances, args.warmup + args.frames),
+        SizeRun(724, 1448, args.instances, args.warmup + args.frames),  # about half the pixels
+    ]
+    # the two sizes take turns in blocks of frames (full, half, half, full, ...), so both see
+    # the same states of the machine; frame by frame they would evict each other from the cache
+    for run in runs:
+        for t in range(args.warmup):
+            run.step(t)
+    rounds = max(1, args.rounds)
+    for b in range(2 * rounds):
+        run = runs[(b + b // 2) % 2]
+        for _ in range(args.frames // rounds + (b // 2 < args.frames % rounds)):
+            run.step(len(run.times))
+    full, half = (run.medians_ms(args.warmup) for run in runs)
     print(
         f"post-network work per frame, {args.instances} instances, median of {args.frames} "
-        f"after {args.warmup} warm-up frames"
+        f"after {args.warmup} warm-up frames, the two sizes in {args.rounds} rounds of turns"
     )
     print(
         f"{'size':12s} {'ms/frame':>9s} {'bincount floor ms':>18s} {'x floor':>8s} "
