@@ -56,6 +56,7 @@ setup(
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
         "pycocotools>=2.0.7",
         "matplotlib>=3.7",
         "torch>=2.2",

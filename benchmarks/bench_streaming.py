@@ -30,6 +30,7 @@ import numpy as np
 
 from vcups_core.model.postprocess import MergeSettings, RawOutputs, frame_prediction_from_raw
 from vcups_core.rosmsg import MessageTypes
+from vcups_core.runtime import limit_blas_threads
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
@@ -162,7 +163,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two sizes")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads, as the node and replay set them (0: the library's default)",
+    )
     args = parser.parse_args()
+    if args.blas_threads:
+        limit_blas_threads(args.blas_threads)
     runs = [
         SizeRun(1024, 2048, args.instances, args.warmup + args.frames),
         SizeRun(724, 1448, args.instances, args.warmup + args.frames),  # about half the pixels
@@ -180,7 +189,8 @@ def main() -> None:
     full, half = (run.medians_ms(args.warmup) for run in runs)
     print(
         f"post-network work per frame, {args.instances} instances, median of {args.frames} "
-        f"after {args.warmup} warm-up frames, the two sizes in {args.rounds} rounds of turns"
+        f"after {args.warmup} warm-up frames, the two sizes in {args.rounds} rounds of turns, "
+        f"BLAS threads: {args.blas_threads or 'library default'}"
     )
     print(
         f"{'size':12s} {'ms/frame':>9s} {'bincount floor ms':>18s} {'x floor':>8s} "

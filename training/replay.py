@@ -32,6 +32,7 @@ from vcups_core.configs.node import NodeConfig
 from vcups_core.data.clip import Clip
 from vcups_core.data.rosbag import BagFrameReader, BagWriter
 from vcups_core.rosimage import image_msg_to_array
+from vcups_core.runtime import limit_blas_threads
 from vcups_core.streaming.oracle import OraclePredictor
 from vcups_core.streaming.segmenter import Predictor, StreamingSegmenter
 from vcups_core.types import PanopticFrame
@@ -165,6 +166,8 @@ def make_predictor(args: argparse.Namespace, gt: list[GroundTruthFrame] | None) 
 def run_replay(args: argparse.Namespace) -> int:
     """Replay; returns the exit code (130 when interrupted)."""
     from tqdm import tqdm
+
+    limit_blas_threads()  # as the node does (see vcups_core.runtime)
 
     bag = Path(args.bag)
     cfg = (

@@ -45,6 +45,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from vcups_core.config import ConfigError
 from vcups_core.configs.node import NodeConfig
+from vcups_core.runtime import limit_blas_threads
 from vcups_core.streaming.segmenter import Predictor, StreamingSegmenter
 from vcups_core.types import PanopticFrame, VideoFrame
 from vcups_core.viz.overlay import render_overlay
@@ -460,13 +461,17 @@ def _free_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run(node: PerceptionNode) -> None:
+def run(node: PerceptionNode, *, blas_threads: int | None = 1) -> None:
     """Spin ``node`` until Ctrl-C (configured and activated first when ``autostart`` is set).
 
     One executor thread is enough: the subscription callback only stores the newest image, and
     the worker thread does the heavy work, so a second executor thread would only compete with
-    the worker for the interpreter lock.
+    the worker for the interpreter lock. BLAS is limited to ``blas_threads`` threads (one by
+    default, for the same reason: :func:`~vcups_core.runtime.limit_blas_threads`; None leaves the
+    process's setting alone).
     """
+    if blas_threads is not None:  # before the worker starts (see vcups_core.runtime)
+        limit_blas_threads(blas_threads)
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
