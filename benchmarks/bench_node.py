@@ -35,14 +35,19 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from bench_streaming import NUM_STUFF, NUM_THINGS, raw_outputs, synthetic_predictions
+from bench_streaming import (
+    NUM_STUFF,
+    NUM_THINGS,
+    post_process,
+    raw_outputs,
+    synthetic_predictions,
+)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vcups_ros.msg import PanopticTrackArray
 
-from vcups_core.model.postprocess import MergeSettings, frame_prediction_from_raw
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
@@ -78,15 +83,9 @@ class PostProcessed:
         self._i = 0
 
     def predict(self, image: np.ndarray) -> FramePrediction:
-        raw, size = self._raw[self._i % len(self._raw)]
+        raw, (height, width) = self._raw[self._i % len(self._raw)]
         self._i += 1
-        return frame_prediction_from_raw(
-            raw,
-            image_size=size,
-            semantic_stride=4,
-            num_things=NUM_THINGS,
-            settings=MergeSettings(),
-        )
+        return post_process(raw, height, width)
 
 
 def node_process(

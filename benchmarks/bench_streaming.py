@@ -97,6 +97,17 @@ def raw_outputs(pred: FramePrediction) -> RawOutputs[np.ndarray]:
     )
 
 
+def post_process(raw: RawOutputs[np.ndarray], height: int, width: int) -> FramePrediction:
+    """What every backend does on the CPU after its network (mask pasting, per-frame merge)."""
+    return frame_prediction_from_raw(
+        raw,
+        image_size=(height, width),
+        semantic_stride=4,
+        num_things=NUM_THINGS,
+        settings=MergeSettings(),
+    )
+
+
 class SizeRun:
     """The benchmark at one image size: one segmenter fed frame by frame, with timings."""
 
@@ -142,13 +153,7 @@ class SizeRun:
         self.floor.append(time.perf_counter() - t0)
         raw = raw_outputs(pred)
         t0 = time.perf_counter()
-        frame_prediction_from_raw(
-            raw,
-            image_size=(self.height, self.width),
-            semantic_stride=4,
-            num_things=NUM_THINGS,
-            settings=MergeSettings(),
-        )
+        post_process(raw, self.height, self.width)
         self.post.append(time.perf_counter() - t0)
 
     def medians_ms(self, warmup: int) -> tuple[float, float, float]:
