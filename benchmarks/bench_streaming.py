@@ -10,7 +10,7 @@ timed after every frame.
 Targets (issue 6): <= 15 ms/frame at 1024x2048 on 2 cores; 2x pixels cost <= 2.2x time.
 
 Separately, the predictors' own numpy post-processing of the same frames (mask pasting and the
-per-frame panoptic merge, ``frame_prediction_from_raw``, which every backend runs on the CPU
+placement of the instances, ``frame_prediction_from_raw``, which every backend runs on the CPU
 before the segmenter sees the frame) is timed from raw network outputs, so the table also shows
 everything the CPU does per frame after the network. The end-to-end node latency is measured by
 ``benchmarks/bench_node.py``.
@@ -70,7 +70,6 @@ def synthetic_predictions(
             crops.append(np.ones((h, w), bool))
             boxes[k] = (x, y, x + w, y + h)
             inst[y : y + h, x : x + w] = k + 1
-        sem = np.full((height, width), 255, np.uint8)
         yield FramePrediction(
             boxes,
             np.full(instances, 0.9, np.float32),
@@ -78,7 +77,6 @@ def synthetic_predictions(
             MaskCrops(boxes.astype(np.int64), crops, height, width),
             emb,
             base.copy(),  # a new map each frame, as a network would return
-            sem,
             inst,
             semantic_stride=stride,
         )
@@ -98,12 +96,11 @@ def raw_outputs(pred: FramePrediction) -> RawOutputs[np.ndarray]:
 
 
 def post_process(raw: RawOutputs[np.ndarray], height: int, width: int) -> FramePrediction:
-    """What every backend does on the CPU after its network (mask pasting, per-frame merge)."""
+    """What every backend does on the CPU after its network (mask pasting, instance placement)."""
     return frame_prediction_from_raw(
         raw,
         image_size=(height, width),
         semantic_stride=4,
-        num_things=NUM_THINGS,
         settings=MergeSettings(),
     )
 

@@ -329,9 +329,10 @@ def boxes_of(segment_ids: npt.NDArray[np.uint16], num: int) -> list[Box]:
 class CategoryTable:
     """The model's categories in one contiguous id space: things ``0..T-1``, then stuff ``T..T+S-1``.
 
-    This is the id space of :attr:`FramePrediction.panoptic_semantic`, of ``Segment.category_id``
-    in the streaming path and of ``PanopticInfo.category_names``. ``pseudo_class_ids`` records which
-    pseudo-class (e.g. DepthG cluster 0..26) each category came from.
+    This is the id space of :func:`vcups_core.model.panoptic.semantic_map`, of
+    ``Segment.category_id`` in the streaming path and of ``PanopticInfo.category_names``.
+    ``pseudo_class_ids`` records which pseudo-class (e.g. DepthG cluster 0..26) each category
+    came from.
 
     Attributes:
         names: name per category id.
@@ -480,12 +481,13 @@ class MaskCrops:
 
 @dataclass
 class FramePrediction:
-    """What the network predicts for one ``H x W`` input frame, after the panoptic merge.
+    """What the network predicts for one ``H x W`` input frame, its instances placed.
 
     Instances are per-frame detections (no track ids yet: the streaming tracker assigns those).
-    Masks are crops of their regions and semantics stay on the head's grid; only the two
-    panoptic maps are at full resolution. The arrays belong to the receiver: a predictor
-    returns fresh arrays for every frame.
+    Masks are crops of their regions and semantics stay on the head's grid; only the instance
+    map is at full resolution (the per-frame category map, which the streaming path does not
+    need, is :func:`vcups_core.model.panoptic.semantic_map` of these fields, on demand). The
+    arrays belong to the receiver: a predictor returns fresh arrays for every frame.
 
     Attributes:
         boxes: ``float32[N, 4]`` ``(x0, y0, x1, y1)`` in input pixels.
@@ -498,8 +500,6 @@ class FramePrediction:
             keeping it there saves 16x memory and bandwidth; :meth:`full_semantic_probs` gives
             ``[S + 1, H, W]``). Channel 0 is the merged "thing" class, channel ``1 + j`` is stuff
             category ``T + j``.
-        panoptic_semantic: ``uint8[H, W]`` category id per pixel after the panoptic merge
-            (:data:`IGNORE_LABEL` = void).
         panoptic_instance: ``int32[H, W]`` 1-based index into the detections (``0`` = stuff/void);
             detection ``k``'s pixels lie inside ``masks.regions[k]``.
         semantic_stride: ``s`` above (1 = input resolution).
@@ -511,13 +511,12 @@ class FramePrediction:
     masks: MaskCrops
     embeddings: npt.NDArray[np.float32]
     semantic_probs: npt.NDArray[np.float32]
-    panoptic_semantic: npt.NDArray[np.uint8]
     panoptic_instance: npt.NDArray[np.int32]
     semantic_stride: int = 1
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
-        h, w = self.panoptic_semantic.shape
+        h, w = self.panoptic_instance.shape
         s = self.semantic_stride
         if s < 1:
             raise ValueError(f"FramePrediction.semantic_stride: expected >= 1, got {s}")
@@ -553,8 +552,8 @@ class FramePrediction:
 
     @property
     def height(self) -> int:
-        return int(self.panoptic_semantic.shape[0])
+        return int(self.panoptic_instance.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.panoptic_semantic.shape[1])
+        return int(self.panoptic_instance.shape[1])

@@ -176,7 +176,6 @@ def test_frame_prediction_asks_for_mask_crops() -> None:
         classes=np.zeros(1, np.int64),
         embeddings=np.zeros((1, 2), np.float32),
         semantic_probs=np.zeros((2, 3, 4), np.float32),
-        panoptic_semantic=np.zeros((3, 4), np.uint8),
         panoptic_instance=np.zeros((3, 4), np.int32),
     )
     with pytest.raises(TypeError, match=r"expected MaskCrops, got ndarray \(MaskCrops.from_dense"):

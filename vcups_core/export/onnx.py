@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou
 
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
-from vcups_core.model.postprocess import OUTPUT_NAMES
+from vcups_core.model.panoptic import semantic_map
+from vcups_core.model.postprocess import OUTPUT_NAMES, MergeSettings
 from vcups_core.model.predictor import OnnxPredictor, TorchPredictor, predictor_metadata
 from vcups_core.types import FramePrediction
 
@@ -228,8 +229,14 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def compare_predictions(a: FramePrediction, b: FramePrediction) -> ImageParity:
-    """Match detections of ``a`` and ``b`` (same class, IoU >= 0.9, greedy) and measure them."""
+def compare_predictions(
+    a: FramePrediction, b: FramePrediction, *, num_things: int, merge: MergeSettings
+) -> ImageParity:
+    """Match detections of ``a`` and ``b`` (same class, IoU >= 0.9, greedy) and measure them.
+
+    The panoptic mismatch compares the per-frame category maps
+    (:func:`~vcups_core.model.panoptic.semantic_map` with ``num_things`` and ``merge``).
+    """
     matched: list[tuple[int, int]] = []
     if len(a) and len(b):
         iou = box_iou(torch.from_numpy(a.boxes), torch.from_numpy(b.boxes)).numpy()
@@ -240,6 +247,17 @@ def compare_predictions(a: FramePrediction, b: FramePrediction) -> ImageParity:
             if order:
                 used.add(int(order[0]))
                 matched.append((i, int(order[0])))
+
+    def category_map(pred: FramePrediction) -> npt.NDArray[np.uint8]:
+        return semantic_map(
+            pred.semantic_probs,
+            pred.panoptic_instance,
+            pred.classes,
+            num_things=num_things,
+            semantic_stride=pred.semantic_stride,
+            stuff_area_limit=merge.stuff_area_limit,
+        )
+
     box = score = emb = mask = 0.0
     scale = max(float(np.abs(a.embeddings).max(initial=0.0)), 1e-12)
     for i, j in matched:
@@ -260,7 +278,7 @@ def compare_predictions(a: FramePrediction, b: FramePrediction) -> ImageParity:
         embedding_max_rel_diff=emb,
         mask_max_mismatch=mask,
         semantic_max_diff=float(np.abs(a.semantic_probs - b.semantic_probs).max(initial=0.0)),
-        panoptic_mismatch=float((a.panoptic_semantic != b.panoptic_semantic).mean()),
+        panoptic_mismatch=float((category_map(a) != category_map(b)).mean()),
     )
 
 
@@ -292,6 +310,11 @@ def check_onnx_parity(
     report = ParityReport(tolerances or ParityTolerances())
     for image in images:
         report.images.append(
-            compare_predictions(torch_predictor.predict(image), onnx_predictor.predict(image))
+            compare_predictions(
+                torch_predictor.predict(image),
+                onnx_predictor.predict(image),
+                num_things=model.categories.num_things,
+                merge=model.merge,
+            )
         )
     return report

@@ -182,7 +182,6 @@ class PanopticCascadeMaskTrack(nn.Module):
                 raw_outputs_to_numpy(raw),
                 image_size=(int(image.shape[-2]), int(image.shape[-1])),
                 semantic_stride=self.semantic_head.common_stride,
-                num_things=self.categories.num_things,
                 settings=self.merge,
             )
             for image, raw in zip(images, self.infer_raw(images), strict=True)

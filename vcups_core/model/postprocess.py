@@ -2,8 +2,8 @@
 
 The network (torch module, exported ONNX graph or TensorRT engine) stops at fixed-size
 per-detection mask probabilities and the semantic softmax on the head's 4-pixel grid; pasting
-the masks into the image, thresholding and the panoptic merge happen here, identically for every
-backend, and only inside each detection's region (see :mod:`vcups_core.model.panoptic`).
+the masks into the image, thresholding and placing the instances happen here, identically for
+every backend, and only inside each detection's region (see :mod:`vcups_core.model.panoptic`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Generic, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.model.panoptic import combine_semantic_and_instances
+from vcups_core.model.panoptic import place_instances
 from vcups_core.types import FramePrediction, MaskCrops
 
 ArrayT = TypeVar("ArrayT")
@@ -140,21 +140,20 @@ def frame_prediction_from_raw(
     *,
     image_size: tuple[int, int],
     semantic_stride: int,
-    num_things: int,
     settings: MergeSettings,
 ) -> FramePrediction:
     """Build the :class:`FramePrediction` of one frame from numpy :class:`RawOutputs`.
 
-    Pastes the masks (as crops of the pixels each box can reach), runs
-    :func:`~vcups_core.model.panoptic.combine_semantic_and_instances` inside those regions and
-    casts every field to its contract dtype. The semantic probabilities stay on their grid.
+    Pastes the masks (as crops of the pixels each box can reach), places the instances
+    (:func:`~vcups_core.model.panoptic.place_instances`, inside those regions) and casts every
+    field to its contract dtype. The semantic probabilities stay on their grid; the per-frame
+    category map is :func:`~vcups_core.model.panoptic.semantic_map`, on demand.
 
     Args:
         raw: the network's outputs.
         image_size: ``(H, W)`` of the input image.
         semantic_stride: pixels per semantic cell (the model's ``semantic_head.common_stride``,
             or ``vcups_semantic_stride`` in an exported graph's metadata).
-        num_things: ``T``.
         settings: merge thresholds.
 
     Raises:
@@ -179,16 +178,11 @@ def frame_prediction_from_raw(
     masks = paste_masks(
         np.asarray(raw.mask_probs, dtype=np.float32), boxes, h, w, threshold=settings.mask_threshold
     )
-    pan_sem, pan_inst = combine_semantic_and_instances(
-        semantic,
+    instance = place_instances(
         masks,
         scores,
-        classes,
-        num_things=num_things,
-        semantic_stride=s,
         score_threshold=settings.score_threshold,
         overlap_threshold=settings.overlap_threshold,
-        stuff_area_limit=settings.stuff_area_limit,
     )
     return FramePrediction(
         boxes=boxes,
@@ -197,7 +191,6 @@ def frame_prediction_from_raw(
         masks=masks,
         embeddings=embeddings,
         semantic_probs=semantic,
-        panoptic_semantic=pan_sem,
-        panoptic_instance=pan_inst,
+        panoptic_instance=instance,
         semantic_stride=s,
     )

@@ -145,7 +145,6 @@ class TorchPredictor:
             raw_outputs_to_numpy(raw),
             image_size=(int(image.shape[0]), int(image.shape[1])),
             semantic_stride=self.model.semantic_head.common_stride,
-            num_things=self.categories.num_things,
             settings=self.model.merge,
         )
 
@@ -154,7 +153,7 @@ class OnnxPredictor:
     """Run the graph written by :func:`vcups_core.export.onnx.export_onnx` with onnxruntime.
 
     The graph maps ``image float32[3, H, W]`` in ``[0, 1]`` to the :class:`RawOutputs`;
-    pasting masks and the panoptic merge run here in numpy, exactly as for
+    pasting masks and placing the instances run here in numpy, exactly as for
     :class:`TorchPredictor`.
 
     Args:
@@ -214,7 +213,6 @@ class OnnxPredictor:
             self.run_raw(image),
             image_size=(int(image.shape[0]), int(image.shape[1])),
             semantic_stride=self.semantic_stride,
-            num_things=self.categories.num_things,
             settings=self.settings,
         )
 
@@ -300,7 +298,6 @@ class TensorRTPredictor:
             RawOutputs(*arrays),
             image_size=(int(image.shape[0]), int(image.shape[1])),
             semantic_stride=self.semantic_stride,
-            num_things=self.categories.num_things,
             settings=self.settings,
         )
 

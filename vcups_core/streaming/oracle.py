@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.synthetic import SyntheticFrame
-from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction, MaskCrops
+from vcups_core.types import CategoryTable, FramePrediction, MaskCrops
 
 THING_CLASSES = (cs.CAR, cs.PERSON)
 STUFF_CLASSES = (
@@ -107,12 +107,6 @@ class OraclePredictor:
             a, b = self.flicker[frame.index]
             semantic = np.where(frame.semantic == a, b, np.where(frame.semantic == b, a, semantic))
         probs = stuff_probabilities(semantic, instance > 0)
-        pan_sem = np.full((h, w), IGNORE_LABEL, np.uint8)
-        channel = probs.argmax(axis=0)
-        stuff_px = (instance == 0) & (channel > 0)
-        pan_sem[stuff_px] = (CATEGORIES.num_things + channel[stuff_px] - 1).astype(np.uint8)
-        for k, c in enumerate(classes):
-            pan_sem[instance == k + 1] = c
         return FramePrediction(
             boxes=np.asarray(boxes, np.float32).reshape(n, 4),
             scores=np.full(n, self.score, np.float32),
@@ -122,7 +116,6 @@ class OraclePredictor:
             if n
             else np.zeros((0, self.embed_dim), np.float32),
             semantic_probs=probs,
-            panoptic_semantic=pan_sem,
             panoptic_instance=instance,
         )
 
@@ -152,6 +145,5 @@ def empty_prediction(height: int, width: int, embed_dim: int, num_stuff: int) ->
         masks=MaskCrops(np.zeros((0, 4), np.int64), [], height, width),
         embeddings=np.zeros((0, embed_dim), np.float32),
         semantic_probs=probs,
-        panoptic_semantic=np.full((height, width), IGNORE_LABEL, np.uint8),
         panoptic_instance=np.zeros((height, width), np.int32),
     )

@@ -178,7 +178,6 @@ def _select(prediction: FramePrediction, keep: npt.NDArray[np.bool_]) -> FramePr
         masks=prediction.masks[keep],
         embeddings=prediction.embeddings[keep],
         semantic_probs=prediction.semantic_probs,
-        panoptic_semantic=prediction.panoptic_semantic,
         panoptic_instance=prediction.panoptic_instance,
         semantic_stride=prediction.semantic_stride,
     )

@@ -69,7 +69,8 @@ def test_round_trip_gives_the_same_predictions_and_metadata(
         assert len(a) > 0
         np.testing.assert_array_equal(a.boxes, b.boxes)
         np.testing.assert_array_equal(a.masks.to_dense(), b.masks.to_dense())
-        np.testing.assert_array_equal(a.panoptic_semantic, b.panoptic_semantic)
+        np.testing.assert_array_equal(a.panoptic_instance, b.panoptic_instance)
+        np.testing.assert_array_equal(a.semantic_probs, b.semantic_probs)
         np.testing.assert_array_equal(a.embeddings, b.embeddings)
 
 

@@ -12,6 +12,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from vcups_core.model.backbone import FEATURE_NAMES, ResNetFPN
 from vcups_core.model.build import build_model
 from vcups_core.model.meta_arch import LOSS_NAMES
+from vcups_core.model.panoptic import semantic_map
 from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction
 
 SIZES = [(96, 128), (128, 160)]
@@ -76,14 +77,25 @@ def _check_prediction(pred: FramePrediction, height: int, width: int, model: nn.
     assert pred.semantic_probs.dtype == np.float32
     assert pred.semantic_stride == 4
     assert pred.semantic_probs.shape == (cats.num_stuff + 1, -(-height // 4), -(-width // 4))
-    assert pred.panoptic_semantic.dtype == np.uint8
     assert pred.panoptic_instance.dtype == np.int32
     assert ((pred.classes >= 0) & (pred.classes < cats.num_things)).all()
     assert ((pred.scores >= 0) & (pred.scores <= 1)).all()
     assert (pred.boxes[:, [0, 2]] <= width).all() and (pred.boxes[:, [1, 3]] <= height).all()
-    labels = np.unique(pred.panoptic_semantic)
-    assert all(v < len(cats) or v == IGNORE_LABEL for v in labels)
+    categories = _category_map(pred, model)
+    assert categories.dtype == np.uint8 and categories.shape == (height, width)
+    assert all(v < len(cats) or v == IGNORE_LABEL for v in np.unique(categories))
     assert pred.panoptic_instance.max(initial=0) <= n
+
+
+def _category_map(pred: FramePrediction, model: nn.Module) -> np.ndarray:
+    return semantic_map(
+        pred.semantic_probs,
+        pred.panoptic_instance,
+        pred.classes,
+        num_things=model.categories.num_things,
+        semantic_stride=pred.semantic_stride,
+        stuff_area_limit=model.merge.stuff_area_limit,
+    )
 
 
 def test_eval_returns_frame_predictions_at_input_resolution(model: torch.nn.Module) -> None:
@@ -107,7 +119,7 @@ def test_a_frame_with_zero_detections() -> None:
     assert len(pred) == 0
     _check_prediction(pred, 70, 90, model)
     assert (pred.panoptic_instance == 0).all()
-    assert not (pred.panoptic_semantic < model.categories.num_things).any()
+    assert not (_category_map(pred, model) < model.categories.num_things).any()
 
 
 def test_predict_refuses_training_mode(model: torch.nn.Module) -> None:

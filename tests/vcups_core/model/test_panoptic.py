@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from vcups_core.model.panoptic import combine_semantic_and_instances
+from vcups_core.model.panoptic import combine_semantic_and_instances, semantic_map
 from vcups_core.model.postprocess import (
     MergeSettings,
     RawOutputs,
@@ -16,7 +16,7 @@ from vcups_core.model.postprocess import (
     paste_masks,
 )
 from vcups_core.model.predictor import _semantic_stride_from_metadata
-from vcups_core.types import IGNORE_LABEL, MaskCrops
+from vcups_core.types import IGNORE_LABEL, FramePrediction, MaskCrops
 
 V = IGNORE_LABEL
 # Semantic argmax: 0 = "thing", 1 and 2 = stuff classes (categories T + 0 and T + 1 with T = 2).
@@ -186,7 +186,7 @@ def test_grid_and_region_merge_equals_the_plain_full_frame_merge(seed: int, stri
     wrong = _probs(np.zeros((5, 8), int), 4)  # 21 rows need 6 cells of 4
     with pytest.raises(ValueError, match=r"semantic: expected \[S \+ 1, \(6, 8\)\]"):
         combine_semantic_and_instances(
-            wrong, masks, scores, classes, num_things=2, semantic_stride=4
+            wrong, MaskCrops.from_dense(masks), scores, classes, num_things=2, semantic_stride=4
         )
 
 
@@ -241,6 +241,17 @@ def test_paste_masks_agrees_with_grid_sample_and_torchvision() -> None:
         assert (a & b).sum() / (a | b).sum() > 0.75
 
 
+def _category_map(pred: FramePrediction, stuff_area_limit: int) -> np.ndarray:
+    return semantic_map(
+        pred.semantic_probs,
+        pred.panoptic_instance,
+        pred.classes,
+        num_things=2,
+        semantic_stride=pred.semantic_stride,
+        stuff_area_limit=stuff_area_limit,
+    )
+
+
 def test_frame_prediction_from_raw_reads_grid_or_full_resolution_semantics() -> None:
     """Stride 4 (current graphs) and stride 1 (graphs exported before the grid output) give the
     same maps for the same semantics; a grid that does not fit the image is refused."""
@@ -258,23 +269,20 @@ def test_frame_prediction_from_raw_reads_grid_or_full_resolution_semantics() -> 
     )
     settings = MergeSettings(stuff_area_limit=5)
     strided = frame_prediction_from_raw(
-        raw, image_size=(h, w), semantic_stride=4, num_things=2, settings=settings
+        raw, image_size=(h, w), semantic_stride=4, settings=settings
     )
     full = np.repeat(np.repeat(_probs(grid), 4, axis=1), 4, axis=2)[:, :h, :w]
     old = frame_prediction_from_raw(
         raw._replace(semantic_probs=full),
         image_size=(h, w),
         semantic_stride=1,
-        num_things=2,
         settings=settings,
     )
     assert strided.semantic_stride == 4 and old.semantic_stride == 1
-    np.testing.assert_array_equal(strided.panoptic_semantic, old.panoptic_semantic)
+    np.testing.assert_array_equal(*(_category_map(p, 5) for p in (strided, old)))
     np.testing.assert_array_equal(strided.panoptic_instance, old.panoptic_instance)
     assert (strided.panoptic_instance[2:9, 1:6] == 1).all()
     with pytest.raises(ValueError, match="vcups_semantic_stride"):
-        frame_prediction_from_raw(
-            raw, image_size=(h, w), semantic_stride=1, num_things=2, settings=settings
-        )
+        frame_prediction_from_raw(raw, image_size=(h, w), semantic_stride=1, settings=settings)
     assert _semantic_stride_from_metadata({}) == 1  # no key: an older graph
     assert _semantic_stride_from_metadata({"vcups_semantic_stride": "4"}) == 4

@@ -121,7 +121,6 @@ def test_compose_by_hand() -> None:
         MaskCrops.from_dense(det[None] > 0),
         np.zeros((1, 2), np.float32),
         np.zeros((3, 3, 4), np.float32),
-        np.zeros((6, 8), np.uint8),
         det,
         semantic_stride=2,
     )
@@ -205,7 +204,6 @@ def test_compose_matches_a_plain_reference_on_partial_cells(seed: int) -> None:
         MaskCrops.from_dense(np.stack([det == k + 1 for k in range(3)])),
         np.zeros((3, 2), np.float32),
         np.zeros((3, 4, 6), np.float32),
-        np.zeros((h, w), np.uint8),
         det,
         semantic_stride=4,
     )

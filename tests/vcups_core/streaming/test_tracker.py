@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vcups_core.streaming.tracker import OnlineTracker
-from vcups_core.types import IGNORE_LABEL, FramePrediction, MaskCrops, TrackState
+from vcups_core.types import FramePrediction, MaskCrops, TrackState
 
 H, W = 40, 60
 
@@ -31,7 +31,6 @@ def frame(
         MaskCrops.from_dense(masks),
         emb,
         np.ones((1, H, W), np.float32),
-        np.full((H, W), IGNORE_LABEL, np.uint8),
         inst,
     )
 
