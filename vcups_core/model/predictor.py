@@ -93,11 +93,6 @@ def _settings_from_metadata(meta: dict[str, str]) -> MergeSettings:
     )
 
 
-def _semantic_stride_from_metadata(meta: dict[str, str]) -> int:
-    # graphs exported before the semantic head kept its own grid output input resolution
-    return int(meta.get("vcups_semantic_stride", "1"))
-
-
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -149,7 +144,32 @@ class TorchPredictor:
         )
 
 
-class OnnxPredictor:
+class _ExportedPredictor:
+    """What the ONNX and TensorRT predictors read from an exported graph's ``vcups_*`` metadata."""
+
+    path: Path
+    categories: CategoryTable
+    settings: MergeSettings
+    semantic_stride: int
+    model_name: str
+    checksum: str
+
+    def _read_metadata(
+        self, meta: dict[str, str], categories: CategoryTable | None, *, missing: str
+    ) -> None:
+        if categories is None:
+            if "vcups_categories" not in meta:
+                raise ValueError(f"{missing}: pass categories=")
+            categories = categories_from_dict(json.loads(meta["vcups_categories"]))
+        self.categories = categories
+        self.settings = _settings_from_metadata(meta)
+        # graphs exported before the semantic head kept its own grid output input resolution
+        self.semantic_stride = int(meta.get("vcups_semantic_stride", "1"))
+        self.model_name = meta.get("vcups_model_name", self.path.stem)
+        self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
+
+
+class OnnxPredictor(_ExportedPredictor):
     """Run the graph written by :func:`vcups_core.export.onnx.export_onnx` with onnxruntime.
 
     The graph maps ``image float32[3, H, W]`` in ``[0, 1]`` to the :class:`RawOutputs`;
@@ -192,15 +212,7 @@ class OnnxPredictor:
             ]
         self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         meta: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        if categories is None:
-            if "vcups_categories" not in meta:
-                raise ValueError(f"{self.path} stores no categories: pass categories=")
-            categories = categories_from_dict(json.loads(meta["vcups_categories"]))
-        self.categories = categories
-        self.settings = _settings_from_metadata(meta)
-        self.semantic_stride = _semantic_stride_from_metadata(meta)
-        self.model_name = meta.get("vcups_model_name", self.path.stem)
-        self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
+        self._read_metadata(meta, categories, missing=f"{self.path} stores no categories")
         self.input_name = self.session.get_inputs()[0].name
 
     def run_raw(self, image: npt.NDArray[np.uint8]) -> RawOutputs[npt.NDArray[Any]]:
@@ -217,7 +229,7 @@ class OnnxPredictor:
         )
 
 
-class TensorRTPredictor:
+class TensorRTPredictor(_ExportedPredictor):
     """Run a TensorRT engine built by :func:`vcups_core.export.tensorrt.build_engine`.
 
     Written against the TensorRT 10 Python API (``trt.Runtime``, ``deserialize_cuda_engine``,
@@ -254,15 +266,7 @@ class TensorRTPredictor:
         self.device = torch.device(device)
         sidecar = self.path.with_suffix(self.path.suffix + ".json")
         meta: dict[str, str] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        if categories is None:
-            if "vcups_categories" not in meta:
-                raise ValueError(f"{sidecar} is missing: pass categories=")
-            categories = categories_from_dict(json.loads(meta["vcups_categories"]))
-        self.categories = categories
-        self.settings = _settings_from_metadata(meta)
-        self.semantic_stride = _semantic_stride_from_metadata(meta)
-        self.model_name = meta.get("vcups_model_name", self.path.stem)
-        self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
+        self._read_metadata(meta, categories, missing=f"{sidecar} is missing")
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

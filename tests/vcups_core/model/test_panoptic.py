@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,8 +17,8 @@ from vcups_core.model.postprocess import (
     frame_prediction_from_raw,
     paste_masks,
 )
-from vcups_core.model.predictor import _semantic_stride_from_metadata
-from vcups_core.types import IGNORE_LABEL, FramePrediction, MaskCrops
+from vcups_core.model.predictor import _ExportedPredictor
+from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction, MaskCrops
 
 V = IGNORE_LABEL
 # Semantic argmax: 0 = "thing", 1 and 2 = stuff classes (categories T + 0 and T + 1 with T = 2).
@@ -284,5 +286,12 @@ def test_frame_prediction_from_raw_reads_grid_or_full_resolution_semantics() -> 
     assert (strided.panoptic_instance[2:9, 1:6] == 1).all()
     with pytest.raises(ValueError, match="vcups_semantic_stride"):
         frame_prediction_from_raw(raw, image_size=(h, w), semantic_stride=1, settings=settings)
-    assert _semantic_stride_from_metadata({}) == 1  # no key: an older graph
-    assert _semantic_stride_from_metadata({"vcups_semantic_stride": "4"}) == 4
+    graph = _ExportedPredictor()
+    graph.path = Path("graph.onnx")
+    cats = CategoryTable.default(2, 2)
+    graph._read_metadata({"vcups_weights_sha256": "0"}, cats, missing="graph.onnx")
+    assert graph.semantic_stride == 1  # no key: an older graph
+    graph._read_metadata(
+        {"vcups_semantic_stride": "4", "vcups_weights_sha256": "0"}, cats, missing=""
+    )
+    assert graph.semantic_stride == 4
