@@ -77,14 +77,67 @@ def image_to_chw(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
 
 
 def _tent_weights(
-    lo: float, hi: float, size: int, start: int, stop: int
-) -> npt.NDArray[np.float32]:
-    """Bilinear (zero-padded, ``align_corners=False``) weights of ``size`` mask cells for the
-    pixel centres ``start..stop-1`` of a box spanning ``[lo, hi)``: ``float32[stop-start, size]``."""
-    centres = np.arange(start, stop, dtype=np.float64) + 0.5
-    u = (centres - lo) / (hi - lo) * size - 0.5
-    weights = 1.0 - np.abs(u[:, None] - np.arange(size, dtype=np.float64)[None, :])
-    return np.clip(weights, 0.0, None).astype(np.float32)
+    lo: npt.NDArray[np.float64],
+    hi: npt.NDArray[np.float64],
+    size: int,
+    start: npt.NDArray[np.int64],
+    stop: npt.NDArray[np.int64],
+) -> list[npt.NDArray[np.float32]]:
+    """Bilinear (zero-padded, ``align_corners=False``) sampling weights along one axis, for ``K``
+    boxes at once.
+
+    Box ``k`` spans ``[lo[k], hi[k])`` with ``size`` mask cells; its weights are
+    ``float32[stop[k] - start[k], size]`` for the pixel centres ``start[k] .. stop[k] - 1``
+    (``stop >= start``). One set of array operations for all boxes: per box, numpy's call
+    overhead would cost more than the arithmetic.
+    """
+    lengths = stop - start
+    ends = np.cumsum(lengths)
+    # pixel index of each row of the stacked weights: start[k] + 0, 1, ... within box k
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    pixels = np.arange(int(ends[-1]) if len(ends) else 0) + (start - (ends - lengths))[owner]
+    u = (pixels + 0.5 - lo[owner]) / (hi - lo)[owner] * size - 0.5
+    # the tent max(1 - |u - j|, 0) is non-zero at cells floor(u) and floor(u) + 1 only
+    cell = np.floor(u)
+    right = cell + 1.0
+    weights = np.zeros((len(u), size), np.float32)
+    rows = np.arange(len(u))
+    for j, w in ((cell, 1.0 - (u - cell)), (right, 1.0 - (right - u))):
+        inside = (j >= 0) & (j < size)
+        weights[rows[inside], j[inside].astype(np.int64)] = w[inside]
+    bounds = ends.tolist()
+    return [weights[b - n : b] for b, n in zip(bounds, lengths.tolist(), strict=True)]
+
+
+def mask_regions(
+    boxes: npt.NDArray[np.floating], mask_size: tuple[int, int], height: int, width: int
+) -> npt.NDArray[np.int64]:
+    """``int64[N, 4]`` xyxy pixels each pasted mask can reach: the box plus one mask cell on each
+    side (the bilinear tent's support), clipped to the image; ``0, 0, 0, 0`` for a degenerate,
+    non-finite or off-image box.
+
+    Args:
+        boxes: ``float[N, 4]`` xyxy in image pixels.
+        mask_size: ``(M_h, M_w)`` cells of each box-relative mask.
+        height, width: image size.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ok = np.isfinite(b).all(axis=1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    b = np.where(ok[:, None], b, 0.0)
+    cell_x = (b[:, 2] - b[:, 0]) / mask_size[1]
+    cell_y = (b[:, 3] - b[:, 1]) / mask_size[0]
+    regions = np.stack(
+        [
+            np.maximum(np.floor(b[:, 0] - cell_x), 0),
+            np.maximum(np.floor(b[:, 1] - cell_y), 0),
+            np.minimum(np.ceil(b[:, 2] + cell_x), width),
+            np.minimum(np.ceil(b[:, 3] + cell_y), height),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    ok &= (regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1])
+    regions[~ok] = 0
+    return regions
 
 
 def paste_masks(
@@ -110,28 +163,18 @@ def paste_masks(
 
     Returns:
         The ``N`` masks of the ``height x width`` image, each cropped to the pixels its box can
-        reach (the box plus one mask cell on each side, clipped; an empty region for a
-        degenerate or off-image box).
+        reach (:func:`mask_regions`; an empty region for a degenerate or off-image box).
     """
     probs = np.asarray(mask_probs, dtype=np.float32)
-    n = probs.shape[0]
-    regions = np.zeros((n, 4), np.int64)
-    crops = [np.zeros((0, 0), bool)] * n
-    for i in range(n):
-        x0, y0, x1, y1 = (float(v) for v in boxes[i])
-        if not (x1 > x0 and y1 > y0) or not np.isfinite([x0, y0, x1, y1]).all():
-            continue
-        m_h, m_w = probs[i].shape
-        # A mask cell reaches one cell width beyond the box edge (tent support).
-        cx, cy = (x1 - x0) / m_w, (y1 - y0) / m_h
-        xs, xe = max(int(np.floor(x0 - cx)), 0), min(int(np.ceil(x1 + cx)), width)
-        ys, ye = max(int(np.floor(y0 - cy)), 0), min(int(np.ceil(y1 + cy)), height)
-        if xe <= xs or ye <= ys:
-            continue
-        wy = _tent_weights(y0, y1, m_h, ys, ye)
-        wx = _tent_weights(x0, x1, m_w, xs, xe)
-        regions[i] = (xs, ys, xe, ye)
-        crops[i] = wy @ probs[i] @ wx.T >= threshold
+    n, m_h, m_w = probs.shape
+    box = np.array(boxes, dtype=np.float64).reshape(-1, 4)  # a copy: cleaned below
+    if box.shape[0] != n:
+        raise ValueError(f"mask_probs ({n}) and boxes ({box.shape[0]}) must have the same length")
+    regions = mask_regions(box, (m_h, m_w), height, width)
+    box[~np.isfinite(box)] = 0.0  # such boxes have empty regions: no weights are computed
+    wy = _tent_weights(box[:, 1], box[:, 3], m_h, regions[:, 1], regions[:, 3])
+    wx = _tent_weights(box[:, 0], box[:, 2], m_w, regions[:, 0], regions[:, 2])
+    crops = [wy[i] @ probs[i] @ wx[i].T >= threshold for i in range(n)]
     return MaskCrops(regions, crops, height, width)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from vcups_core.model.postprocess import (
     MergeSettings,
     RawOutputs,
     frame_prediction_from_raw,
+    mask_regions,
     paste_masks,
 )
 from vcups_core.model.predictor import _ExportedPredictor
@@ -203,6 +205,38 @@ def test_paste_masks_places_a_full_mask_exactly_on_its_box() -> None:
     boxes = np.array([[5.0, 5.0, 5.0, 9.0], [20.0, 20.0, 30.0, 30.0]])
     assert not paste_masks(np.ones((2, 28, 28)), boxes, 10, 12).to_dense().any()
     assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), 10, 12).shape == (0, 10, 12)
+
+
+def test_mask_regions_are_the_box_plus_one_cell_clipped_or_empty() -> None:
+    boxes = np.array(
+        [
+            [2.0, 3.0, 6.0, 8.0],  # cells 4/28 x 5/28 px: one more pixel on each side
+            [-5.0, 1.0, 14.0, 9.5],  # clipped to the 12x10 image
+            [5.0, 5.0, 5.0, 9.0],  # no width
+            [np.nan, 0.0, 4.0, 4.0],  # not finite
+            [20.0, 20.0, 30.0, 30.0],  # off the image
+        ]
+    )
+    assert mask_regions(boxes, (28, 28), 10, 12).tolist() == [
+        [1, 2, 7, 9],
+        [0, 0, 12, 10],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+    ]
+
+
+def test_paste_masks_handles_bad_boxes_quietly_and_leaves_the_boxes_alone() -> None:
+    boxes = np.array([[np.inf, 0.0, np.inf, 4.0], [1.0, 1.0, 5.0, 5.0]])
+    before = boxes.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" from the non-finite box
+        masks = paste_masks(np.ones((2, 28, 28), np.float32), boxes, 10, 12)
+    np.testing.assert_array_equal(boxes, before)
+    assert masks.crops[0].shape == (0, 0)
+    assert masks.dense(1)[1:5, 1:5].all() and masks.dense(1).sum() == 16
+    with pytest.raises(ValueError, match=r"mask_probs \(3\) and boxes \(2\)"):
+        paste_masks(np.ones((3, 28, 28), np.float32), boxes, 10, 12)
 
 
 def _grid_sample_paste(mask: torch.Tensor, box: np.ndarray, h: int, w: int) -> np.ndarray:
