@@ -126,12 +126,13 @@ def mask_regions(
     b = np.where(ok[:, None], b, 0.0)
     cell_x = (b[:, 2] - b[:, 0]) / mask_size[1]
     cell_y = (b[:, 3] - b[:, 1]) / mask_size[0]
+    # clipped before the cast, so a huge (finite) coordinate cannot overflow int64
     regions = np.stack(
         [
-            np.maximum(np.floor(b[:, 0] - cell_x), 0),
-            np.maximum(np.floor(b[:, 1] - cell_y), 0),
-            np.minimum(np.ceil(b[:, 2] + cell_x), width),
-            np.minimum(np.ceil(b[:, 3] + cell_y), height),
+            np.clip(np.floor(b[:, 0] - cell_x), 0, width),
+            np.clip(np.floor(b[:, 1] - cell_y), 0, height),
+            np.clip(np.ceil(b[:, 2] + cell_x), 0, width),
+            np.clip(np.ceil(b[:, 3] + cell_y), 0, height),
         ],
         axis=1,
     ).astype(np.int64)
@@ -166,6 +167,8 @@ def paste_masks(
         reach (:func:`mask_regions`; an empty region for a degenerate or off-image box).
     """
     probs = np.asarray(mask_probs, dtype=np.float32)
+    if probs.ndim != 3:
+        raise ValueError(f"mask_probs: expected float[N, M, M], got shape {probs.shape}")
     n, m_h, m_w = probs.shape
     box = np.array(boxes, dtype=np.float64).reshape(-1, 4)  # a copy: cleaned below
     if box.shape[0] != n:

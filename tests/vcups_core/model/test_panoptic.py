@@ -215,11 +215,15 @@ def test_mask_regions_are_the_box_plus_one_cell_clipped_or_empty() -> None:
             [5.0, 5.0, 5.0, 9.0],  # no width
             [np.nan, 0.0, 4.0, 4.0],  # not finite
             [20.0, 20.0, 30.0, 30.0],  # off the image
+            [1e30, 0.0, 2e30, 4.0],  # finite, but far beyond int64 once in pixels
+            [-30.0, 0.0, -20.0, 4.0],  # left of the image
         ]
     )
     assert mask_regions(boxes, (28, 28), 10, 12).tolist() == [
         [1, 2, 7, 9],
         [0, 0, 12, 10],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
         [0, 0, 0, 0],
         [0, 0, 0, 0],
         [0, 0, 0, 0],
@@ -237,6 +241,8 @@ def test_paste_masks_handles_bad_boxes_quietly_and_leaves_the_boxes_alone() -> N
     assert masks.dense(1)[1:5, 1:5].all() and masks.dense(1).sum() == 16
     with pytest.raises(ValueError, match=r"mask_probs \(3\) and boxes \(2\)"):
         paste_masks(np.ones((3, 28, 28), np.float32), boxes, 10, 12)
+    with pytest.raises(ValueError, match=r"mask_probs: expected float\[N, M, M\], got shape"):
+        paste_masks(np.ones((2, 28), np.float32), boxes, 10, 12)
 
 
 def _grid_sample_paste(mask: torch.Tensor, box: np.ndarray, h: int, w: int) -> np.ndarray:
