@@ -144,7 +144,7 @@ def test_newest_frame_policy_counts_drops(
     for f in world_frames:  # 12 images in ~0.1 s while each takes 0.15 s to process
         h.images.publish(image_msg(f))
         time.sleep(0.01)
-    h.wait_for(lambda: h.node.stats()["received"] == len(world_frames), "all images received")
+    # the newest image always arrives (it is the one the depth-1 queue keeps) and is processed
     h.wait_for(
         lambda: (
             bool(h.outputs)
@@ -154,8 +154,12 @@ def test_newest_frame_policy_counts_drops(
     )
     time.sleep(0.3)
     stats = h.node.stats()
-    assert len(h.outputs) < len(world_frames)
-    assert stats["dropped"] == len(world_frames) - len(h.outputs)
+    # Under load the middleware's own depth-1 queue can also replace an image before the
+    # node's callback takes it (the node never sees those); every image that reached the node
+    # was either processed or counted as dropped, and the outputs carry those counts.
+    assert len(h.outputs) < stats["received"] <= len(world_frames)
+    assert stats["published"] == len(h.outputs)
+    assert stats["dropped"] == stats["received"] - len(h.outputs)
     assert sum(m.frames_dropped for m in h.outputs) == stats["dropped"]
 
 
