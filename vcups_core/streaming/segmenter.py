@@ -5,9 +5,10 @@ semantic probabilities over the last frames, and composes a :class:`PanopticFram
 and frame id are the input's. State is bounded (tracks pruned after ``max_age`` frames, a few
 low-resolution probability maps); ``reset()`` forgets it (ids still never repeat).
 
-Time handling: the frame gap is taken from the caller (the node knows how many images it dropped)
-or estimated from the stamps; a stamp that goes backwards or jumps by more than ``max_gap_s``
-resets the tracker and the smoother.
+Time handling: the frame gap is the larger of the caller's count (the node knows how many images
+it skipped) and an estimate from the stamps (which also sees frames lost before the caller, e.g.
+by the transport); a stamp that goes backwards or jumps by more than ``max_gap_s`` resets the
+tracker and the smoother.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class StreamingSegmenter:
         self.stuff_area_limit = stuff_area_limit
         self.max_gap_ns = int(max_gap_s * 1e9)
         self._last_stamp: int | None = None
-        self._periods: deque[int] = deque(maxlen=15)
+        self._periods: deque[float] = deque(maxlen=15)
         self.frames_processed = 0
         self.resets = 0
 
@@ -111,8 +112,14 @@ class StreamingSegmenter:
         self.resets += 1
 
     def step(self, frame: VideoFrame, gap: int | None = None) -> PanopticFrame:
-        """Segment one frame. ``gap``: frames since the previous call (None: from the stamps)."""
-        gap = self._gap(frame.stamp_ns) if gap is None else self._checked_gap(frame.stamp_ns, gap)
+        """Segment one frame.
+
+        ``gap``: frames since the previous call as the caller knows them (the node counts the
+        images it skipped), or None. Frames lost before the caller saw them show in the stamps:
+        the gap used is the larger of ``gap`` and the stamps' estimate (the time since the
+        previous frame over the median frame period seen so far).
+        """
+        gap = self._gap(frame.stamp_ns, gap)
         prediction = self.predictor.predict(frame.image)
         result = self.compose(prediction, gap, frame.stamp_ns, frame.frame_id)
         self._last_stamp = frame.stamp_ns
@@ -146,26 +153,21 @@ class StreamingSegmenter:
             frame_index=self.frames_processed,
         )
 
-    def _checked_gap(self, stamp: int, gap: int) -> int:
-        if gap < 1:
-            raise ValueError(f"gap: expected >= 1, got {gap}")
-        if self._last_stamp is not None and (
-            stamp <= self._last_stamp or stamp - self._last_stamp > self.max_gap_ns
-        ):
-            self.reset()
-        return gap
-
-    def _gap(self, stamp: int) -> int:
+    def _gap(self, stamp: int, known: int | None) -> int:
+        if known is not None and known < 1:
+            raise ValueError(f"gap: expected >= 1, got {known}")
         last = self._last_stamp
         if last is None:
-            return 1
+            return known or 1
         dt = stamp - last
         if dt <= 0 or dt > self.max_gap_ns:
             self.reset()
-            return 1
-        period = statistics.median(self._periods) if self._periods else dt
-        self._periods.append(dt)
-        return max(1, round(dt / period))
+            return known or 1
+        # the period per frame the caller knows of; the median ignores the odd lost frame
+        per_frame = dt / (known or 1)
+        period = statistics.median(self._periods) if self._periods else per_frame
+        self._periods.append(per_frame)
+        return max(known or 1, round(dt / period))
 
 
 def _select(prediction: FramePrediction, keep: npt.NDArray[np.bool_]) -> FramePrediction:

@@ -76,6 +76,29 @@ def test_time_jump_resets_but_never_reuses_ids(frames: list[SyntheticFrame]) -> 
     assert seg.resets == 2 and not set(back_in_time[0].values()) & (old_ids | new_ids)
 
 
+@pytest.mark.parametrize(
+    ("known", "expected_age"),
+    [
+        (None, 5),  # from the stamps alone
+        (1, 5),  # the caller never saw frames 3 and 4 (lost in transport): the stamps show them
+        (3, 5),  # the caller skipped them itself
+        (4, 6),  # the caller knows of more frames than the stamps show: its count wins
+    ],
+)
+def test_frame_gap_is_the_larger_of_the_callers_count_and_the_stamps(
+    frames: list[SyntheticFrame], known: int | None, expected_age: int
+) -> None:
+    seg = segmenter(OraclePredictor(frames))
+    for f in frames[:3]:
+        seg.step(VideoFrame(f.rgb, f.stamp_ns, "cam", f.index), gap=None if known is None else 1)
+    f = frames[5]
+    result = seg.step(VideoFrame(f.rgb, f.stamp_ns, "cam", f.index), gap=known)
+    ages = {s.track_age for s in result.segments if s.is_thing}
+    assert max(ages) == expected_age  # a track first seen on frame 0, seen again "now"
+    with pytest.raises(ValueError, match="gap: expected >= 1, got 0"):
+        seg.step(VideoFrame(f.rgb, f.stamp_ns + 1, "cam", f.index), gap=0)
+
+
 def dataclasses_replace(frame: SyntheticFrame, **changes: int) -> SyntheticFrame:
     import dataclasses
 
