@@ -236,9 +236,11 @@ def compose_panoptic(
     regions[:, :2] -= regions[:, :2] % g
     regions[:, 2:] = np.minimum(-(-regions[:, 2:] // g) * g, (width, height))
     hidden = np.zeros(grid.shape, np.int64)
-    painted: list[tuple[int, int, Box, int, npt.NDArray[np.bool_]]] = []
+    # (detection, slot, tight box, area, its pixels in its region, the region's corner)
+    painted: list[tuple[int, int, Box, int, npt.NDArray[np.bool_], int, int]] = []
+    corners = regions.tolist()  # Python ints: the loop runs per detection
     for slot, k in enumerate(np.nonzero(kept)[0].tolist()):
-        x0, y0, x1, y1 = regions[k].tolist()
+        x0, y0, x1, y1 = corners[k]
         m = det_of_pixel[y0:y1, x0:x1] == k + 1
         counts = cell_counts(m, g)
         area = int(counts.sum())
@@ -246,7 +248,8 @@ def compose_panoptic(
             continue
         bx, by, bw, bh = cv2.boundingRect(m.view(np.uint8))
         hidden[y0 // g : y0 // g + counts.shape[0], x0 // g : x0 // g + counts.shape[1]] += counts
-        painted.append((k, slot, Box(x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh), area, m))
+        box = Box(x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh)
+        painted.append((k, slot, box, area, m, x0, y0))
 
     # stuff: visible pixels per cell = cell size - hidden pixels, summed per channel
     stuff_area = visible_areas(grid, g, hidden, height, width, n_stuff + 1)
@@ -256,8 +259,7 @@ def compose_panoptic(
     shown = channel_lut[grid]
     id_lut = np.where(channel_lut > 0, n_det + np.arange(n_stuff + 1), 0).astype(np.uint16)
     seg = np.ascontiguousarray(upsample_labels(id_lut[grid], g, height, width))
-    for k, _, _, _, m in painted:
-        x0, y0 = regions[k, :2].tolist()
+    for k, _, _, _, m, x0, y0 in painted:
         np.copyto(seg[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]], k + 1, where=m)
 
     segments = []
@@ -284,18 +286,20 @@ def compose_panoptic(
                 box,
             )
         )
-    for k, slot, box, area, _ in painted:
+    classes, scores = detections.classes.tolist(), detections.scores.tolist()
+    track_ids, ages = assignment.track_ids.tolist(), assignment.ages.tolist()
+    for k, slot, box, area, *_ in painted:
         segments.append(
             Segment(
                 k + 1,
-                int(detections.classes[k]),
+                int(classes[k]),
                 True,
-                int(assignment.track_ids[slot]),
-                float(detections.scores[k]),
+                int(track_ids[slot]),
+                float(scores[k]),
                 area,
                 box,
                 TrackState(assignment.states[slot]),
-                int(assignment.ages[slot]),
+                int(ages[slot]),
             )
         )
     return PanopticFrame(
