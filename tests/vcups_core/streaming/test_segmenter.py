@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -265,3 +267,73 @@ def test_compose_matches_a_plain_reference_on_partial_cells(seed: int) -> None:
                 ys.max() + 1,
             )
             assert s.track_id == {1: 5, 3: 6}[sid]
+
+
+def test_memory_stays_bounded_over_5000_frames() -> None:
+    """The whole segmenter's state (tracks, mask maps, smoothing ring, stamp history) stops
+    growing while new objects keep appearing, frames are lost now and then, and the time jumps
+    (a reset) in each part of the run."""
+    h, w, stride = 16, 32, 4
+    rng = np.random.default_rng(0)
+
+    def prediction() -> FramePrediction:
+        n = int(rng.integers(0, 4))
+        x0 = rng.integers(0, w - 6, n)
+        y0 = rng.integers(0, h - 6, n)
+        boxes = np.stack([x0, y0, x0 + 6, y0 + 6], 1).astype(np.float32).reshape(n, 4)
+        inst = np.zeros((h, w), np.int32)
+        for k in range(n):
+            inst[y0[k] : y0[k] + 6, x0[k] : x0[k] + 6] = k + 1
+        crops = [inst[y0[k] : y0[k] + 6, x0[k] : x0[k] + 6] == k + 1 for k in range(n)]
+        probs = rng.random((4, h // stride, w // stride)).astype(np.float32)
+        return FramePrediction(
+            boxes,
+            np.full(n, 0.9, np.float32),
+            rng.integers(0, 2, n),
+            MaskCrops(boxes.astype(np.int64), crops, h, w),
+            rng.standard_normal((n, 8)).astype(np.float32) * 4,  # a new look: new tracks
+            probs,
+            inst,
+            semantic_stride=stride,
+        )
+
+    pool = [prediction() for _ in range(64)]
+
+    class Cycling:
+        categories = CategoryTable.default(2, 3)
+
+        def __init__(self) -> None:
+            self.t = 0
+
+        def predict(self, image: np.ndarray) -> FramePrediction:
+            self.t += 1
+            return pool[self.t % len(pool)]
+
+    seg = StreamingSegmenter(
+        Cycling(), tracker=OnlineTracker(max_age=5), smoother=SemanticSmoother(), stuff_area_limit=1
+    )
+    image = np.zeros((h, w, 3), np.uint8)
+    stamp = 0
+
+    def run_frames(count: int) -> None:
+        nonlocal stamp
+        for t in range(count):
+            stamp += 100_000_000 * (3 if t % 97 == 0 else 1)  # now and then two frames lost
+            if t == 500:
+                stamp += 10**10  # a time jump: reset
+            seg.step(VideoFrame(image, stamp, "cam", t))
+
+    tracemalloc.start()
+    try:
+        run_frames(1000)
+        before = tracemalloc.get_traced_memory()[0]
+        ids_before = seg.tracker.next_id
+        run_frames(4000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert seg.tracker.next_id - ids_before > 500  # objects kept arriving
+    assert seg.resets == 1 + 1  # once in each run
+    assert len(seg.tracker.tracks) <= 3 * (5 + 1)  # <= 3 a frame, each kept max_age + 1 frames
+    # about 1.5 KB here; one leaked float per frame would be about 100 KB
+    assert grown < 16 * 1024, f"the segmenter's memory grew by {grown} bytes over 4000 frames"
