@@ -64,8 +64,8 @@ class MergeSettings:
     mask_threshold: float = 0.5
 
 
-def image_to_chw(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """``uint8[H, W, 3]`` RGB -> ``float32[3, H, W]`` in ``[0, 1]`` (the network input).
+def check_rgb_image(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The image as an array, checked to be ``uint8[H, W, 3]`` (RGB).
 
     Raises:
         ValueError: if the image is not ``uint8[H, W, 3]``.
@@ -73,6 +73,16 @@ def image_to_chw(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected a uint8[H, W, 3] RGB image, got {img.dtype}{list(img.shape)}")
+    return img
+
+
+def image_to_chw(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """``uint8[H, W, 3]`` RGB -> ``float32[3, H, W]`` in ``[0, 1]`` (the network input).
+
+    Raises:
+        ValueError: if the image is not ``uint8[H, W, 3]``.
+    """
+    img = check_rgb_image(image)
     return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 

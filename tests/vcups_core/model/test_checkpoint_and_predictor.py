@@ -18,6 +18,7 @@ from vcups_core.model.predictor import (
     Predictor,
     TensorRTPredictor,
     TorchPredictor,
+    image_to_tensor,
     load_predictor,
 )
 from vcups_core.streaming.segmenter import StreamingSegmenter
@@ -144,6 +145,26 @@ def test_torch_predictor_satisfies_the_predictor_contract(
     )
     with pytest.raises(ValueError, match="backend"):
         load_predictor(path, backend="tflite")  # type: ignore[arg-type]
+
+
+def test_image_to_tensor_on_the_cpu_and_off_it() -> None:
+    """The CPU branch is ``image_to_chw`` (values hand-checked); the accelerator branch, which
+    copies uint8 and converts on the device, is run on torch's ``meta`` device here: it must
+    give a contiguous ``float32[3, H, W]`` (its values are compared with the CPU's on a GPU by
+    ``benchmarks/bench_gpu.py``)."""
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 1] = (255, 0, 51)  # pixel (y=0, x=1): R, G, B
+    cpu = image_to_tensor(image, torch.device("cpu"))
+    assert cpu.dtype == torch.float32 and tuple(cpu.shape) == (3, 2, 3)
+    assert cpu[:, 0, 1].tolist() == pytest.approx([1.0, 0.0, 0.2])
+    assert float(cpu.sum()) == pytest.approx(1.2)
+    on_device = image_to_tensor(image, torch.device("meta"))
+    assert on_device.device.type == "meta" and on_device.dtype == torch.float32
+    assert tuple(on_device.shape) == (3, 2, 3) and on_device.is_contiguous()
+    for bad in (image.astype(np.float32), image[..., :2], image[0]):
+        for device in ("cpu", "meta"):
+            with pytest.raises(ValueError, match=r"uint8\[H, W, 3\]"):
+                image_to_tensor(bad, torch.device(device))
 
 
 def test_torch_predictor_drives_the_streaming_segmenter(
