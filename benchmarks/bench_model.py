@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from vcups_core.config import config_from_dict, config_to_dict
 from vcups_core.configs.model import ModelConfig
 from vcups_core.model.build import build_model
+from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
 from vcups_core.model.predictor import TorchPredictor
 
 TARGET_RATIO = 1.4
@@ -56,6 +58,44 @@ MINIMA: dict[str, float] = {}
 """Fastest run of each timed function (printed next to the median: robust to load spikes)."""
 
 
+def build_pair(
+    height: int, width: int, detections: int, score_threshold: float
+) -> tuple[PanopticCascadeMaskTrack, nn.Module]:
+    """The vcups paper model and torchvision's Mask R-CNN, set up alike for timing (eval mode).
+
+    Random weights (nothing is downloaded); no resizing (``min_size``/``max_size`` = the
+    input's short/long side); the same score threshold and detection cap.
+    """
+    cfg_dict = config_to_dict(ModelConfig())  # the paper model: ResNet-50, 5 things, 22 stuff
+    cfg_dict.update(min_size=min(height, width), max_size=max(height, width))
+    cfg_dict["inference"].update(detections_per_image=detections, score_threshold=score_threshold)
+    # Random RPN weights make the proposal count after NMS arbitrary (from ~100 to 1000). Both
+    # models get RPN NMS off and zero box deltas (proposals = the top-scored anchors), so both
+    # RoI heads see exactly post_nms_topk_test = 1000 proposals, as trained RPNs give here.
+    cfg_dict["rpn"]["nms_threshold"] = 1.0
+    cfg = config_from_dict(cfg_dict, ModelConfig)
+    ours = build_model(cfg).eval()
+    theirs = maskrcnn_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=cfg.num_thing_classes + 1,
+        min_size=min(height, width),
+        max_size=max(height, width),
+        box_score_thresh=score_threshold,
+        box_detections_per_img=detections,
+        rpn_nms_thresh=1.0,
+        rpn_pre_nms_top_n_test=cfg.rpn.pre_nms_topk_test,
+        rpn_post_nms_top_n_test=cfg.rpn.post_nms_topk_test,
+    ).eval()
+
+    with torch.no_grad():
+        for model in (ours, theirs):
+            model.rpn.head.bbox_pred.weight.zero_()
+            model.rpn.head.bbox_pred.bias.zero_()
+
+    return ours, theirs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="512x1024", help="HxW of the input (default 512x1024)")
@@ -70,34 +110,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    cfg_dict = config_to_dict(ModelConfig())  # the paper model: ResNet-50, 5 things, 22 stuff
-    cfg_dict.update(min_size=min(height, width), max_size=max(height, width))
-    cfg_dict["inference"].update(
-        detections_per_image=args.detections, score_threshold=args.score_threshold
-    )
-    # Random RPN weights make the proposal count after NMS arbitrary (from ~100 to 1000). Both
-    # models get RPN NMS off and zero box deltas (proposals = the top-scored anchors), so both
-    # RoI heads see exactly post_nms_topk_test = 1000 proposals, as trained RPNs give here.
-    cfg_dict["rpn"]["nms_threshold"] = 1.0
-    cfg = config_from_dict(cfg_dict, ModelConfig)
-    ours = build_model(cfg).eval()
-    theirs = maskrcnn_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=cfg.num_thing_classes + 1,
-        min_size=min(height, width),
-        max_size=max(height, width),
-        box_score_thresh=args.score_threshold,
-        box_detections_per_img=args.detections,
-        rpn_nms_thresh=1.0,
-        rpn_pre_nms_top_n_test=cfg.rpn.pre_nms_topk_test,
-        rpn_post_nms_top_n_test=cfg.rpn.post_nms_topk_test,
-    ).eval()
-
-    with torch.no_grad():
-        for model in (ours, theirs):
-            model.rpn.head.bbox_pred.weight.zero_()
-            model.rpn.head.bbox_pred.bias.zero_()
+    ours, theirs = build_pair(height, width, args.detections, args.score_threshold)
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)

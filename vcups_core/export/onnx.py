@@ -170,10 +170,15 @@ class ImageParity:
 
 @dataclass
 class ParityReport:
-    """Torch vs onnxruntime on the same images with :class:`ParityTolerances`."""
+    """Torch vs onnxruntime (or any two predictors: ``names``) on the same images.
+
+    ``ImageParity.detections_torch`` / ``detections_onnx`` count the first / second
+    predictor's detections.
+    """
 
     tolerances: ParityTolerances
     images: list[ImageParity] = field(default_factory=list)
+    names: tuple[str, str] = ("torch", "onnxruntime")
 
     def failures(self) -> list[str]:
         """Human-readable list of every exceeded tolerance (empty if all passed)."""
@@ -183,8 +188,8 @@ class ParityReport:
             where = f"image {i} ({im.size[0]}x{im.size[1]})"
             if not im.detections_torch == im.detections_onnx == im.matched:
                 problems.append(
-                    f"{where}: {im.detections_torch} torch vs {im.detections_onnx} onnx "
-                    f"detections, {im.matched} matched"
+                    f"{where}: {im.detections_torch} {self.names[0]} vs {im.detections_onnx} "
+                    f"{self.names[1]} detections, {im.matched} matched"
                 )
             checks = [
                 ("box", im.box_max_diff, tol.box_atol),
@@ -208,10 +213,10 @@ class ParityReport:
     def __str__(self) -> str:
         tol = self.tolerances
         head = (
-            f"{'image':>12} {'dets t/o/m':>11} {'box px':>9} {'score':>9} {'embed rel':>9} "
+            f"{'image':>12} {'dets a/b/m':>11} {'box px':>9} {'score':>9} {'embed rel':>9} "
             f"{'mask mis':>9} {'sem prob':>9} {'pan mis':>9}"
         )
-        lines = ["torch vs onnxruntime parity", head]
+        lines = [f"{self.names[0]} vs {self.names[1]} parity", head]
         for im in self.images:
             lines.append(
                 f"{im.size[0]:>5}x{im.size[1]:<6} "
