@@ -6,8 +6,9 @@ and says so where there is no CUDA device.
 1. **Parity** (the tiny model of ``config/model/tiny.yaml``, random weights, three image sizes):
    ``TorchPredictor`` on the CPU against the same weights on CUDA in float32, with TF32
    convolutions off and then on (PyTorch's default for cuDNN); against onnxruntime's CUDA provider
-   when it is installed, and a TensorRT engine when ``tensorrt`` is installed. A backend that is
-   not installed is named as not checked, never counted as passed.
+   (TF32 off, then on as is its default) when it is installed, and a TensorRT engine when
+   ``tensorrt`` is installed. A backend that is not installed is named as not checked, never
+   counted as passed.
 2. **Latency** at ``--size`` (default 1024x2048) with the paper model (ResNet-50, random weights,
    at most ``--detections`` detections): the network alone (float32 and float16),
    ``TorchPredictor.predict`` (network, copy to the host, numpy post-processing) and
@@ -113,8 +114,12 @@ def check_parity(tmp: Path) -> None:
     onnx_path = export_onnx(model, tmp / "tiny.onnx", example_size=(96, 128))
     providers = ort.get_available_providers()
     if "CUDAExecutionProvider" in providers:
-        onnx_cuda = OnnxPredictor(onnx_path, providers=["CUDAExecutionProvider"])
-        print(parity(model, cpu, onnx_cuda, images, ("torch CPU", "onnxruntime CUDA")))
+        for tf32 in ("0", "1"):  # onnxruntime's CUDA default is "1"
+            onnx_cuda = OnnxPredictor(
+                onnx_path, providers=[("CUDAExecutionProvider", {"use_tf32": tf32})]
+            )
+            name = f"onnxruntime CUDA (use_tf32 {tf32})"
+            print(parity(model, cpu, onnx_cuda, images, ("torch CPU", name)))
     else:
         print(f"onnxruntime CUDA provider: NOT CHECKED (installed providers: {providers})")
 
