@@ -38,13 +38,12 @@ from bench_model import build_pair
 
 from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
-from vcups_core.export.onnx import ParityReport, ParityTolerances, compare_predictions
+from vcups_core.export.onnx import compare_predictors
 from vcups_core.model.build import build_model
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack, raw_outputs_to_numpy
 from vcups_core.model.postprocess import frame_prediction_from_raw, image_to_chw
 from vcups_core.model.predictor import (
     OnnxPredictor,
-    Predictor,
     TorchPredictor,
     image_to_tensor,
 )
@@ -69,26 +68,6 @@ def tiny_model() -> PanopticCascadeMaskTrack:
     return model
 
 
-def parity(
-    model: PanopticCascadeMaskTrack,
-    reference: Predictor,
-    other: Predictor,
-    images: list[np.ndarray],
-    names: tuple[str, str],
-) -> ParityReport:
-    report = ParityReport(ParityTolerances(), names=names)
-    for image in images:
-        report.images.append(
-            compare_predictions(
-                reference.predict(image),
-                other.predict(image),
-                num_things=model.categories.num_things,
-                merge=model.merge,
-            )
-        )
-    return report
-
-
 def check_parity(tmp: Path) -> None:
     """Section 1: every installed backend on CUDA against torch on the CPU."""
     model = tiny_model()
@@ -101,11 +80,12 @@ def check_parity(tmp: Path) -> None:
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         cuda = TorchPredictor(copy.deepcopy(model), device="cuda")
-        print(parity(model, cpu, cuda, images, ("torch CPU", f"torch CUDA fp32 (TF32 {tf32})")))
+        name = f"torch CUDA fp32 (TF32 {tf32})"
+        print(compare_predictors(model, cpu, cuda, images, names=("torch CPU", name)))
     torch.backends.cudnn.allow_tf32 = False
     half = TorchPredictor(copy.deepcopy(model), device="cuda", half=True)
     print("(fp16 rounding is expected to exceed these float32 tolerances; shown for its size)")
-    print(parity(model, cpu, half, images, ("torch CPU", "torch CUDA fp16")))
+    print(compare_predictors(model, cpu, half, images, names=("torch CPU", "torch CUDA fp16")))
 
     import onnxruntime as ort
 
@@ -119,7 +99,7 @@ def check_parity(tmp: Path) -> None:
                 onnx_path, providers=[("CUDAExecutionProvider", {"use_tf32": tf32})]
             )
             name = f"onnxruntime CUDA (use_tf32 {tf32})"
-            print(parity(model, cpu, onnx_cuda, images, ("torch CPU", name)))
+            print(compare_predictors(model, cpu, onnx_cuda, images, names=("torch CPU", name)))
     else:
         print(f"onnxruntime CUDA provider: NOT CHECKED (installed providers: {providers})")
 
@@ -139,7 +119,8 @@ def check_parity(tmp: Path) -> None:
         opt_shape=(120, 170),
         max_shape=(256, 256),
     )
-    print(parity(model, cpu, TensorRTPredictor(engine), images, ("torch CPU", "TensorRT")))
+    trt_predictor = TensorRTPredictor(engine)
+    print(compare_predictors(model, cpu, trt_predictor, images, names=("torch CPU", "TensorRT")))
 
 
 def cuda_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -34,7 +34,12 @@ from torchvision.ops import box_iou
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
 from vcups_core.model.panoptic import semantic_map
 from vcups_core.model.postprocess import OUTPUT_NAMES, MergeSettings
-from vcups_core.model.predictor import OnnxPredictor, TorchPredictor, predictor_metadata
+from vcups_core.model.predictor import (
+    OnnxPredictor,
+    Predictor,
+    TorchPredictor,
+    predictor_metadata,
+)
 from vcups_core.types import FramePrediction
 
 INPUT_NAME = "image"
@@ -312,12 +317,30 @@ def check_onnx_parity(
     onnx_predictor = OnnxPredictor(
         onnx_path, model.categories, providers=["CPUExecutionProvider"], threads=threads
     )
-    report = ParityReport(tolerances or ParityTolerances())
+    return compare_predictors(model, torch_predictor, onnx_predictor, images, tolerances=tolerances)
+
+
+def compare_predictors(
+    model: PanopticCascadeMaskTrack,
+    first: Predictor,
+    second: Predictor,
+    images: Sequence[npt.NDArray[np.uint8]],
+    *,
+    tolerances: ParityTolerances | None = None,
+    names: tuple[str, str] = ("torch", "onnxruntime"),
+) -> ParityReport:
+    """Run two predictors of ``model``'s weights (any backends, devices) on ``images``.
+
+    Returns:
+        A :class:`ParityReport` whose rows compare ``first``'s predictions with ``second``'s
+        (:func:`compare_predictions`), labelled with ``names``.
+    """
+    report = ParityReport(tolerances or ParityTolerances(), names=names)
     for image in images:
         report.images.append(
             compare_predictions(
-                torch_predictor.predict(image),
-                onnx_predictor.predict(image),
+                first.predict(image),
+                second.predict(image),
                 num_things=model.categories.num_things,
                 merge=model.merge,
             )

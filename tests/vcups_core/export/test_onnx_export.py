@@ -11,7 +11,12 @@ import torch
 
 from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
-from vcups_core.export.onnx import ParityTolerances, check_onnx_parity, export_onnx
+from vcups_core.export.onnx import (
+    ParityTolerances,
+    check_onnx_parity,
+    compare_predictors,
+    export_onnx,
+)
 from vcups_core.model.build import build_model
 from vcups_core.model.checkpoint import save_checkpoint
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
@@ -94,6 +99,26 @@ def test_failed_tolerances_are_reported(exported: tuple[PanopticCascadeMaskTrack
         model, path, _images()[:1], tolerances=ParityTolerances(semantic_atol=0.0, box_atol=0.0)
     )
     assert not report.ok and "FAIL" in str(report)
+
+
+def test_any_two_predictors_compare_under_their_names(
+    exported: tuple[PanopticCascadeMaskTrack, Path],
+) -> None:
+    """``compare_predictors`` (what bench_gpu.py runs across devices): a predictor against a
+    second one on the same weights and device differs by exactly nothing, under the given
+    names; torch against onnxruntime fails a tolerance no difference can meet, and says which."""
+    model, path = exported
+    first, second = TorchPredictor(model), OnnxPredictor(path, providers=["CPUExecutionProvider"])
+    same = compare_predictors(model, first, TorchPredictor(model), _images()[:1], names=("a", "b"))
+    (row,) = same.images
+    assert row.detections_torch == row.detections_onnx == row.matched > 0
+    assert (row.box_max_diff, row.semantic_max_diff, row.panoptic_mismatch) == (0.0, 0.0, 0.0)
+    assert str(same).startswith("a vs b parity") and same.ok
+    strict = ParityTolerances(box_atol=-1.0)  # no difference passes a negative tolerance
+    report = compare_predictors(model, first, second, _images()[:1], tolerances=strict)
+    assert str(report).startswith("torch vs onnxruntime parity")
+    (failure,) = report.failures()
+    assert failure.startswith("image 0 (96x128): box difference ") and failure.endswith("> -1")
 
 
 def test_vcups_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
