@@ -46,7 +46,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vcups_core.config import ConfigError
 from vcups_core.configs.node import NodeConfig
 from vcups_core.runtime import limit_blas_threads
-from vcups_core.streaming.segmenter import Predictor, StreamingSegmenter
+from vcups_core.streaming.segmenter import WARMUP_SIZE, Predictor, StreamingSegmenter, warm_up
 from vcups_core.types import PanopticFrame, VideoFrame
 from vcups_core.viz.overlay import render_overlay
 from vcups_ros import conversions as conv
@@ -123,6 +123,17 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:
             self.get_logger().error(f"could not load the model: {exc}")
             return TransitionCallbackReturn.FAILURE
+        warmup = ""
+        if self._cfg.model.warmup:
+            try:
+                seconds = warm_up(predictor)
+            except Exception as exc:
+                self.get_logger().error(
+                    f"the model failed its warm-up prediction (a black {WARMUP_SIZE[0]}x"
+                    f"{WARMUP_SIZE[1]} image; model.warmup: false skips it): {exc}"
+                )
+                return TransitionCallbackReturn.FAILURE
+            warmup = f", warm-up prediction {seconds:.2f} s"
         self._segmenter = StreamingSegmenter.from_config(predictor, self._cfg)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(
@@ -143,7 +154,7 @@ class PerceptionNode(LifecycleNode):
         self._publish_info()
         self.get_logger().info(
             f"configured: model {getattr(predictor, 'model_name', type(predictor).__name__)}, "
-            f"backend {self._cfg.model.backend}, input {self._cfg.input.transport}"
+            f"backend {self._cfg.model.backend}, input {self._cfg.input.transport}{warmup}"
         )
         return TransitionCallbackReturn.SUCCESS
 

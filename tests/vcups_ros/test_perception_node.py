@@ -197,6 +197,42 @@ def test_configure_fails_cleanly_when_the_model_cannot_load(
     assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
 
 
+class Recording:
+    """Wraps a predictor and records the shape of every image it is asked about."""
+
+    def __init__(self, inner: Any, fail: bool = False) -> None:
+        self.inner, self.fail = inner, fail
+        self.categories, self.model_name, self.checksum = inner.categories, "recording", ""
+        self.shapes: list[tuple[int, ...]] = []
+
+    def predict(self, image: Any) -> Any:
+        self.shapes.append(image.shape)
+        if self.fail:
+            raise RuntimeError("CUDA error: out of memory")
+        return self.inner.predict(image)
+
+
+def test_configure_warms_the_model_up_before_the_first_frame(
+    harness_factory: Callable[..., Harness], world_frames: list[SyntheticFrame]
+) -> None:
+    """One black 256x512 prediction while configuring (none when model.warmup is false); a
+    model that fails it fails the configure transition instead of the first camera frame."""
+    warmed = Recording(OraclePredictor(world_frames))
+    h = harness_factory(warmed)
+    h.start()
+    assert warmed.shapes == [(256, 512, 3)]
+    h.images.publish(image_msg(world_frames[0]))
+    h.wait_for(lambda: len(h.outputs) == 1, "the first output")
+    assert warmed.shapes == [(256, 512, 3), (48, 96, 3)]
+    cold = Recording(OraclePredictor(world_frames))
+    harness_factory(cold, [Parameter("model.warmup", value=False)]).start()
+    assert cold.shapes == []
+    broken = Recording(OraclePredictor(world_frames), fail=True)
+    h = harness_factory(broken)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert broken.shapes == [(256, 512, 3)]
+
+
 def test_parameters_are_validated_and_applied_live(
     harness_factory: Callable[..., Harness], world_frames: list[SyntheticFrame]
 ) -> None:

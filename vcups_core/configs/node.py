@@ -21,6 +21,11 @@ class ModelSection:
     backend: Literal["torch", "onnxruntime", "tensorrt"] = option("torch", "inference backend")
     device: str = option("cpu", "torch/onnxruntime device, e.g. cpu, cuda, cuda:1")
     half: bool = option(False, "FP16 inference on GPU backends")
+    warmup: bool = option(
+        True,
+        "predict one black 256x512 image while configuring, so that the first camera frame "
+        "does not pay the backend's start-up (on a GPU: about 1.3 s)",
+    )
     engine_cache_dir: str = option(
         "", "where TensorRT engines are cached (empty: ~/.cache/vcups/engines)"
     )

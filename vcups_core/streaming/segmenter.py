@@ -14,6 +14,7 @@ tracker and the smoother.
 from __future__ import annotations
 
 import statistics
+import time
 from collections import deque
 from typing import Protocol
 
@@ -45,6 +46,30 @@ class Predictor(Protocol):
     def categories(self) -> CategoryTable: ...
 
     def predict(self, image: npt.NDArray[np.uint8]) -> FramePrediction: ...
+
+
+WARMUP_SIZE = (256, 512)
+"""``(H, W)`` of the black image :func:`warm_up` predicts."""
+
+
+def warm_up(predictor: Predictor, size: tuple[int, int] = WARMUP_SIZE) -> float:
+    """Run one prediction on a black ``uint8[H, W, 3]`` image; return how long it took (s).
+
+    A backend's first prediction pays one-off costs: the CUDA context, library handles, loading
+    kernels. Measured on an H200 host (R50, 1024x2048, ``benchmarks/bench_gpu.py``'s setup): the
+    first camera frame took 1368 ms against about 50 ms for the next ones; after a 256x512
+    warm-up (0.8 s) it took 48 ms. Any error of the prediction propagates, so a model that
+    cannot run fails here instead of at the first camera frame.
+
+    Raises:
+        ValueError: if ``size`` is not two positive integers.
+    """
+    height, width = size
+    if height < 1 or width < 1:
+        raise ValueError(f"size: expected (H, W) >= 1, got {size}")
+    start = time.perf_counter()
+    predictor.predict(np.zeros((height, width, 3), np.uint8))
+    return time.perf_counter() - start
 
 
 class StreamingSegmenter:

@@ -9,7 +9,12 @@ import pytest
 
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
 from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
-from vcups_core.streaming.segmenter import StreamingSegmenter, compose_panoptic
+from vcups_core.streaming.segmenter import (
+    WARMUP_SIZE,
+    StreamingSegmenter,
+    compose_panoptic,
+    warm_up,
+)
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
 from vcups_core.types import CategoryTable, FramePrediction, MaskCrops, TrackState, VideoFrame
@@ -40,6 +45,37 @@ def run(seg: StreamingSegmenter, frames: list[SyntheticFrame]) -> list[dict[int,
                 mapping[int(gt)] = s.track_id
         out.append(mapping)
     return out
+
+
+def test_warm_up_predicts_one_black_image_and_passes_errors_on() -> None:
+    seen: list[np.ndarray] = []
+    oracle = OraclePredictor([])  # answers an unknown image with an empty prediction
+
+    class Recording:
+        categories = CATEGORIES
+
+        def predict(self, image: np.ndarray) -> FramePrediction:
+            seen.append(image)
+            return oracle.predict(image)
+
+    class OutOfMemory:
+        categories = CATEGORIES
+
+        def predict(self, image: np.ndarray) -> FramePrediction:
+            raise RuntimeError("CUDA out of memory")
+
+    assert warm_up(Recording()) >= 0.0
+    assert warm_up(Recording(), (7, 9)) >= 0.0
+    assert [(im.shape, im.dtype.name, int(im.max())) for im in seen] == [
+        ((256, 512, 3), "uint8", 0),
+        ((7, 9, 3), "uint8", 0),
+    ]
+    assert WARMUP_SIZE == (256, 512)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # unchanged, not swallowed
+        warm_up(OutOfMemory())
+    with pytest.raises(ValueError, match="size"):
+        warm_up(Recording(), (0, 6))
+    assert len(seen) == 2
 
 
 def test_ids_are_stable_through_a_one_frame_dropout(frames: list[SyntheticFrame]) -> None:
