@@ -16,6 +16,8 @@ and says so where there is no CUDA device.
    per frame apart from message I/O. Same-run baseline: torchvision's ``maskrcnn_resnet50_fpn``
    (incl. its mask pasting) on the same GPU and input. Timings are medians of interleaved runs,
    each bracketed by ``torch.cuda.synchronize()``.
+3. **First frames**: two fresh processes each time their first two frames, one without and one
+   after ``warm_up`` (what the node runs while configuring, ``model.warmup``).
 
     python benchmarks/bench_gpu.py [--size 1024x2048 --detections 50 --repeats 20]
 """
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +52,7 @@ from vcups_core.model.predictor import (
     image_to_tensor,
 )
 from vcups_core.runtime import limit_blas_threads
-from vcups_core.streaming.segmenter import StreamingSegmenter
+from vcups_core.streaming.segmenter import WARMUP_SIZE, StreamingSegmenter, warm_up
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
 from vcups_core.types import VideoFrame
@@ -215,11 +219,59 @@ def latency(height: int, width: int, detections: int, repeats: int) -> None:
     )
 
 
+def first_frames(height: int, width: int, detections: int, warmup: str) -> None:
+    """Child process of section 3: a fresh CUDA process times its first two frames."""
+    ours, _ = build_pair(height, width, detections, score_threshold=0.05)
+    predictor = TorchPredictor(ours, device="cuda")
+    torch.cuda.synchronize()
+    warm_s = 0.0
+    if warmup != "none":
+        h, w = (int(v) for v in warmup.split("x"))
+        warm_s = warm_up(predictor, (h, w))
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        predictor.predict(image)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"warmup_s": warm_s, "frames_s": times}))
+
+
+def first_frame_latency(height: int, width: int, detections: int) -> None:
+    """Section 3: the first frames of a fresh process, without and with ``warm_up`` first."""
+    print(f"\nFirst frames of a fresh process ({height}x{width}), as the node's model.warmup sees")
+    for warmup in ("none", "x".join(str(v) for v in WARMUP_SIZE)):
+        child = subprocess.run(  # noqa: S603 (this script, fixed arguments)
+            [
+                sys.executable,
+                __file__,
+                "--size",
+                f"{height}x{width}",
+                "--detections",
+                str(detections),
+                "--first-frames",
+                warmup,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if child.returncode:
+            raise RuntimeError(f"the first-frame process failed:\n{child.stderr[-3000:]}")
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        first, second = (1000 * s for s in result["frames_s"])
+        print(
+            f"  warm-up {warmup:>8}: {result['warmup_s']:.2f} s; first frame {first:.0f} ms, "
+            f"second {second:.0f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1024x2048", help="HxW of the latency input")
     parser.add_argument("--detections", type=int, default=50, help="detection cap of both models")
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (>= 3)")
+    parser.add_argument("--first-frames", help=argparse.SUPPRESS)  # section 3's child process
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_gpu.py needs a CUDA GPU; torch.cuda.is_available() is False")
@@ -230,11 +282,15 @@ def main() -> None:
         f"numpy {np.__version__}, Python {sys.version.split()[0]}"
     )
     height, width = (int(v) for v in args.size.lower().split("x"))
+    if args.first_frames:
+        first_frames(height, width, args.detections, args.first_frames)
+        return
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for name, section in (
             ("parity", lambda: check_parity(Path(tmp))),
             ("latency", lambda: latency(height, width, args.detections, max(3, args.repeats))),
+            ("first frames", lambda: first_frame_latency(height, width, args.detections)),
         ):
             try:
                 section()

@@ -24,7 +24,7 @@ class ModelSection:
     warmup: bool = option(
         True,
         "predict one black 256x512 image while configuring, so that the first camera frame "
-        "does not pay the backend's start-up (on a GPU: about 1.3 s)",
+        "does not pay the backend's start-up (0.6-1.4 s on an H200)",
     )
     engine_cache_dir: str = option(
         "", "where TensorRT engines are cached (empty: ~/.cache/vcups/engines)"

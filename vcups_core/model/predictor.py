@@ -153,7 +153,7 @@ def image_to_tensor(image: npt.NDArray[np.uint8], device: torch.device) -> torch
     """``uint8[H, W, 3]`` RGB -> contiguous ``float32[3, H, W]`` in ``[0, 1]`` on ``device``.
 
     On a GPU the uint8 image is copied and converted there: a quarter of the bytes over the bus
-    and no CPU pass over float pixels (at 1024x2048 on an H200 host, 11 ms less per frame than
+    and no CPU pass over float pixels (at 1024x2048 on an H200 host, 8-11 ms less per frame than
     converting with :func:`image_to_chw` first; ``benchmarks/bench_gpu.py``). On the CPU it is
     :func:`image_to_chw`.
 

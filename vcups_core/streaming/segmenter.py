@@ -56,9 +56,9 @@ def warm_up(predictor: Predictor, size: tuple[int, int] = WARMUP_SIZE) -> float:
     """Run one prediction on a black ``uint8[H, W, 3]`` image; return how long it took (s).
 
     A backend's first prediction pays one-off costs: the CUDA context, library handles, loading
-    kernels. Measured on an H200 host (R50, 1024x2048, ``benchmarks/bench_gpu.py``'s setup): the
-    first camera frame took 1368 ms against about 50 ms for the next ones; after a 256x512
-    warm-up (0.8 s) it took 48 ms. Any error of the prediction propagates, so a model that
+    kernels. Measured on an H200 host (R50, 1024x2048, ``benchmarks/bench_gpu.py``, fresh
+    processes): the first camera frame took 0.6-1.4 s against 36-50 ms for the next ones;
+    after a 256x512 warm-up (0.6-0.8 s) it took 44-48 ms. Any error of the prediction propagates, so a model that
     cannot run fails here instead of at the first camera frame.
 
     Raises:
