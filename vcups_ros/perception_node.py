@@ -74,6 +74,7 @@ def default_predictor_factory(cfg: NodeConfig) -> Predictor:
         device=cfg.model.device,
         half=cfg.model.half,
         config=cfg.model.config or None,
+        engine_cache_dir=cfg.model.engine_cache_dir or None,
     )
 
 

@@ -27,7 +27,9 @@ class ModelSection:
         "does not pay the backend's start-up (0.6-1.4 s on an H200)",
     )
     engine_cache_dir: str = option(
-        "", "where TensorRT engines are cached (empty: ~/.cache/vcups/engines)"
+        "",
+        "where TensorRT engines built from an .onnx checkpoint are cached "
+        "(empty: ~/.cache/vcups/engines)",
     )
 
 

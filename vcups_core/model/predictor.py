@@ -393,20 +393,24 @@ def load_predictor(
     half: bool = False,
     categories: CategoryTable | None = None,
     config: ModelConfig | str | Path | None = None,
+    engine_cache_dir: str | Path | None = None,
 ) -> Predictor:
     """Open a predictor for a checkpoint (``.pt``), an ONNX graph or a TensorRT engine.
 
     Args:
         path: ``.pt``/``.pth`` checkpoint for ``torch``; ``.onnx`` for ``onnxruntime``;
-            ``.engine`` for ``tensorrt``.
+            ``.engine`` for ``tensorrt``, or ``.onnx``: its engine comes from the cache
+            (:func:`vcups_core.export.tensorrt.cached_engine`, built there once).
         backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
         device: ``"cpu"``/``"cuda[:i]"`` (onnxruntime uses CUDA when ``device`` starts with
             ``cuda`` and the CUDA provider is available).
-        half: FP16 (torch on CUDA only; TensorRT precision is fixed when building the engine).
+        half: FP16 (torch on CUDA; for TensorRT from ``.onnx``, an FP16 engine; a given
+            ``.engine`` has its precision fixed).
         categories: override the stored category table (onnxruntime, TensorRT).
         config: torch only: a model config (or YAML path) to build instead of the one stored
             in the checkpoint (e.g. other inference thresholds); ignored by the exported
             backends, whose graph fixes the network settings.
+        engine_cache_dir: TensorRT engine cache (default ``~/.cache/vcups/engines``).
 
     Raises:
         ValueError: on an unknown backend.
@@ -423,7 +427,12 @@ def load_predictor(
         )
         return OnnxPredictor(path, categories, providers=providers)
     if backend == "tensorrt":
+        engine = Path(path)
+        if engine.suffix == ".onnx":
+            from vcups_core.export.tensorrt import cached_engine
+
+            engine = cached_engine(engine, cache_dir=engine_cache_dir, fp16=half)
         return TensorRTPredictor(
-            path, categories, device=device if device.startswith("cuda") else "cuda"
+            engine, categories, device=device if device.startswith("cuda") else "cuda"
         )
     raise ValueError(f"backend must be 'torch', 'onnxruntime' or 'tensorrt', got {backend!r}")
