@@ -25,6 +25,7 @@ from typing import Any
 from vcups_core.model.predictor import import_tensorrt
 
 DEFAULT_CACHE_DIR = Path("~/.cache/vcups/engines")
+_DEFAULT_OPT_SHAPE = (640, 1280)  # the input size the default profile is optimised for
 
 
 def engine_cache_path(
@@ -81,16 +82,15 @@ def cached_engine(
     *,
     cache_dir: str | Path | None = None,
     fp16: bool = False,
-    min_shape: tuple[int, int] = (256, 256),
-    opt_shape: tuple[int, int] = (640, 1280),
-    max_shape: tuple[int, int] = (1024, 2048),
     gpu_name: str | None = None,
     trt_version: str | None = None,
 ) -> Path:
     """The engine of ``onnx_path`` from the cache, built there first if it is not (minutes).
 
-    The cache key (:func:`engine_cache_path`) is the graph (:func:`onnx_model_id`), the GPU, the
-    TensorRT version, the precision and ``opt_shape``; an engine found there is used as it is.
+    The engine has :func:`build_engine`'s default profile (inputs from 256x256 to 1024x2048,
+    optimised for 640x1280; call :func:`build_engine` directly for another). The cache key
+    (:func:`engine_cache_path`) is the graph (:func:`onnx_model_id`), the GPU, the TensorRT
+    version, the precision and the optimised size; an engine found there is used as it is.
 
     Raises:
         ImportError: if the engine must be built (or the key needs TensorRT's version) and
@@ -101,7 +101,7 @@ def cached_engine(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX graph")
     engine = engine_cache_path(
-        *opt_shape,
+        *_DEFAULT_OPT_SHAPE,
         model_id=onnx_model_id(path),
         fp16=fp16,
         gpu_name=gpu_name,
@@ -110,9 +110,7 @@ def cached_engine(
     )
     if engine.is_file():
         return engine
-    return build_engine(
-        path, engine, fp16=fp16, min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape
-    )
+    return build_engine(path, engine, fp16=fp16)
 
 
 def build_engine(
@@ -122,7 +120,7 @@ def build_engine(
     fp16: bool = False,
     workspace_gb: float = 4.0,
     min_shape: tuple[int, int] = (256, 256),
-    opt_shape: tuple[int, int] = (640, 1280),
+    opt_shape: tuple[int, int] = _DEFAULT_OPT_SHAPE,
     max_shape: tuple[int, int] = (1024, 2048),
 ) -> Path:
     """Parse the ONNX graph and build a serialized engine with one optimisation profile.
