@@ -14,8 +14,9 @@ and says so where there is no CUDA device.
    ``TorchPredictor.predict`` (network, copy to the host, numpy post-processing) and
    ``StreamingSegmenter.step`` (and the tracker, smoothing and composition): all a node spends
    per frame apart from message I/O. Same-run baseline: torchvision's ``maskrcnn_resnet50_fpn``
-   (incl. its mask pasting) on the same GPU and input. Timings are medians of interleaved runs,
-   each bracketed by ``torch.cuda.synchronize()``.
+   (incl. its mask pasting) on the same GPU and input. Timings are medians of interleaved runs
+   after one warm-up round (``bench_model.median_seconds``), each ending in
+   ``torch.cuda.synchronize()``.
 3. **First frames**: two fresh processes each time their first two frames, one without and one
    after ``warm_up`` (what the node runs while configuring, ``model.warmup``).
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_model import build_pair
+from bench_model import build_pair, median_seconds
 
 from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
@@ -127,18 +127,15 @@ def check_parity(tmp: Path) -> None:
     print(compare_predictors(model, cpu, trt_predictor, images, names=("torch CPU", "TensorRT")))
 
 
-def cuda_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` interleaved rounds after 2 warm-ups."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats + 2):
-        for name, fn in fns.items():
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            if round_ >= 2:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+def synced(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` followed by ``torch.cuda.synchronize()``, so a timer sees all its GPU work."""
+
+    def run() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
 
 
 def latency(height: int, width: int, detections: int, repeats: int) -> None:
@@ -187,7 +184,13 @@ def latency(height: int, width: int, detections: int, repeats: int) -> None:
             "tv": lambda: theirs([tensor]),
             "tv_tf32": with_tf32(lambda: theirs([tensor])),
         }
-        medians = cuda_medians(fns, repeats)
+        torch.cuda.synchronize()
+        medians = {
+            name: seconds
+            for name, (seconds, _) in median_seconds(
+                {name: synced(fn) for name, fn in fns.items()}, repeats
+            ).items()
+        }
         dets = len(predictor.predict(image))
     ms = {name: 1000 * s for name, s in medians.items()}
     print(
