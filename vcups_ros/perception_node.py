@@ -175,8 +175,9 @@ class PerceptionNode(LifecycleNode):
         else:
             self._sub = self.create_subscription(Image, "image", self._on_image, qos)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="vcups-worker", daemon=True)
-        self._worker.start()
+        worker = threading.Thread(target=self._work, name="vcups-worker", daemon=True)
+        worker.start()
+        self._worker = worker  # set only once running: other threads read it as "active"
         self._diag_timer = self.create_timer(
             self._cfg.diagnostics.period_s, self._publish_diagnostics
         )
