@@ -130,37 +130,42 @@ def test_images_in_tracks_out_with_the_input_header(
 def test_newest_frame_policy_counts_drops(
     harness_factory: Callable[..., Harness], world_frames: list[SyntheticFrame]
 ) -> None:
+    """While the worker is busy, each new image replaces the one waiting: only the newest is
+    processed next, and the replaced ones are counted as dropped (in the stats and in the next
+    output's ``frames_dropped``). The predictor is held on a gate, so the count is exact."""
     oracle = OraclePredictor(world_frames)
+    gate, entered = threading.Event(), threading.Event()
+    gate.set()  # open for the warm-up prediction in configure
 
-    class Slow:
+    class Gated:
         categories = oracle.categories
 
         def predict(self, image: np.ndarray) -> Any:
-            time.sleep(0.15)
+            entered.set()
+            gate.wait(timeout=30)
             return oracle.predict(image)
 
-    h = harness_factory(Slow(), [Parameter("input.reliability", value="reliable")])
+    h = harness_factory(Gated(), [Parameter("input.reliability", value="reliable")])
     h.start()
-    for f in world_frames:  # 12 images in ~0.1 s while each takes 0.15 s to process
+    gate.clear()
+    entered.clear()
+    h.images.publish(image_msg(world_frames[0]))
+    h.wait_for(entered.is_set, "the worker busy with the first image")
+    for i, f in enumerate(world_frames[1:], start=2):
         h.images.publish(image_msg(f))
-        time.sleep(0.01)
-    # the newest image always arrives (it is the one the depth-1 queue keeps) and is processed
-    h.wait_for(
-        lambda: (
-            bool(h.outputs)
-            and conv.time_to_ns(h.outputs[-1].header.stamp) == world_frames[-1].stamp_ns
-        ),
-        "the newest image processed",
-    )
-    time.sleep(0.3)
+        h.wait_for(lambda i=i: h.node.stats()["received"] == i, f"image {i} received")
+    gate.set()
+    h.wait_for(lambda: len(h.outputs) == 2, "the first image and the newest processed")
+    time.sleep(0.3)  # nothing else may follow
     stats = h.node.stats()
-    # Under load the middleware's own depth-1 queue can also replace an image before the
-    # node's callback takes it (the node never sees those); every image that reached the node
-    # was either processed or counted as dropped, and the outputs carry those counts.
-    assert len(h.outputs) < stats["received"] <= len(world_frames)
-    assert stats["published"] == len(h.outputs)
-    assert stats["dropped"] == stats["received"] - len(h.outputs)
-    assert sum(m.frames_dropped for m in h.outputs) == stats["dropped"]
+    n = len(world_frames)
+    assert [conv.time_to_ns(m.header.stamp) for m in h.outputs] == [
+        world_frames[0].stamp_ns,
+        world_frames[-1].stamp_ns,
+    ]
+    assert stats["received"] == n and stats["published"] == 2
+    assert stats["dropped"] == n - 2  # images 2 .. n-1 were replaced while waiting
+    assert [m.frames_dropped for m in h.outputs] == [0, n - 2]
 
 
 def test_lifecycle_and_late_info_subscriber(
@@ -345,13 +350,15 @@ def test_run_autostarts_and_stops_cleanly_when_the_context_shuts_down(
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while node._worker is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert node._worker is not None and node._worker.is_alive(), "autostart activated the node"
-    worker = node._worker
-    rclpy.shutdown(context=context)
-    thread.join(timeout=20)
+    try:
+        deadline = time.monotonic() + 20
+        while node._worker is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker = node._worker
+        assert worker is not None and worker.is_alive(), "autostart activated the node"
+    finally:  # even on a failure: a spinning context left at exit aborts the interpreter
+        rclpy.shutdown(context=context)
+        thread.join(timeout=20)
     assert not thread.is_alive() and not errors
     assert not worker.is_alive()
 
