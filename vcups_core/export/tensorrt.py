@@ -1,10 +1,15 @@
-"""Build a TensorRT engine from the exported ONNX graph (TensorRT 10 Python API).
+"""Build a TensorRT engine from the exported ONNX graph (TensorRT 10 and 11 Python API).
 
-**Not exercised in this repository's CI**: it needs an NVIDIA GPU and the ``tensorrt`` package
-(``pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com``). Without them every
-function that needs TensorRT raises :class:`ImportError` saying what to install; nothing is
-faked. The graph uses ``NonMaxSuppression`` and ``RoiAlign``, which TensorRT 10's ONNX parser
-supports (data-dependent output sizes are handled by the predictor's output allocator).
+**Not exercised on a GPU in this repository's CI**: it needs an NVIDIA GPU and the ``tensorrt``
+package (``pip install tensorrt-cu13 --extra-index-url https://pypi.nvidia.com``). Without them
+every function that needs TensorRT raises :class:`ImportError` saying what to install. The graph
+uses ``NonMaxSuppression`` and ``RoiAlign``, which TensorRT's ONNX parser supports
+(data-dependent output sizes are handled by the predictor's output allocator).
+
+Precision: TensorRT 10 builds an fp16 engine from the float32 graph with ``BuilderFlag.FP16``.
+TensorRT 11 removed that flag with the rest of weak typing (every network is strongly typed:
+the graph's own types decide); it builds fp32 engines from this graph, and ``fp16=True`` raises
+a :class:`RuntimeError` that says so before any work is done.
 
 Engines are specific to the model, the GPU, the TensorRT version, the precision and the input
 sizes of the optimisation profile: :func:`engine_cache_path` keys the cache on all of them, and
@@ -139,12 +144,21 @@ def build_engine(
 
     Raises:
         ImportError: if TensorRT is not installed (with install instructions).
-        RuntimeError: if parsing or building fails (parser errors are included).
+        RuntimeError: if ``fp16`` is asked of a TensorRT without ``BuilderFlag.FP16`` (11 and
+            later), or if parsing or building fails (parser errors are included).
     """
     trt = import_tensorrt()
+    fp16_flag = getattr(trt.BuilderFlag, "FP16", None) if fp16 else None
+    if fp16 and fp16_flag is None:
+        raise RuntimeError(
+            f"fp16=True needs BuilderFlag.FP16, which TensorRT {trt.__version__} does not have "
+            "(TensorRT 11 removed weak typing: networks take their precision from the ONNX "
+            "graph, and vcups exports float32). Build an fp32 engine (model.half: false) or "
+            "use TensorRT 10 for fp16."
+        )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
     parser = trt.OnnxParser(network, logger)
     onnx_file = Path(onnx_path)
     if not parser.parse_from_file(str(onnx_file)):
@@ -152,8 +166,8 @@ def build_engine(
         raise RuntimeError(f"TensorRT could not parse {onnx_file}:\n" + "\n".join(errors))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
+    if fp16_flag is not None:
+        config.set_flag(fp16_flag)
     profile = builder.create_optimization_profile()
     input_name = network.get_input(0).name
     profile.set_shape(input_name, (3, *min_shape), (3, *opt_shape), (3, *max_shape))

@@ -39,9 +39,10 @@ from vcups_core.types import CategoryTable, FramePrediction
 Backend = Literal["torch", "onnxruntime", "tensorrt"]
 
 TENSORRT_INSTALL_HINT = (
-    "TensorRT is not installed. It needs an NVIDIA CUDA GPU and TensorRT 10 for Python: "
-    "`pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com` "
-    "(NVIDIA's package index, matching your CUDA 12 driver), plus a CUDA build of torch. "
+    "TensorRT is not installed. It needs an NVIDIA CUDA GPU and TensorRT 10 or 11 for Python: "
+    "`pip install tensorrt-cu13 --extra-index-url https://pypi.nvidia.com` "
+    "(NVIDIA's package index; cu13 matches the CUDA 13 build of torch this project pins, "
+    "use tensorrt-cu12 with a CUDA 12 torch). "
     "Without a GPU use the 'torch' or 'onnxruntime' backend."
 )
 
@@ -257,10 +258,11 @@ class OnnxPredictor(_ExportedPredictor):
 class TensorRTPredictor(_ExportedPredictor):
     """Run a TensorRT engine built by :func:`vcups_core.export.tensorrt.build_engine`.
 
-    Written against the TensorRT 10 Python API (``trt.Runtime``, ``deserialize_cuda_engine``,
-    ``create_execution_context``, ``set_input_shape``, ``set_tensor_address``,
-    ``execute_async_v3``) with torch CUDA tensors as device buffers. The number of detections
-    is data-dependent, so outputs are allocated through a ``trt.IOutputAllocator``.
+    Written against the TensorRT Python API that versions 10 and 11 share (``trt.Runtime``,
+    ``deserialize_cuda_engine``, ``create_execution_context``, ``set_input_shape``,
+    ``set_tensor_address``, ``execute_async_v3``) with torch CUDA tensors as device buffers.
+    The number of detections is data-dependent, so outputs are allocated through a
+    ``trt.IOutputAllocator``. The image is converted and the engine run on one CUDA stream.
 
     **Not run in this repository's CI**: it needs an NVIDIA GPU and the ``tensorrt`` package,
     neither of which the development machine has. Without ``tensorrt`` the constructor raises
@@ -315,10 +317,10 @@ class TensorRTPredictor(_ExportedPredictor):
 
     @torch.no_grad()
     def predict(self, image: npt.NDArray[np.uint8]) -> FramePrediction:
-        chw = image_to_tensor(image, self.device)
-        self.context.set_input_shape("image", tuple(chw.shape))
-        self.context.set_tensor_address("image", chw.data_ptr())
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream):  # the conversion must finish before the engine reads
+            chw = image_to_tensor(image, self.device)
+            self.context.set_input_shape("image", tuple(chw.shape))
+            self.context.set_tensor_address("image", chw.data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
         self.stream.synchronize()

@@ -145,7 +145,7 @@ def test_vcups_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "wrote" in captured.out and "PASS" in captured.out
     assert (tmp_path / "tiny.onnx").is_file()
     if not has_tensorrt:
-        assert "pip install tensorrt-cu12" in captured.err and "pypi.nvidia.com" in captured.err
+        assert "pip install tensorrt-cu13" in captured.err and "pypi.nvidia.com" in captured.err
         assert not (tmp_path / "tiny.engine").exists()
     args.checkpoint = str(tmp_path / "missing.pt")
     assert run_export(args) == 2

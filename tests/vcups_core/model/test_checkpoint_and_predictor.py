@@ -209,7 +209,7 @@ def test_tensorrt_predictor_says_what_to_install(tmp_path: Path) -> None:
         TensorRTPredictor(tmp_path / "model.engine", CATEGORIES)
     message = str(info.value)
     assert message == TENSORRT_INSTALL_HINT
-    assert "pip install tensorrt-cu12" in message and "https://pypi.nvidia.com" in message
+    assert "pip install tensorrt-cu13" in message and "https://pypi.nvidia.com" in message
     assert "GPU" in message
-    with pytest.raises(ImportError, match="tensorrt-cu12"):
+    with pytest.raises(ImportError, match="tensorrt-cu13"):
         load_predictor(tmp_path / "model.engine", backend="tensorrt", device="cuda")
