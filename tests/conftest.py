@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,10 @@ def tiny_frame() -> PanopticFrame:
         frame_id="cam_front",
         frame_index=41,
     )
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import tensorrt`` raises ImportError, as on a machine without it (also where it is
+    installed), so the tests of its absence run everywhere."""
+    monkeypatch.setitem(sys.modules, "tensorrt", None)

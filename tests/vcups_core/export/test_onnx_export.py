@@ -121,31 +121,25 @@ def test_any_two_predictors_compare_under_their_names(
     assert failure.startswith("image 0 (96x128): box difference ") and failure.endswith("> -1")
 
 
+@pytest.mark.usefixtures("no_tensorrt")
 def test_vcups_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.export import run_export
 
     checkpoint = save_checkpoint(tiny_model(score_threshold=0.17), tmp_path / "tiny.pt")
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        has_tensorrt = False
-    else:  # pragma: no cover - not on the development machine
-        has_tensorrt = True
     args = argparse.Namespace(
         checkpoint=str(checkpoint),
         onnx=str(tmp_path / "tiny.onnx"),
-        tensorrt="" if has_tensorrt else str(tmp_path / "tiny.engine"),
+        tensorrt=str(tmp_path / "tiny.engine"),
         fp16=False,
         height=96,
         width=128,
     )
     # ONNX export and parity succeed; the requested TensorRT engine fails honestly (exit 2).
-    assert run_export(args) == (0 if has_tensorrt else 2)
+    assert run_export(args) == 2
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "PASS" in captured.out
     assert (tmp_path / "tiny.onnx").is_file()
-    if not has_tensorrt:
-        assert "pip install tensorrt-cu13" in captured.err and "pypi.nvidia.com" in captured.err
-        assert not (tmp_path / "tiny.engine").exists()
+    assert "pip install tensorrt-cu13" in captured.err and "pypi.nvidia.com" in captured.err
+    assert not (tmp_path / "tiny.engine").exists()
     args.checkpoint = str(tmp_path / "missing.pt")
     assert run_export(args) == 2

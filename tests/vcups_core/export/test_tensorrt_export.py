@@ -28,16 +28,8 @@ from vcups_core.model.predictor import TENSORRT_INSTALL_HINT, load_predictor
 TINY = Path(__file__).resolve().parents[3] / "config" / "model" / "tiny.yaml"
 
 
-def _require_no_tensorrt() -> None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return
-    pytest.skip("tensorrt is installed here; these tests cover its absence")  # pragma: no cover
-
-
+@pytest.mark.usefixtures("no_tensorrt")
 def test_build_engine_says_what_to_install(tmp_path: Path) -> None:
-    _require_no_tensorrt()
     with pytest.raises(ImportError) as info:
         build_engine(tmp_path / "model.onnx", tmp_path / "model.engine", fp16=True)
     assert str(info.value) == TENSORRT_INSTALL_HINT
@@ -46,6 +38,7 @@ def test_build_engine_says_what_to_install(tmp_path: Path) -> None:
     assert not (tmp_path / "model.engine").exists()
 
 
+@pytest.mark.usefixtures("no_tensorrt")
 def test_engine_cache_path_is_keyed_by_model_gpu_version_precision_and_size(
     tmp_path: Path,
 ) -> None:
@@ -67,7 +60,6 @@ def test_engine_cache_path_is_keyed_by_model_gpu_version_precision_and_size(
         default
         == Path("~/.cache/vcups/engines/m_x_y-rtx_4090-trt10.0.1-fp16-64x96.engine").expanduser()
     )
-    _require_no_tensorrt()
     with pytest.raises(ImportError, match="tensorrt-cu13"):
         engine_cache_path(64, 96, model_id="m", gpu_name="RTX 4090")
 
@@ -79,6 +71,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(model, tmp_path_factory.mktemp("trt") / "tiny.onnx", example_size=(64, 96))
 
 
+@pytest.mark.usefixtures("no_tensorrt")
 def test_cached_engine_reuses_the_cache_and_builds_only_on_a_miss(
     tiny_onnx: Path, tmp_path: Path
 ) -> None:
@@ -93,7 +86,6 @@ def test_cached_engine_reuses_the_cache_and_builds_only_on_a_miss(
     hit.write_bytes(b"an engine built before")
     assert cached_engine(tiny_onnx, **key) == hit
     assert hit.read_bytes() == b"an engine built before"
-    _require_no_tensorrt()
     with pytest.raises(ImportError, match="tensorrt-cu13"):
         cached_engine(tiny_onnx, fp16=True, **key)  # the fp16 engine is not cached yet
     assert sorted(p.name for p in tmp_path.iterdir()) == [hit.name]

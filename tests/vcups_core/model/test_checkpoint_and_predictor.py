@@ -198,13 +198,8 @@ def test_torch_predictor_drives_the_streaming_segmenter(
     assert things > 0
 
 
+@pytest.mark.usefixtures("no_tensorrt")
 def test_tensorrt_predictor_says_what_to_install(tmp_path: Path) -> None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        pass
-    else:  # pragma: no cover - not on the development machine
-        pytest.skip("tensorrt is installed here; this test covers its absence")
     with pytest.raises(ImportError) as info:
         TensorRTPredictor(tmp_path / "model.engine", CATEGORIES)
     message = str(info.value)
