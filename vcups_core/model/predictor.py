@@ -294,7 +294,6 @@ class TensorRTPredictor(_ExportedPredictor):
         sidecar = self.path.with_suffix(self.path.suffix + ".json")
         meta: dict[str, str] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         self._read_metadata(meta, categories, missing=f"{sidecar} is missing")
-        self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
