@@ -1,0 +1,119 @@
+"""Which pixels carry usable flow evidence: forward-backward consistency and the image border.
+
+CUPS drops forward/backward-inconsistent flow and the image border (``method.md`` §2.3 step 1);
+the tolerances and border fractions are :class:`~vcups_core.configs.pseudo_labels.ValiditySection`.
+Flow conventions are those of :mod:`vcups_core.cues.base`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.configs.pseudo_labels import ValiditySection
+from vcups_core.cues.flow import warp
+
+BoolMap = npt.NDArray[np.bool_]
+
+
+def forward_backward_valid(
+    flow: npt.NDArray[np.float32],
+    flow_back: npt.NDArray[np.float32],
+    *,
+    fb_abs: float,
+    fb_rel: float,
+) -> BoolMap:
+    """Forward-backward consistency of a flow field with its partner's flow back.
+
+    For a pixel ``x`` with flow ``f = flow(x)`` the partner's flow back is sampled bilinearly at
+    the target, ``b = flow_back(x + f)`` (:func:`~vcups_core.cues.flow.warp`); on a consistent
+    pair ``b = -f``. The pixel is valid when
+
+    ``|f + b| <= fb_abs + fb_rel * (|f| + |b|)``,
+
+    the target ``x + f`` lies inside the image and neither flow is NaN there. Occluded pixels
+    (whose target shows another surface, whose flow back goes elsewhere) fail the test.
+
+    Args:
+        flow: ``float32[H, W, 2]`` flow from this frame to the partner.
+        flow_back: ``float32[H, W, 2]`` the partner's flow back to this frame, on the partner's
+            grid.
+        fb_abs: error (pixels) always tolerated.
+        fb_rel: error tolerated per pixel of flow magnitude.
+
+    Returns:
+        ``bool[H, W]``, True where the flow is consistent.
+
+    Raises:
+        ValueError: if the shapes differ or are not ``[H, W, 2]``, or a tolerance is negative.
+    """
+    if flow.shape != flow_back.shape or flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(
+            f"flow and flow_back must both be [H, W, 2], got {list(flow.shape)} and "
+            f"{list(flow_back.shape)}"
+        )
+    if fb_abs < 0 or fb_rel < 0:
+        raise ValueError(f"fb_abs and fb_rel must be >= 0, got {fb_abs}, {fb_rel}")
+    fwd = flow.astype(np.float32, copy=False)
+    back = warp(flow_back.astype(np.float32, copy=False), fwd)  # NaN outside the image
+    error = np.linalg.norm(fwd + back, axis=-1)
+    tolerance = fb_abs + fb_rel * (np.linalg.norm(fwd, axis=-1) + np.linalg.norm(back, axis=-1))
+    valid: BoolMap = error <= tolerance  # False wherever a NaN is involved
+    return valid
+
+
+def _pixels(fraction: float, size: int, what: str, upper: float) -> int:
+    if not 0.0 <= fraction < upper:
+        raise ValueError(f"border {what}: expected a fraction in [0, {upper}), got {fraction}")
+    return math.floor(fraction * size + 0.5)
+
+
+def border_mask(height: int, width: int, *, sides: float, top: float, bottom: float) -> BoolMap:
+    """The usable part of the image once its borders are ignored.
+
+    Each fraction is rounded to whole pixels (half up): ``round(sides * width)`` columns at the
+    left and as many at the right, ``round(top * height)`` rows at the top and
+    ``round(bottom * height)`` at the bottom are False.
+
+    Args:
+        height, width: image size (pixels).
+        sides: fraction of the width ignored at each of the left and right, in ``[0, 0.5)``.
+        top: fraction of the height ignored at the top, in ``[0, 1)``.
+        bottom: fraction of the height ignored at the bottom (ego-vehicle hood), in ``[0, 1)``.
+
+    Returns:
+        ``bool[height, width]``, True = usable.
+
+    Raises:
+        ValueError: if a fraction is out of range or the size is not positive.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"border_mask: size must be positive, got {height}x{width}")
+    s = _pixels(sides, width, "sides", 0.5)
+    t = _pixels(top, height, "top", 1.0)
+    b = _pixels(bottom, height, "bottom", 1.0)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[t : height - b, s : width - s] = True
+    return mask
+
+
+def validity_mask(
+    flow: npt.NDArray[np.float32], flow_back: npt.NDArray[np.float32], cfg: ValiditySection
+) -> BoolMap:
+    """Pixels whose flow is forward-backward consistent and that lie inside the border mask.
+
+    Args:
+        flow: ``float32[H, W, 2]`` flow from this frame to the partner.
+        flow_back: ``float32[H, W, 2]`` the partner's flow back, on the partner's grid.
+        cfg: tolerances (``fb_abs``, ``fb_rel``) and border fractions.
+
+    Returns:
+        ``bool[H, W]`` (what :attr:`~vcups_core.cues.base.FrameCues.valid` holds).
+    """
+    valid = forward_backward_valid(flow, flow_back, fb_abs=cfg.fb_abs, fb_rel=cfg.fb_rel)
+    height, width = flow.shape[:2]
+    return valid & border_mask(
+        height, width, sides=cfg.border_sides, top=cfg.border_top, bottom=cfg.border_bottom
+    )
