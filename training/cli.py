@@ -118,6 +118,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
+    from training.pseudo_labels import run_pseudo_labels_cli
+
+    return run_pseudo_labels_cli(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -246,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_export_arguments(export)
     export.set_defaults(func=_cmd_export)
+
+    from training.pseudo_labels import add_arguments as add_pseudo_label_arguments
+
+    pseudo = sub.add_parser(
+        "pseudo-labels",
+        help="bags, frame folders or a dataset -> pseudo-label store (resumable, --shard I/N)",
+    )
+    add_pseudo_label_arguments(pseudo)
+    pseudo.set_defaults(func=_cmd_pseudo_labels)
 
     demo = sub.add_parser(
         "demo",

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
-import os
 from pathlib import Path
 
 import cv2
 
 from vcups_core.data.rosbag import BagFrameReader, FrameGap
+from vcups_core.jobs import atomic_write_bytes as _atomic_write_bytes
+from vcups_core.jobs import atomic_write_text as _atomic_write_text
 
 INDEX_FIELDS = ("stamp_ns", "frame_index", "file", "bag", "topic")
 
@@ -35,16 +37,6 @@ class ExtractionResult:
     skipped: int
     total: int
     gaps: tuple[FrameGap, ...]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def extract_frames(
@@ -125,9 +117,8 @@ def _write_index(out_dir: Path, rows: list[dict[str, object]]) -> None:
     for row in rows:
         merged[str(row["file"])] = row
     lines = sorted(merged.values(), key=lambda r: int(str(r["stamp_ns"])))
-    tmp = index.with_name(index.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=INDEX_FIELDS)
-        writer.writeheader()
-        writer.writerows(lines)
-    os.replace(tmp, index)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=INDEX_FIELDS)
+    writer.writeheader()
+    writer.writerows(lines)
+    _atomic_write_text(index, text.getvalue())

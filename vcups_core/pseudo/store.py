@@ -1,0 +1,628 @@
+"""The pseudo-label store: the contract between pseudo-labelling and training.
+
+Layout (read by training and by checks outside the code; keep it exactly)::
+
+    STORE/<clip>/instance/<frame>.png   uint16 single channel: track ids, 0 = no instance
+    STORE/<clip>/semantic/<frame>.png   uint8 single channel: pseudo-class, 255 = void
+                                        (written by the semantic stage; may be absent)
+    STORE/manifest.json                 config + hash, versions, cue backends, label size,
+                                        thing_classes (semantic stage), per-clip records
+    STORE/.status/<clip>.json           per-clip status record (one writer per clip)
+    STORE/.status/.lock                 fcntl lock serialising manifest rebuilds
+
+``<clip>`` is the sequence name (a bag's or folder's name for single-clip inputs) and
+``<frame>`` the input frame's own file stem, or its stamp in ns for bags.
+
+Every file is written atomically (:mod:`vcups_core.jobs`). Each clip's status record is written
+by the one process that labels the clip, and every process rebuilds ``manifest.json`` from all
+records at its end under the lock, so shards of one run (``--shard I/N``, torchrun ranks) never
+write the same file at the same time, and the last one to finish leaves the complete manifest.
+
+Resume rule: a clip is *finished* if its record says ``done`` under the same config hash and its
+``instance/`` folder holds exactly one PNG per recorded frame. Any other clip is redone from
+scratch (its folder and record are removed first). A store made under another config is refused
+unless ``overwrite`` is set, which removes the clips of the other config.
+
+Manifest keys (``clips`` sorted by name)::
+
+    format, format_version, config (YAML dict), config_hash (sha256 of its canonical JSON),
+    versions {vcups, numpy, opencv, torch, python}, cue_backends {cue: backend},
+    height, width (label size; null if clips differ), thing_classes (semantic stage only),
+    summary {clips, done, failed, interrupted, frames, pending: [clips of the last run's source
+    without a record]},
+    clips {<clip>: {status, frames, error, seconds, height, width, source, stems}}
+
+Keys that other stages add to the manifest (``thing_classes``, ...) are kept when it is rebuilt
+under the same config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.config import config_to_dict
+from vcups_core.jobs import (
+    atomic_write_json,
+    atomic_write_png,
+    file_lock,
+    is_temp_file,
+    remove_temp_files,
+    temp_name_prefix,
+)
+from vcups_core.types import VideoFrame
+
+log = logging.getLogger(__name__)
+
+FORMAT = "vcups-pseudo-labels"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STATUS_DIR = ".status"
+LOCK_FILE = ".lock"
+INSTANCE_DIR = "instance"
+SEMANTIC_DIR = "semantic"
+PNG = ".png"
+
+ClipStatus = Literal["done", "failed", "interrupted"]
+_OWNED_KEYS = (
+    "format",
+    "format_version",
+    "config",
+    "config_hash",
+    "versions",
+    "cue_backends",
+    "height",
+    "width",
+    "summary",
+    "clips",
+)
+
+
+class StoreConfigError(ValueError):
+    """The store was made under another config (re-run with ``--overwrite`` to replace it)."""
+
+
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys: equal data give equal text (the input of the config hash)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 (hex) of the canonical JSON of ``config_to_dict(cfg)`` (or of ``cfg`` if a dict)."""
+    data = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
+    return hashlib.sha256(canonical_json(data).encode("ascii")).hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages that decide the labels (None if not installed)."""
+    from vcups_core import __version__
+
+    def dist(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "vcups": __version__,
+        "numpy": np.__version__,
+        "opencv": str(cv2.__version__),
+        "torch": dist("torch"),
+        "python": platform.python_version(),
+    }
+
+
+def check_name(name: str, what: str = "clip name") -> str:
+    """``name`` if it is usable as one file or folder name of the store.
+
+    Raises:
+        ValueError: empty, a path (``/``, ``\\``), hidden (leading ``.``), or ``manifest.json``.
+    """
+    if not name or name.startswith(".") or any(c in name for c in "/\\\0") or name == MANIFEST:
+        raise ValueError(
+            f"{what} {name!r}: must be a plain file name (no '/', not starting with '.')"
+        )
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRecord:
+    """Status of one clip, as stored in ``.status/<clip>.json`` and the manifest.
+
+    Attributes:
+        clip: the clip name.
+        status: ``"done"`` (every frame labelled), ``"failed"`` or ``"interrupted"``.
+        stems: the frame stems labelled (``done``) or read (otherwise), in clip order.
+        error: one-line reason when not done, else None.
+        seconds: wall time spent on the clip.
+        height, width: label size (None if no frame was read).
+        config_hash: hash of the config the clip was made with.
+        backends: cue backends that ran (``{cue: backend}``).
+        source: how to find the clip's frames again (:attr:`SourceClip.source`).
+    """
+
+    clip: str
+    status: ClipStatus
+    stems: tuple[str, ...]
+    error: str | None
+    seconds: float
+    height: int | None
+    width: int | None
+    config_hash: str
+    backends: dict[str, str] = dataclasses.field(default_factory=dict)
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return len(self.stems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clip": self.clip,
+            "status": self.status,
+            "frames": self.frames,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "height": self.height,
+            "width": self.width,
+            "config_hash": self.config_hash,
+            "backends": dict(sorted(self.backends.items())),
+            "source": self.source,
+            "stems": list(self.stems),
+        }
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """The record as listed under ``manifest["clips"][<clip>]``."""
+        data = self.to_json()
+        for key in ("clip", "config_hash", "backends"):
+            del data[key]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClipRecord:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: a key is missing or of the wrong kind.
+        """
+        try:
+            status = str(data["status"])
+            if status not in ("done", "failed", "interrupted"):
+                raise ValueError(f"status {status!r}")
+            stems = tuple(str(s) for s in data["stems"])
+            if int(data.get("frames", len(stems))) != len(stems):
+                raise ValueError("frames != len(stems)")
+            return cls(
+                clip=str(data["clip"]),
+                status=status,  # type: ignore[arg-type]
+                stems=stems,
+                error=None if data.get("error") is None else str(data["error"]),
+                seconds=float(data.get("seconds", 0.0)),
+                height=None if data.get("height") is None else int(data["height"]),
+                width=None if data.get("width") is None else int(data["width"]),
+                config_hash=str(data["config_hash"]),
+                backends={str(k): str(v) for k, v in dict(data.get("backends", {})).items()},
+                source=dict(data.get("source", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a clip status record ({type(exc).__name__}: {exc})") from None
+
+
+def _read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_records(store: Path) -> dict[str, ClipRecord]:
+    """Every clip status record of ``store`` by clip name (unreadable ones are logged, skipped)."""
+    out: dict[str, ClipRecord] = {}
+    status_dir = Path(store) / STATUS_DIR
+    if not status_dir.is_dir():
+        return out
+    for path in sorted(status_dir.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            record = ClipRecord.from_json(_read_json(path))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: ignored (%s)", path, exc)
+            continue
+        out[record.clip] = record
+    return out
+
+
+def read_manifest(store: Path) -> dict[str, Any]:
+    """``STORE/manifest.json`` as a dict.
+
+    Raises:
+        FileNotFoundError: no manifest (not a store, or no run finished a process yet).
+        ValueError: the manifest is not valid JSON or not a vcups pseudo-label manifest.
+    """
+    path = Path(store) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no manifest; not a pseudo-label store (run `vcups pseudo-labels --out "
+            f"{store}` first)"
+        )
+    try:
+        data = _read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a vcups pseudo-label manifest (format != {FORMAT!r})")
+    return data
+
+
+def build_manifest(
+    store: Path,
+    cfg: Any,
+    *,
+    backends: Mapping[str, str] | None = None,
+    expected_clips: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The manifest of ``store`` from ``cfg`` and the status records (not written).
+
+    Args:
+        store: the store folder.
+        cfg: the config (a dataclass) the store is made with.
+        backends: cue backends of this process (merged over those of the records).
+        expected_clips: every clip of the source (all shards); those without a record are
+            listed in ``summary.pending``.
+    """
+    store = Path(store)
+    cfg_dict = config_to_dict(cfg)
+    digest = config_hash(cfg_dict)
+    records = {n: r for n, r in read_records(store).items() if r.config_hash == digest}
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        previous = read_manifest(store)
+    merged_backends: dict[str, str] = {}
+    for record in records.values():
+        merged_backends.update(record.backends)
+    merged_backends.update(backends or {})
+    sizes = {(r.height, r.width) for r in records.values() if r.height is not None}
+    height, width = sizes.pop() if len(sizes) == 1 else (None, None)
+    statuses = [r.status for r in records.values()]
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": cfg_dict,
+        "config_hash": digest,
+        "versions": package_versions(),
+        "cue_backends": dict(sorted(merged_backends.items())),
+        "height": height,
+        "width": width,
+    }
+    if previous.get("config_hash") == digest:
+        manifest.update({k: v for k, v in previous.items() if k not in _OWNED_KEYS})
+    manifest["summary"] = {
+        "clips": len(records),
+        "done": statuses.count("done"),
+        "failed": statuses.count("failed"),
+        "interrupted": statuses.count("interrupted"),
+        "frames": sum(r.frames for r in records.values() if r.status == "done"),
+        "pending": sorted(set(expected_clips or ()) - set(records)),
+    }
+    manifest["clips"] = {name: records[name].manifest_entry() for name in sorted(records)}
+    return manifest
+
+
+def write_manifest(
+    store: Path,
+    cfg: Any,
+    *,
+    backends: Mapping[str, str] | None = None,
+    expected_clips: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """(Re)build ``STORE/manifest.json`` atomically under the store's lock (see
+    :func:`build_manifest`); call it at the end of every process. Returns the manifest."""
+    store = Path(store)
+    status_dir = store / STATUS_DIR
+    status_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(status_dir / LOCK_FILE):
+        # Under the lock nobody else writes the manifest: any temporary file is a killed run's.
+        remove_temp_files(store, temp_name_prefix(store / MANIFEST))
+        manifest = build_manifest(store, cfg, backends=backends, expected_clips=expected_clips)
+        atomic_write_json(store / MANIFEST, manifest)
+    return manifest
+
+
+class StoreWriter:
+    """Writes one process's share of a store (see the module docstring for the rules).
+
+    Args:
+        root: the store folder (created with its parents if missing).
+        cfg: the config the labels are made with (a dataclass; its hash tags every record).
+        overwrite: accept a store made under another config and remove that config's clips.
+
+    Raises:
+        ValueError: ``root`` cannot be created or written (the message names it and why).
+        StoreConfigError: the store holds clips or a manifest of another config and
+            ``overwrite`` is False.
+    """
+
+    def __init__(self, root: Path, cfg: Any, *, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        self.cfg = cfg
+        self.config_hash = config_hash(cfg)
+        self.status_dir = self.root / STATUS_DIR
+        try:
+            self.status_dir.mkdir(parents=True, exist_ok=True)
+            with file_lock(self.status_dir / LOCK_FILE):
+                self._check_config(overwrite)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ValueError(f"{self.root}: cannot create or write the store ({reason})") from None
+
+    def _check_config(self, overwrite: bool) -> None:
+        others = {
+            n: r for n, r in read_records(self.root).items() if r.config_hash != self.config_hash
+        }
+        manifest_hash = None
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            manifest_hash = read_manifest(self.root).get("config_hash")
+        stale_manifest = manifest_hash is not None and manifest_hash != self.config_hash
+        if not others and not stale_manifest:
+            return
+        if not overwrite:
+            raise StoreConfigError(
+                f"{self.root}: the store was made with another config (hash "
+                f"{(manifest_hash or next(iter(others.values())).config_hash)[:12]}, this one "
+                f"{self.config_hash[:12]}); use --overwrite to replace it, or another --out"
+            )
+        for name in others:
+            self._remove_clip(name)
+        if stale_manifest:
+            (self.root / MANIFEST).unlink(missing_ok=True)
+
+    # --- paths
+
+    def clip_dir(self, clip: str) -> Path:
+        """``STORE/<clip>`` (the name is checked with :func:`check_name`)."""
+        return self.root / check_name(clip)
+
+    def record_path(self, clip: str) -> Path:
+        return self.status_dir / f"{check_name(clip)}.json"
+
+    def instance_path(self, clip: str, stem: str) -> Path:
+        """``STORE/<clip>/instance/<stem>.png``."""
+        return self.clip_dir(clip) / INSTANCE_DIR / f"{check_name(stem, 'frame stem')}{PNG}"
+
+    # --- state
+
+    def record(self, clip: str) -> ClipRecord | None:
+        """The clip's status record, or None if it has none (or an unreadable one)."""
+        path = self.record_path(clip)
+        try:
+            return ClipRecord.from_json(_read_json(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s: ignored (%s)", path, exc)
+            return None
+
+    def is_finished(self, clip: str) -> bool:
+        """True if the clip is done under this config with one instance PNG per frame."""
+        record = self.record(clip)
+        if record is None or record.status != "done" or record.config_hash != self.config_hash:
+            return False
+        folder = self.clip_dir(clip) / INSTANCE_DIR
+        try:
+            names = {n for n in os.listdir(folder) if n.endswith(PNG) and not n.startswith(".")}
+        except FileNotFoundError:
+            return False
+        return names == {f"{s}{PNG}" for s in record.stems}
+
+    # --- writing
+
+    def _remove_clip(self, clip: str) -> None:
+        record = self.record_path(clip)
+        record.unlink(missing_ok=True)  # first: a crash below leaves no "done" record
+        remove_temp_files(self.status_dir, temp_name_prefix(record))
+        folder = self.clip_dir(clip)
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        elif folder.exists():
+            folder.unlink()
+
+    def begin_clip(self, clip: str) -> None:
+        """Start (or restart) a clip: remove its record and every file of it, create its
+        ``instance/`` folder."""
+        self._remove_clip(clip)
+        (self.clip_dir(clip) / INSTANCE_DIR).mkdir(parents=True)
+
+    def write_instance(self, clip: str, stem: str, labels: npt.NDArray[np.uint16]) -> Path:
+        """Write one frame's track-id map atomically; returns its path.
+
+        Args:
+            labels: ``uint16[H, W]`` track ids, 0 = no instance.
+
+        Raises:
+            ValueError: ``labels`` is not ``uint16[H, W]``, or a bad stem.
+        """
+        labels = np.asarray(labels)
+        if labels.dtype != np.uint16 or labels.ndim != 2:
+            raise ValueError(
+                f"clip {clip!r} frame {stem!r}: instance labels must be uint16[H, W], got "
+                f"{labels.dtype}{list(labels.shape)}"
+            )
+        path = self.instance_path(clip, stem)
+        atomic_write_png(path, labels)
+        return path
+
+    def finish_clip(self, record: ClipRecord) -> None:
+        """Write the clip's status record atomically (the last step of a clip)."""
+        atomic_write_json(self.record_path(record.clip), record.to_json())
+
+    def write_manifest(
+        self,
+        *,
+        backends: Mapping[str, str] | None = None,
+        expected_clips: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """:func:`write_manifest` of this store and config."""
+        return write_manifest(self.root, self.cfg, backends=backends, expected_clips=expected_clips)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_png(path: Path, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise FileNotFoundError(f"{path}: missing or not a readable PNG")
+    if array.dtype != dtype or array.ndim != 2:
+        raise ValueError(
+            f"{path}: expected {np.dtype(dtype).name}[H, W], got {array.dtype}{list(array.shape)}"
+        )
+    return array
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreClip:
+    """One finished clip of a store: its frames' label files and where its images are.
+
+    Attributes:
+        name: clip name.
+        stems: frame stems in clip order.
+        instance_paths: ``STORE/<clip>/instance/<stem>.png`` per frame.
+        semantic_paths: ``STORE/<clip>/semantic/<stem>.png`` per frame, or None if the store has
+            no (complete) semantic labels for the clip.
+        source: how to find the clip's frames again (see
+            :func:`vcups_core.pseudo.sources.reopen_clip`).
+        height, width: label size.
+        status: the clip's status (``"done"`` unless failed clips were asked for).
+        error: the reason when not done.
+    """
+
+    name: str
+    stems: tuple[str, ...]
+    instance_paths: tuple[Path, ...]
+    semantic_paths: tuple[Path, ...] | None
+    source: dict[str, Any]
+    height: int | None
+    width: int | None
+    status: ClipStatus = "done"
+    error: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def instance(self, i: int) -> npt.NDArray[np.uint16]:
+        """Track ids of frame ``i``: ``uint16[H, W]``, 0 = no instance.
+
+        Raises:
+            FileNotFoundError, ValueError: the file is missing or not a 16-bit single-channel PNG.
+        """
+        return _read_png(self.instance_paths[i], np.uint16)
+
+    def semantic(self, i: int) -> npt.NDArray[np.uint8] | None:
+        """Pseudo-classes of frame ``i``: ``uint8[H, W]``, 255 = void; None without them."""
+        if self.semantic_paths is None:
+            return None
+        return _read_png(self.semantic_paths[i], np.uint8)
+
+    def frames(self) -> Iterator[tuple[str, VideoFrame]]:
+        """The clip's input frames again, resized to the label size like the pipeline did:
+        ``(stem, frame)`` with ``frame.image`` ``uint8[height, width, 3]`` and ``index`` the
+        position in the clip.
+
+        Raises:
+            FileNotFoundError, ValueError: the source is gone or no longer matches the labels.
+        """
+        from vcups_core.pseudo.sources import reopen_clip, resize_image
+
+        clip = reopen_clip(self.source)
+        stream = clip.frames()
+        for index, expected in enumerate(self.stems):
+            try:
+                stem, frame = next(stream)
+            except StopIteration:
+                raise ValueError(
+                    f"clip {self.name!r}: the source ended before frame {expected!r}"
+                ) from None
+            if stem != expected:
+                raise ValueError(
+                    f"clip {self.name!r}: frame {index} of the source is {stem!r}, the store has "
+                    f"{expected!r}"
+                )
+            size = (self.height, self.width)
+            image = frame.image
+            if size[0] is not None and size[1] is not None:
+                image = resize_image(image, (size[0], size[1]))
+            yield stem, VideoFrame(image, frame.stamp_ns, frame.frame_id, index)
+
+
+def read_store(store: Path, *, include_failed: bool = False) -> list[StoreClip]:
+    """The clips of a store, by name, from its manifest.
+
+    Args:
+        store: the store folder.
+        include_failed: also list failed and interrupted clips (their label files may be
+            incomplete; ``instance_paths`` lists the frames that have one).
+
+    Raises:
+        FileNotFoundError: no manifest, or a done clip misses a label file (the store is
+            damaged: re-run ``vcups pseudo-labels``).
+        ValueError: the manifest is not a pseudo-label manifest.
+    """
+    store = Path(store)
+    manifest = read_manifest(store)
+    out: list[StoreClip] = []
+    for name, entry in sorted(dict(manifest.get("clips", {})).items()):
+        status = entry.get("status")
+        if status != "done" and not include_failed:
+            continue
+        stems = tuple(str(s) for s in entry.get("stems", []))
+        folder = store / check_name(name)
+        instance = tuple(folder / INSTANCE_DIR / f"{s}{PNG}" for s in stems)
+        if status == "done":
+            missing = [p for p in instance if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"{missing[0]}: missing although clip {name!r} is done ({len(missing)} "
+                    f"files missing); re-run vcups pseudo-labels on {store}"
+                )
+        else:
+            instance = tuple(p for p in instance if p.is_file())
+        semantic_paths: tuple[Path, ...] | None = tuple(
+            folder / SEMANTIC_DIR / f"{s}{PNG}" for s in stems
+        )
+        if semantic_paths and not all(p.is_file() for p in semantic_paths):
+            semantic_paths = None
+        out.append(
+            StoreClip(
+                name=name,
+                stems=stems,
+                instance_paths=instance,
+                semantic_paths=semantic_paths or None,
+                source=dict(entry.get("source", {})),
+                height=entry.get("height"),
+                width=entry.get("width"),
+                status=status,
+                error=entry.get("error"),
+            )
+        )
+    return out
+
+
+def list_temp_files(store: Path) -> list[Path]:
+    """Temporary files of killed writers anywhere in the store (for checks and clean-up)."""
+    return sorted(p for p in Path(store).rglob("*") if is_temp_file(p.name) and p.is_file())
