@@ -1,6 +1,8 @@
 """Pseudo-label generation from raw video (``config/pseudo_labels.yaml``).
 
-Values follow ``docs/method.md`` §2 (the supplement's Tables 6-8 and A.2).
+Values follow ``docs/method.md`` §2 (the supplement's Tables 6-8 and A.2). Every cue has three
+kinds of backend: a weight-free default that works on real video, the network the paper uses
+loaded from a local file, and an oracle from the synthetic world's ground truth (ablations only).
 """
 
 from __future__ import annotations
@@ -12,13 +14,91 @@ from vcups_core.config import option, section
 
 
 @dataclass(frozen=True)
-class FlowSection:
-    method: Literal["dis", "raft"] = option(
-        "dis", "optical flow: OpenCV DIS (no weights) or RAFT with local SMURF/RAFT weights"
+class CameraSection:
+    focal_px: float = option(
+        0.0,
+        "focal length in pixels at the processing size; 0 = from the source's camera info, "
+        "else from hfov_deg",
+        ge=0.0,
     )
-    weights: str = option("", "RAFT weights file (method: raft)")
-    fb_consistency: float = option(
-        1.0, "forward-backward flow error (px) above which flow is invalid", gt=0.0
+    hfov_deg: float = option(
+        60.0, "horizontal field of view assumed when the source has no intrinsics", gt=1.0, lt=179.0
+    )
+
+
+@dataclass(frozen=True)
+class FlowSection:
+    method: Literal["dis", "raft", "oracle"] = option(
+        "dis",
+        "optical flow: OpenCV DIS (no weights), RAFT/SMURF from a local state dict, or the "
+        "synthetic world's ground truth",
+    )
+    dis_preset: Literal["ultrafast", "fast", "medium"] = option(
+        "medium", "OpenCV DIS preset (method: dis)"
+    )
+    weights: str = option("", "RAFT or SMURF state dict file (method: raft)")
+    raft_iterations: int = option(12, "RAFT refinement iterations (method: raft)", ge=1)
+
+
+@dataclass(frozen=True)
+class ValiditySection:
+    fb_abs: float = option(
+        1.0, "forward-backward error (px) always tolerated before flow is invalid", ge=0.0
+    )
+    fb_rel: float = option(
+        0.05, "forward-backward error tolerated per pixel of flow magnitude", ge=0.0
+    )
+    border_sides: float = option(
+        0.025,
+        "fraction of the width ignored at the left and at the right (CUPS: 32 px of 1280)",
+        ge=0.0,
+        lt=0.5,
+    )
+    border_top: float = option(0.0, "fraction of the height ignored at the top", ge=0.0, lt=1.0)
+    border_bottom: float = option(
+        0.0,
+        "fraction of the height ignored at the bottom (ego-vehicle hood; Cityscapes: 0.2)",
+        ge=0.0,
+        lt=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class DepthSection:
+    method: Literal["parallax", "network", "oracle", "none"] = option(
+        "parallax",
+        "depth: triangulated from the flow and the camera motion (no weights), a local "
+        "TorchScript/ONNX depth network, the synthetic ground truth, or none",
+    )
+    weights: str = option(
+        "", "depth network file: TorchScript (.pt, .ts, .torchscript) or .onnx (method: network)"
+    )
+    min_parallax_deg: float = option(
+        0.2, "triangulation angle below which parallax depth is invalid (degrees)", gt=0.0
+    )
+
+
+@dataclass(frozen=True)
+class MotionSection:
+    method: Literal["geometric", "network", "oracle"] = option(
+        "geometric",
+        "motion score: residual flow after the camera's own motion (no weights), a local "
+        "motion-mask network, or the synthetic ground truth",
+    )
+    camera_model: Literal["auto", "homography", "essential"] = option(
+        "auto",
+        "camera motion: homography (rotation or a distant scene), essential matrix (translation "
+        "through a 3-D scene), or auto (chosen per frame by which explains the flow better)",
+    )
+    weights: str = option(
+        "",
+        "motion-mask network file: TorchScript (.pt, .ts, .torchscript) or .onnx (method: network)",
+    )
+    ransac_threshold: float = option(
+        1.0, "RANSAC inlier threshold (px, Sampson distance for the essential matrix)", gt=0.0
+    )
+    residual_floor: float = option(
+        1.0, "epsilon of score = |residual| / max(|flow|, epsilon) (px)", gt=0.0
     )
 
 
@@ -30,7 +110,24 @@ class RegionGrowingSection:
     depth_threshold: float = option(0.02, "tau_d: relative depth difference to grow", gt=0.0)
     flow_threshold: float = option(0.04, "tau_f: relative flow difference to grow", gt=0.0)
     radius: int = option(8, "r: neighbourhood radius in pixels", ge=1)
+    flow_norm: Literal["relative", "diagonal"] = option(
+        "relative",
+        "flow difference divided by the region pixel's flow magnitude (relative) or by the image "
+        "diagonal (cheaper, less strict on fast objects)",
+    )
+    flow_tolerance: float = option(
+        0.3,
+        "flow difference (px) always tolerated on top of tau_f (the estimated flow's noise)",
+        ge=0.0,
+    )
+    support_threshold: float = option(
+        0.05,
+        "pixels with a motion score below this are never grown into (0 = grow anywhere)",
+        ge=0.0,
+        le=1.0,
+    )
     min_area: int = option(64, "instances with fewer pixels are dropped", ge=0)
+    fill_holes: bool = option(True, "fill holes inside each instance")
 
 
 @dataclass(frozen=True)
@@ -45,9 +142,12 @@ class SemanticsSection:
 
 @dataclass(frozen=True)
 class TrackingSection:
-    window: int = option(3, "frames of the propagation window", ge=2)
+    window: int = option(3, "frames of the propagation window", ge=2, le=3)
     iou_threshold: float = option(
         0.4, "tau_m: Hungarian matches need at least this IoU", ge=0.0, le=1.0
+    )
+    fill_gaps: bool = option(
+        True, "insert a track's warped mask into a frame it is missing from (one-frame gaps)"
     )
 
 
@@ -55,13 +155,21 @@ class TrackingSection:
 class PseudoLabelConfig:
     """Everything that turns raw monocular video into panoptic pseudo-labels."""
 
-    height: int = option(640, "processing height (pixels)", gt=0)
-    width: int = option(1280, "processing width (pixels)", gt=0)
+    height: int = option(640, "processing height (pixels); 0 with width 0 = native size", ge=0)
+    width: int = option(1280, "processing width (pixels); 0 with height 0 = native size", ge=0)
+    device: str = option(
+        "cpu",
+        "torch device of the network cues (cpu, cuda, cuda:1); torchrun ranks use their own GPU",
+    )
     semantic_smoothing_window: int = option(3, "frames of temporal semantic smoothing", ge=1)
     thing_stuff_threshold: float = option(
         0.01, "psi: normalised in-instance ratio above which a class is a thing", gt=0.0, lt=1.0
     )
+    camera: CameraSection = section(CameraSection, "camera intrinsics")
     flow: FlowSection = section(FlowSection, "optical flow")
+    validity: ValiditySection = section(ValiditySection, "which pixels carry usable evidence")
+    depth: DepthSection = section(DepthSection, "depth cue")
+    motion: MotionSection = section(MotionSection, "ego-motion and independent-motion score")
     region_growing: RegionGrowingSection = section(RegionGrowingSection, "motion instances")
     semantics: SemanticsSection = section(SemanticsSection, "unsupervised semantics")
     tracking: TrackingSection = section(TrackingSection, "instance propagation and tracking")

@@ -1,0 +1,216 @@
+"""``config/pseudo_labels.yaml`` → cue backends, and the streaming cue pipeline of a clip.
+
+The one place where the cue sections of :class:`~vcups_core.configs.pseudo_labels.PseudoLabelConfig`
+are translated into backends. Per clip, :meth:`CuePipeline.run` computes for every frame ``t``:
+
+1. flow to the next frame and the next frame's flow back (two flows per frame; the last frame of
+   a clip uses its flow to the previous frame, which the previous step already computed);
+2. validity: forward-backward consistency and the border mask;
+3. the camera motion along that flow (only where a backend needs it);
+4. depth, then the motion score.
+
+Frames stream through with one frame of look-ahead, so memory does not grow with the clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+from vcups_core.cues.base import (
+    DepthEstimator,
+    FloatMap,
+    FlowEstimator,
+    FrameCues,
+    MotionEstimator,
+)
+from vcups_core.cues.validity import validity_mask
+from vcups_core.types import VideoFrame
+
+
+def cue_device(cfg: PseudoLabelConfig) -> str:
+    """The torch device of network cues: ``cfg.device``, or under torchrun with ``cuda`` the
+    rank's own GPU (``cuda:$LOCAL_RANK``)."""
+    if cfg.device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return cfg.device
+
+
+def _need_oracle(oracle: Any, what: str) -> Any:
+    if oracle is None:
+        raise ValueError(
+            f"{what}.method: oracle needs the synthetic world's ground truth; it is available "
+            "only to the benchmarks and tests (choose another method for real video)"
+        )
+    from vcups_core.cues.oracle import OracleCues
+
+    return oracle if isinstance(oracle, OracleCues) else OracleCues(oracle)
+
+
+def build_flow(cfg: PseudoLabelConfig, oracle: Any = None) -> FlowEstimator:
+    """The flow backend of ``cfg.flow``."""
+    section = cfg.flow
+    if section.method == "dis":
+        from vcups_core.cues.flow import DISFlow
+
+        return DISFlow(section.dis_preset)
+    if section.method == "raft":
+        if not section.weights:
+            raise ValueError("flow.method: raft needs flow.weights (a local RAFT/SMURF state dict)")
+        from vcups_core.cues.flow import RAFTFlow
+
+        return RAFTFlow(section.weights, section.raft_iterations, cue_device(cfg))
+    flow: FlowEstimator = _need_oracle(oracle, "flow").flow
+    return flow
+
+
+def build_depth(cfg: PseudoLabelConfig, oracle: Any = None) -> DepthEstimator:
+    """The depth backend of ``cfg.depth``."""
+    section = cfg.depth
+    if section.method == "parallax":
+        from vcups_core.cues.depth import ParallaxDepth
+
+        return ParallaxDepth(section.min_parallax_deg)
+    if section.method == "none":
+        from vcups_core.cues.depth import NoDepth
+
+        return NoDepth()
+    if section.method == "network":
+        if not section.weights:
+            raise ValueError("depth.method: network needs depth.weights (a .pt or .onnx file)")
+        from vcups_core.cues.networks import NetworkDepth
+
+        return NetworkDepth(section.weights, cue_device(cfg))
+    depth: DepthEstimator = _need_oracle(oracle, "depth").depth
+    return depth
+
+
+def build_motion(cfg: PseudoLabelConfig, oracle: Any = None) -> MotionEstimator:
+    """The motion-score backend of ``cfg.motion``."""
+    section = cfg.motion
+    if section.method == "geometric":
+        from vcups_core.cues.motion import GeometricMotion
+
+        return GeometricMotion(
+            section.residual_floor, depth_from_flow=cfg.depth.method in ("parallax", "none")
+        )
+    if section.method == "network":
+        if not section.weights:
+            raise ValueError("motion.method: network needs motion.weights (a .pt or .onnx file)")
+        from vcups_core.cues.networks import NetworkMotion
+
+        return NetworkMotion(section.weights, cue_device(cfg))
+    motion: MotionEstimator = _need_oracle(oracle, "motion").motion
+    return motion
+
+
+@dataclasses.dataclass
+class CuePipeline:
+    """Flow, validity, camera motion, depth and motion score of every frame of a clip.
+
+    Attributes:
+        cfg: the pseudo-label config.
+        flow, depth, motion: the backends.
+    """
+
+    cfg: PseudoLabelConfig
+    flow: FlowEstimator
+    depth: DepthEstimator
+    motion: MotionEstimator
+
+    @property
+    def backends(self) -> dict[str, str]:
+        """Backend of each cue, as recorded in the store's manifest."""
+        return {"flow": self.flow.name, "depth": self.depth.name, "motion": self.motion.name}
+
+    @property
+    def needs_camera(self) -> bool:
+        return self.cfg.depth.method == "parallax" or self.cfg.motion.method == "geometric"
+
+    def run(
+        self, frames: Iterable[VideoFrame], intrinsics: npt.NDArray[np.float64]
+    ) -> Iterator[FrameCues]:
+        """One :class:`FrameCues` per frame, in order (a clip needs at least 2 frames).
+
+        Args:
+            frames: the clip's frames at the processing size, ``index`` = position in the clip.
+            intrinsics: ``float64[3, 3]`` K at the processing size.
+        """
+        it = iter(frames)
+        current = next(it, None)
+        if current is None:
+            return
+        back_to_prev: FloatMap | None = None  # flow current -> previous
+        prev_forward: FloatMap | None = None  # flow previous -> current
+        previous: VideoFrame | None = None
+        for nxt in it:
+            forward = self.flow(current, nxt)
+            backward = self.flow(nxt, current)
+            yield self.complete(
+                FrameCues(
+                    frame=current,
+                    partner=nxt,
+                    intrinsics=intrinsics,
+                    flow=forward,
+                    flow_is_forward=True,
+                    flow_back=backward,
+                    flow_prev=back_to_prev,
+                )
+            )
+            previous, current = current, nxt
+            back_to_prev, prev_forward = backward, forward
+        if previous is None or back_to_prev is None or prev_forward is None:
+            raise ValueError("a clip needs at least 2 frames: a single frame has no optical flow")
+        yield self.complete(
+            FrameCues(
+                frame=current,
+                partner=previous,
+                intrinsics=intrinsics,
+                flow=back_to_prev,
+                flow_is_forward=False,
+                flow_back=prev_forward,
+                flow_prev=back_to_prev,
+            )
+        )
+
+    def complete(self, cues: FrameCues) -> FrameCues:
+        """Fill validity, camera motion, depth and motion score of ``cues`` (in place)."""
+        cues.valid = validity_mask(cues.flow, cues.flow_back, self.cfg.validity)
+        if self.needs_camera:
+            from vcups_core.cues.geometry import estimate_camera_motion
+
+            cues.camera = estimate_camera_motion(
+                cues.flow,
+                cues.valid,
+                cues.intrinsics,
+                model=self.cfg.motion.camera_model,
+                ransac_threshold=self.cfg.motion.ransac_threshold,
+            )
+        cues.depth = self.depth(cues)
+        cues.motion, cues.ego_flow = self.motion(cues)
+        return cues
+
+
+def build_cue_pipeline(cfg: PseudoLabelConfig, *, oracle: Any = None) -> CuePipeline:
+    """The cue pipeline that ``cfg`` describes.
+
+    Args:
+        cfg: pseudo-label config.
+        oracle: a :class:`~vcups_core.data.synthetic.SyntheticWorld` (or
+            :class:`~vcups_core.cues.oracle.OracleCues`) for the ``oracle`` methods; None otherwise.
+
+    Raises:
+        ValueError: a method that needs a weights file without one, or ``oracle`` without a world.
+        FileNotFoundError: a weights file that does not exist (raised by the backend).
+    """
+    if oracle is not None:
+        oracle = _need_oracle(oracle, "flow")
+    return CuePipeline(
+        cfg, build_flow(cfg, oracle), build_depth(cfg, oracle), build_motion(cfg, oracle)
+    )

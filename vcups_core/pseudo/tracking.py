@@ -1,0 +1,223 @@
+"""Instance propagation and tracking over a 3-frame window (method §2.4).
+
+Stated: a sliding window of 3 frames, Hungarian matching on IoU, acceptance threshold
+τ_m = 0.4. The rest is the GUESS of ``method.md`` §2.4, streaming with one frame of delay:
+
+1. The final track map of frame ``t − 1`` is warped into frame ``t`` with the flow ``t → t − 1``
+   (backward warping, nearest neighbour: :func:`vcups_core.cues.flow.warp`).
+2. **Split before matching** (crossing objects are never merged): a detection that contains most
+   of the warped masks of two or more tracks (each at least half inside it) is split between
+   them, every pixel going to the nearest of those warped masks.
+3. IoU between warped tracks and detections of ``t``; Hungarian assignment maximising IoU
+   (:func:`scipy.optimize.linear_sum_assignment`); a pair is accepted only with IoU ≥ τ_m, and
+   an accepted detection inherits the track id.
+4. **One-frame gaps** (window 3, ``fill_gaps``): a track of ``t − 1`` left without a detection at
+   ``t`` whose mask, warped two steps (``t − 1 → t → t + 1``), matches a detection of ``t + 1``
+   with IoU ≥ τ_m is inserted into frame ``t`` as its one-step warped mask, on pixels no other
+   instance holds. This is why frame ``t`` is final only once frame ``t + 1``'s detections exist.
+5. Unmatched detections start new track ids, unique within the clip (1, 2, ...).
+
+With window 2 (or ``fill_gaps: false``) step 4 is skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from vcups_core.cues.flow import warp
+from vcups_core.streaming.association import label_map_iou
+
+MAX_TRACK_ID = int(np.iinfo(np.uint16).max)
+"""Track ids are stored in 16-bit PNGs."""
+
+
+def hungarian_iou(iou: npt.NDArray[np.float64], threshold: float) -> list[tuple[int, int]]:
+    """One-to-one pairs ``(row, col)`` of maximal total IoU, each with IoU ≥ ``threshold``.
+
+    Args:
+        iou: ``float64[N, M]``.
+        threshold: τ_m; pairs below it are never returned (and never block other pairs: they are
+            removed before the assignment).
+    """
+    if iou.size == 0:
+        return []
+    gated = np.where(iou >= threshold, iou, 0.0)
+    rows, cols = linear_sum_assignment(gated, maximize=True)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
+
+
+def split_merged(
+    detections: npt.NDArray[np.int32], warped: npt.NDArray[np.integer], track_ids: list[int]
+) -> npt.NDArray[np.int32]:
+    """Split detections that swallowed two or more tracks' warped masks (step 2).
+
+    Args:
+        detections: ``int32[H, W]`` ids ``1..N`` (0 = none).
+        warped: ``int[H, W]`` warped track map of the previous frame (track ids, 0 = none).
+        track_ids: the ids present in ``warped``.
+
+    Returns:
+        ``int32[H, W]`` detections ``1..N'``: every split part gets a new id after ``N``.
+    """
+    out = detections.copy()
+    n = int(detections.max())
+    if n == 0 or not track_ids:
+        return out
+    tid = np.asarray(track_ids)
+    lut = np.zeros(int(warped.max()) + 1, np.int64)
+    lut[tid] = np.arange(1, tid.size + 1)
+    tracks = lut[warped]
+    m = tid.size
+    joint = np.bincount(
+        (detections.astype(np.int64) * (m + 1) + tracks).ravel(), minlength=(n + 1) * (m + 1)
+    ).reshape(n + 1, m + 1)
+    track_area = joint.sum(axis=0)
+    next_id = n + 1
+    for d in range(1, n + 1):
+        inside = np.flatnonzero((joint[d, 1:] >= 0.5 * track_area[1:]) & (track_area[1:] > 0)) + 1
+        if inside.size < 2:
+            continue
+        mask = detections == d
+        sl = ndimage.find_objects(mask.astype(np.int32))[0]
+        sub_tracks = np.where(np.isin(tracks[sl], inside), tracks[sl], 0)
+        # every pixel of the detection goes to the nearest warped mask among those inside it
+        _, (iy, ix) = ndimage.distance_transform_edt(sub_tracks == 0, return_indices=True)
+        nearest = sub_tracks[iy, ix]
+        sub_mask = mask[sl]
+        for k, track in enumerate(inside):
+            part = sub_mask & (nearest == track)
+            if k == 0:
+                continue  # the first part keeps the detection's id
+            out[sl][part] = next_id
+            next_id += 1
+    return out
+
+
+class InstanceTracker:
+    """Links per-frame detections into tracks with one frame of delay (see the module docstring).
+
+    Args:
+        iou_threshold: τ_m.
+        fill_gaps: insert one-frame gaps (window 3).
+    """
+
+    def __init__(self, iou_threshold: float = 0.4, *, fill_gaps: bool = True) -> None:
+        self.iou_threshold = iou_threshold
+        self.fill_gaps = fill_gaps
+        self._next_id = 1
+        self._last: npt.NDArray[np.uint16] | None = None  # final map of t - 1
+        self._pending: tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None = (
+            None
+        )
+
+    def push(
+        self,
+        index: int,
+        detections: npt.NDArray[np.int32],
+        flow_prev: npt.NDArray[np.float32] | None,
+    ) -> list[tuple[int, npt.NDArray[np.uint16]]]:
+        """Add frame ``index``'s detections; return the frames now final.
+
+        Args:
+            index: the frame's position in the clip.
+            detections: ``int32[H, W]`` instance ids ``1..N`` (0 = none).
+            flow_prev: ``float32[H, W, 2]`` flow from this frame to the previous one (None for
+                the first frame).
+
+        Returns:
+            ``[(index, uint16[H, W] track ids)]`` of the frames that became final (the previous
+            frame, once this one is known).
+        """
+        out: list[tuple[int, npt.NDArray[np.uint16]]] = []
+        if self._pending is not None:
+            out.append(self._finalize(lookahead=(detections, flow_prev)))
+        self._pending = (index, detections, flow_prev)
+        return out
+
+    def finish(self) -> list[tuple[int, npt.NDArray[np.uint16]]]:
+        """Finalize the last frame."""
+        if self._pending is None:
+            return []
+        return [self._finalize(lookahead=None)]
+
+    def _new_id(self) -> int:
+        if self._next_id > MAX_TRACK_ID:
+            raise ValueError(
+                f"more than {MAX_TRACK_ID} tracks in one clip: track ids no longer fit the 16-bit "
+                "instance PNGs; split the input into shorter clips"
+            )
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _finalize(
+        self,
+        lookahead: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None,
+    ) -> tuple[int, npt.NDArray[np.uint16]]:
+        assert self._pending is not None
+        index, detections, flow_prev = self._pending
+        self._pending = None
+        result = np.zeros(detections.shape, np.uint16)
+        warped: npt.NDArray[np.uint16] | None = None
+        matched_det: dict[int, int] = {}
+        unmatched_tracks: list[int] = []
+        if self._last is not None and flow_prev is not None:
+            warped = warp(self._last, flow_prev, nearest=True).astype(np.uint16)
+            track_ids = [int(t) for t in np.unique(warped) if t != 0]
+            detections = split_merged(detections, warped, track_ids)
+            n = int(detections.max())
+            if track_ids and n:
+                tid = np.asarray(track_ids)
+                lut = np.zeros(int(warped.max()) + 1, np.int64)
+                lut[tid] = np.arange(1, tid.size + 1)
+                iou = label_map_iou(detections, lut[warped], n, tid.size)
+                for d, t in hungarian_iou(iou, self.iou_threshold):
+                    matched_det[d + 1] = track_ids[t]
+            unmatched_tracks = [t for t in track_ids if t not in matched_det.values()]
+        n = int(detections.max())
+        lut_out = np.zeros(n + 1, np.uint16)
+        for d in range(1, n + 1):
+            lut_out[d] = matched_det.get(d, 0)
+        # new ids in the order of the detections (largest first, as region growing numbers them)
+        present = np.zeros(n + 1, bool)
+        present[np.unique(detections)] = True
+        for d in range(1, n + 1):
+            if present[d] and lut_out[d] == 0:
+                lut_out[d] = self._new_id()
+        result = lut_out[detections]
+        if (
+            self.fill_gaps
+            and warped is not None
+            and lookahead is not None
+            and lookahead[1] is not None
+            and unmatched_tracks
+        ):
+            result = self._fill_gaps(result, warped, unmatched_tracks, *lookahead)  # type: ignore[arg-type]
+        self._last = result
+        return index, result
+
+    def _fill_gaps(
+        self,
+        result: npt.NDArray[np.uint16],
+        warped: npt.NDArray[np.uint16],
+        tracks: list[int],
+        next_detections: npt.NDArray[np.int32],
+        next_flow_prev: npt.NDArray[np.float32],
+    ) -> npt.NDArray[np.uint16]:
+        """Step 4: insert unmatched tracks that reappear one frame later."""
+        keep = np.where(np.isin(warped, tracks), warped, 0).astype(np.uint16)
+        twice = warp(keep, next_flow_prev, nearest=True).astype(np.int64)
+        n = int(next_detections.max())
+        if n == 0:
+            return result
+        tid = np.asarray(tracks)
+        lut = np.zeros(int(max(tracks)) + 1, np.int64)
+        lut[tid] = np.arange(1, tid.size + 1)
+        iou = label_map_iou(next_detections, lut[twice], n, tid.size)
+        out = result.copy()
+        for _, t in hungarian_iou(iou, self.iou_threshold):
+            track = tracks[t]
+            out[(keep == track) & (out == 0)] = track
+        return out
