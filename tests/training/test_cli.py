@@ -27,12 +27,14 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
     assert proc.returncode == 0
     assert "Unsupervised video panoptic segmentation" in proc.stdout
     sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sub.choices is not None
     assert sorted(sub.choices) == [
         "config",
         "demo",
         "evaluate",
         "export",
         "extract",
+        "pseudo-labels",
         "replay",
         "synth",
     ]

@@ -56,7 +56,7 @@ class GeometricMotion:
         """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``."""
         flow = cues.flow
         h, w = flow.shape[:2]
-        valid = np.isfinite(flow).all(axis=2)
+        valid: npt.NDArray[np.bool_] = np.asarray(np.isfinite(flow).all(axis=2))
         if cues.valid is not None:
             valid &= cues.valid
         camera = cues.camera

@@ -20,7 +20,7 @@ def detect_instances(cues: FrameCues, cfg: PseudoLabelConfig) -> npt.NDArray[np.
     """Instance masks of one frame (``int32[H, W]``, ``1..N`` by decreasing area, 0 = none)."""
     if cues.motion is None:
         raise ValueError("detect_instances needs the motion score (cues.motion is None)")
-    valid = cues.valid if cues.valid is not None else np.isfinite(cues.flow).all(axis=2)
+    valid = cues.valid if cues.valid is not None else np.asarray(np.isfinite(cues.flow).all(axis=2))
     return grow_regions(cues.motion, cues.flow, cues.depth, valid, cfg.region_growing)
 
 

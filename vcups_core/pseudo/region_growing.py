@@ -5,12 +5,17 @@ The paper names the ingredients and their values (seed threshold α = 0.15, rela
 this is the GUESS of ``method.md`` §2.3, computed without a per-pixel loop:
 
 1. **Seeds** are valid pixels with motion score ``> α``.
-2. **Growing.** Two pixels ``p``, ``q`` at most ``r`` apart are *similar* when
+2. **Growing.** Only *supported* pixels take part: valid ones with motion score
+   ``≥ support_threshold`` (``0`` = every valid pixel). The others are never grown into, and a
+   seed among them (possible only with ``support_threshold > α``) starts no region. Two supported
+   pixels ``p``, ``q`` at most ``r`` apart are *similar* when
 
    * ``|D(q) − D(p)| / min(D(p), D(q)) < τ_d`` (skipped where a depth is unknown), and
-   * ``‖F(q) − F(p)‖ / max(½(‖F(p)‖ + ‖F(q)‖), ε) < τ_f`` (``flow_norm: relative``), or
-     ``‖F(q) − F(p)‖ / diag < τ_f`` with the image diagonal ``diag`` (``flow_norm: diagonal``, the
-     alternative normalisation of ``method.md``; far more lenient).
+   * ``‖F(q) − F(p)‖ < τ_f · ½(‖F(p)‖ + ‖F(q)‖) + t_F`` (``flow_norm: relative``), or
+     ``‖F(q) − F(p)‖ < τ_f · diag + t_F`` with the image diagonal ``diag`` (``flow_norm:
+     diagonal``, the alternative normalisation of ``method.md``; far more lenient). ``t_F`` is
+     ``flow_tolerance``: a flow difference in pixels always tolerated, the noise of estimated
+     flow (with ``t_F = 0`` the relative test joins no two pixels of zero flow).
 
    A breadth-first search from a seed that adds every similar pixel within ``r`` of the region
    reaches exactly the connected component of the seed in the graph of similar pairs (with the
@@ -19,6 +24,9 @@ this is the GUESS of ``method.md`` §2.3, computed without a per-pixel loop:
    graph (:func:`scipy.sparse.csgraph.connected_components`); the graph has an edge for every pixel
    and each offset of a sparse stencil (4 directions × distances 1, 2, 4, ..., r), which connects
    any two pixels of a region within ``r`` through short hops.
+2b. **Merging fragments** (ours): estimated flow is noisy from pixel to pixel, so a region that a
+   clean flow grows whole can break into fragments; neighbouring components whose *mean* flow
+   (and mean depth) pass the same tests are merged (:func:`merge_components`).
 3. **Acceptance** (a safeguard of ours): a component is an instance only if its median motion
    score is ``> α``, i.e. most of it moves; a noisy seed on the static background, whose component
    is the background, is rejected instead of becoming a huge "instance".
@@ -119,8 +127,79 @@ def similarity_components(
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n)).tocsr()
     _, comp = connected_components(graph, directed=False)
-    out = comp.astype(np.int32).reshape(h, w)
+    out: npt.NDArray[np.int32] = comp.astype(np.int32).reshape(h, w)
     out[~active] = -1
+    return out
+
+
+def merge_components(
+    comp: npt.NDArray[np.int32],
+    flow: npt.NDArray[np.float32],
+    depth: npt.NDArray[np.float32] | None,
+    *,
+    radius: int,
+    depth_threshold: float,
+    flow_threshold: float,
+    flow_tolerance: float,
+) -> npt.NDArray[np.int32]:
+    """Merge neighbouring components whose *mean* flow (and mean depth) pass the growing tests.
+
+    Estimated flow is noisy pixel to pixel, so a region that a clean flow would grow whole breaks
+    into fragments at the pixel level; their means are far less noisy. Two components within
+    ``radius`` of each other are merged when ``|mean F_a - mean F_b| < tau_f * mean(|mean F|)
+    + flow_tolerance`` and, where both mean depths are known, their relative difference is
+    below ``tau_d``. Objects that move differently stay apart.
+
+    Args:
+        comp: ``int32[H, W]`` component ids, -1 = inactive.
+        flow: ``float32[H, W, 2]``; depth ``float32[H, W]`` (NaN = unknown) or None.
+
+    Returns:
+        ``int32[H, W]`` merged component ids (-1 kept).
+    """
+    active = comp >= 0
+    if not active.any():
+        return comp
+    k = int(comp.max()) + 1
+    ids = comp[active]
+    count = np.maximum(np.bincount(ids, minlength=k), 1)
+    mean_x = np.bincount(ids, flow[..., 0][active], k) / count
+    mean_y = np.bincount(ids, flow[..., 1][active], k) / count
+    mag = np.hypot(mean_x, mean_y)
+    mean_d = None
+    if depth is not None:
+        known = active & np.isfinite(depth)
+        dcount = np.bincount(comp[known], minlength=k)
+        dsum = np.bincount(comp[known], depth[known], k)
+        mean_d = np.where(dcount > 0, dsum / np.maximum(dcount, 1), np.nan)
+    h, w = comp.shape
+    pa: list[npt.NDArray[np.int32]] = []
+    pb: list[npt.NDArray[np.int32]] = []
+    for dy, dx in stencil(radius):
+        if abs(dy) >= h or abs(dx) >= w:
+            continue
+        sp, sq = _pairs((h, w), dy, dx)
+        a, b = comp[sp], comp[sq]
+        differ = (a >= 0) & (b >= 0) & (a != b)
+        pa.append(a[differ])
+        pb.append(b[differ])
+    a = np.concatenate(pa)
+    b = np.concatenate(pb)
+    if a.size == 0:
+        return comp
+    pairs = np.unique(np.minimum(a, b).astype(np.int64) * k + np.maximum(a, b))
+    first, second = pairs // k, pairs % k
+    diff = np.hypot(mean_x[first] - mean_x[second], mean_y[first] - mean_y[second])
+    ok = diff < flow_threshold * 0.5 * (mag[first] + mag[second]) + flow_tolerance
+    if mean_d is not None:
+        with np.errstate(invalid="ignore"):
+            rel = np.abs(mean_d[first] - mean_d[second]) / np.minimum(mean_d[first], mean_d[second])
+        ok &= ~(rel >= depth_threshold)
+    graph = coo_matrix(
+        (np.ones(int(ok.sum()), np.int8), (first[ok], second[ok])), shape=(k, k)
+    ).tocsr()
+    _, merged = connected_components(graph, directed=False)
+    out = np.where(active, merged[np.maximum(comp, 0)], -1).astype(np.int32)
     return out
 
 
@@ -140,7 +219,8 @@ def grow_regions(
         flow: ``float32[H, W, 2]`` the frame's motion flow (NaN = undefined).
         depth: ``float32[H, W]`` depth (NaN = unknown), or None to grow on flow alone.
         valid: ``bool[H, W]`` pixels with trustworthy flow inside the border mask.
-        cfg: α, τ_d, τ_f, r, ``flow_norm``, ``min_area``, ``fill_holes``.
+        cfg: α, τ_d, τ_f, r, ``flow_norm``, ``flow_tolerance``, ``support_threshold``,
+            ``min_area``, ``fill_holes``.
         work_scale: resolution of the graph relative to ``H, W`` (``1`` = full).
 
     Returns:
@@ -155,16 +235,23 @@ def grow_regions(
     flow0 = np.where(finite[..., None], flow, 0).astype(np.float32)
     sh, sw = max(1, round(h * work_scale)), max(1, round(w * work_scale))
     scale = sw / w
+    small_depth: npt.NDArray[np.float32] | None
     if (sh, sw) != (h, w):
-        small_flow = cv2.resize(flow0, (sw, sh), interpolation=cv2.INTER_AREA)
-        small_motion = cv2.resize(motion.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+        small_flow = np.asarray(
+            cv2.resize(flow0, (sw, sh), interpolation=cv2.INTER_AREA), dtype=np.float32
+        )
+        small_motion = np.asarray(
+            cv2.resize(motion.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA),
+            dtype=np.float32,
+        )
         small_valid = (
             cv2.resize(finite.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
         )
         small_depth = None
         if depth is not None:
-            small_depth = cv2.resize(
-                depth.astype(np.float32), (sw, sh), interpolation=cv2.INTER_NEAREST
+            small_depth = np.asarray(
+                cv2.resize(depth.astype(np.float32), (sw, sh), interpolation=cv2.INTER_NEAREST),
+                dtype=np.float32,
             )
     else:
         small_flow, small_motion, small_valid, small_depth = flow0, motion, finite, depth
@@ -179,8 +266,18 @@ def grow_regions(
         flow_norm=cfg.flow_norm,
         flow_tolerance=cfg.flow_tolerance,
     )
+    comp = merge_components(
+        comp,
+        small_flow,
+        small_depth,
+        radius=radius,
+        depth_threshold=cfg.depth_threshold,
+        flow_threshold=cfg.flow_threshold,
+        flow_tolerance=cfg.flow_tolerance,
+    )
     seeds = small_valid & (small_motion > cfg.seed_threshold)
     seed_comps = np.unique(comp[seeds])
+    seed_comps = seed_comps[seed_comps >= 0]  # seeds below support_threshold join no region
     if seed_comps.size == 0:
         return np.zeros((h, w), np.int32)
     # median motion score of each seeded component (step 3)
@@ -197,7 +294,9 @@ def grow_regions(
     lut[keep + 1] = np.arange(1, keep.size + 1, dtype=np.int32)
     labels_small = lut[comp + 1]
     if (sh, sw) != (h, w):
-        labels = cv2.resize(labels_small, (w, h), interpolation=cv2.INTER_NEAREST)
+        labels = np.asarray(
+            cv2.resize(labels_small, (w, h), interpolation=cv2.INTER_NEAREST), dtype=np.int32
+        )
     else:
         labels = labels_small
     return clean_instances(labels, min_area=cfg.min_area, fill_holes=cfg.fill_holes)

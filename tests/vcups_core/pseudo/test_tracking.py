@@ -1,0 +1,179 @@
+"""Instance propagation and tracking over a 3-frame window (method §2.4) on hand-made masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from vcups_core.pseudo.tracking import InstanceTracker, hungarian_iou, split_merged
+
+H, W = 24, 40
+Labels = npt.NDArray[np.int32]
+Flow = npt.NDArray[np.float32]
+
+
+def empty() -> Labels:
+    return np.zeros((H, W), np.int32)
+
+
+def box(labels: Labels, y0: int, y1: int, x0: int, x1: int, value: int = 1) -> Labels:
+    out = labels.copy()
+    out[y0:y1, x0:x1] = value
+    return out
+
+
+def still() -> Flow:
+    return np.zeros((H, W, 2), np.float32)
+
+
+def run(
+    tracker: InstanceTracker, frames: list[tuple[Labels, Flow | None]]
+) -> list[tuple[int, npt.NDArray[np.uint16]]]:
+    """Push every frame (detections, flow to the previous frame) and finish."""
+    out = []
+    for index, (detections, flow_prev) in enumerate(frames):
+        out += tracker.push(index, detections, flow_prev)
+    return out + tracker.finish()
+
+
+def test_hungarian_iou_on_a_hand_matrix() -> None:
+    # greedy would take (0, 0) = 0.5 and leave row 1 alone; the optimum pairs crosswise (0.9)
+    iou = np.array([[0.5, 0.45], [0.45, 0.0]])
+    assert sorted(hungarian_iou(iou, 0.4)) == [(0, 1), (1, 0)]
+    # pairs below the threshold are never returned and do not steer the assignment: without the
+    # gate the crosswise pairs would win (0.39 + 0.45 > 0.5) and only (1, 0) survive
+    iou = np.array([[0.5, 0.39], [0.45, 0.0]])
+    assert hungarian_iou(iou, 0.4) == [(0, 0)]
+    # rectangular, and a pair at exactly the threshold is accepted
+    iou = np.array([[0.1, 0.4, 0.8]])
+    assert hungarian_iou(iou, 0.4) == [(0, 2)]
+    assert hungarian_iou(iou.T, 0.9) == []
+    assert hungarian_iou(np.zeros((0, 3)), 0.4) == []
+
+
+def test_split_merged_shares_a_blob_between_the_tracks_inside_it() -> None:
+    warped = box(box(empty(), 8, 16, 4, 12, 5), 8, 16, 24, 32, 9).astype(np.uint16)
+    blob = box(empty(), 6, 18, 2, 34)  # one detection over both tracks and the gap between
+    split = split_merged(blob, warped, [5, 9])
+    assert sorted(np.unique(split).tolist()) == [0, 1, 2]
+    assert (split[6:18, 2:18] == 1).all() and (split[6:18, 19:34] == 2).all()
+    assert (split > 0).sum() == (blob > 0).sum()
+    # a detection that holds only one track (or less than half of the other) is left alone
+    one = split_merged(blob, box(empty(), 8, 16, 4, 12, 5).astype(np.uint16), [5])
+    np.testing.assert_array_equal(one, blob)
+    half_out = box(box(empty(), 8, 16, 4, 12, 5), 8, 16, 30, 40, 9).astype(np.uint16)
+    np.testing.assert_array_equal(split_merged(blob, half_out, [5, 9]), blob)  # 4 of 10 cols in
+    np.testing.assert_array_equal(split_merged(empty(), warped, [5, 9]), empty())
+
+
+def test_every_frame_comes_out_once_in_order() -> None:
+    square = box(empty(), 4, 12, 4, 12)
+    for fill_gaps in (False, True):  # window 2 and window 3
+        tracker = InstanceTracker(fill_gaps=fill_gaps)
+        assert tracker.push(0, square, None) == []
+        for index in range(1, 5):
+            final = tracker.push(index, square, still())
+            assert [i for i, _ in final] == [index - 1]
+        last = tracker.finish()
+        assert [i for i, _ in last] == [4]
+        assert tracker.finish() == []
+        assert last[0][1].dtype == np.uint16 and last[0][1].shape == (H, W)
+    assert InstanceTracker().finish() == []
+
+
+def test_a_translating_object_keeps_its_id() -> None:
+    flow_prev = still()
+    flow_prev[..., 0] = -2.0  # everything came from 2 px to the left
+    frames: list[tuple[Labels, Flow | None]] = [
+        (box(empty(), 6, 16, 4 + 2 * t, 14 + 2 * t), flow_prev) for t in range(5)
+    ]
+    frames[0] = (frames[0][0], None)
+    out = run(InstanceTracker(), frames)
+    assert [i for i, _ in out] == [0, 1, 2, 3, 4]
+    for t, labels in out:
+        np.testing.assert_array_equal(labels, frames[t][0].astype(np.uint16))
+
+
+def test_one_frame_gap_is_filled_with_the_same_id() -> None:
+    flow_prev = still()
+    flow_prev[..., 0] = -2.0
+    frames: list[tuple[Labels, Flow | None]] = [
+        (box(empty(), 6, 16, 4 + 2 * t, 14 + 2 * t), flow_prev) for t in range(3)
+    ]
+    frames[0] = (frames[0][0], None)
+    frames[1] = (empty(), flow_prev)  # missed at t = 1
+    filled = dict(run(InstanceTracker(fill_gaps=True), frames))
+    assert filled[0].max() == 1 and filled[2].max() == 1
+    # the gap holds the mask of t - 1 warped one step (2 px to the right), with the same id
+    np.testing.assert_array_equal(filled[1], box(empty(), 6, 16, 6, 16).astype(np.uint16))
+    np.testing.assert_array_equal(filled[2], frames[2][0].astype(np.uint16))
+    # window 2: no gap filling, the object comes back under a new id
+    plain = dict(run(InstanceTracker(fill_gaps=False), frames))
+    assert plain[1].max() == 0
+    assert np.unique(plain[2]).tolist() == [0, 2]
+
+
+def test_a_gap_is_not_filled_when_the_object_does_not_come_back() -> None:
+    square = box(empty(), 6, 16, 4, 14)
+    frames: list[tuple[Labels, Flow | None]] = [(square, None), (empty(), still())]
+    frames.append((box(empty(), 6, 16, 26, 36), still()))  # something else, elsewhere
+    out = dict(run(InstanceTracker(), frames))
+    assert out[1].max() == 0
+    assert np.unique(out[2]).tolist() == [0, 2]
+
+
+def test_crossing_objects_are_never_merged() -> None:
+    a, b = (8, 16, 4, 12), (8, 16, 24, 32)
+    first = box(box(empty(), *a, 1), *b, 2)
+    # both objects and the gap between them in one detection (they touch / cross): its IoU
+    # with either track is 64 / 224 < τ_m, so unsplit both tracks would end here
+    blob = box(empty(), 8, 16, 4, 32)
+    after = box(box(empty(), *a, 2), *b, 1)  # apart again; region growing numbers them anew
+    out = dict(run(InstanceTracker(), [(first, None), (blob, still()), (after, still())]))
+    assert np.unique(out[0]).tolist() == [0, 1, 2]
+    ids_a, ids_b = int(out[0][8, 4]), int(out[0][8, 24])
+    # the blob is split between the two tracks, each keeps its own id
+    assert np.unique(out[1]).tolist() == [0, 1, 2]
+    assert (out[1][8:16, 4:12] == ids_a).all() and (out[1][8:16, 24:32] == ids_b).all()
+    assert (out[1] > 0).sum() == (blob > 0).sum()
+    # and afterwards too, whatever the detection numbering
+    assert out[2][8, 4] == ids_a and out[2][8, 24] == ids_b
+
+
+@pytest.mark.parametrize(("overlap", "same_id"), [(38, False), (40, True), (42, True)])
+def test_tau_m_is_respected(overlap: int, same_id: bool) -> None:
+    # a 10x10 track; the next detection is its first ``overlap`` pixels: IoU = overlap / 100
+    first = box(empty(), 4, 14, 4, 14)
+    nxt = empty()
+    ys, xs = np.nonzero(first)
+    nxt[ys[:overlap], xs[:overlap]] = 1
+    out = dict(run(InstanceTracker(0.4), [(first, None), (nxt, still())]))
+    assert np.unique(out[1]).tolist() == [0, 1 if same_id else 2]
+    # the threshold is the tracker's: a lower one accepts the 0.38 pair too
+    out = dict(run(InstanceTracker(0.3), [(first, None), (nxt, still())]))
+    assert np.unique(out[1]).tolist() == [0, 1]
+
+
+def test_track_ids_are_unique_per_clip() -> None:
+    a, b = (4, 12, 4, 12), (4, 12, 24, 32)
+    frames: list[tuple[Labels, Flow | None]] = [
+        (box(empty(), *a), None),  # A: id 1
+        (box(empty(), *b), still()),  # A gone, B born: id 2
+        (empty(), still()),
+        (empty(), still()),
+        (box(box(empty(), *a, 1), *b, 2), still()),  # both back after two frames: new ids
+        (box(box(empty(), 14, 22, 4, 12, 3), *b, 1), still()),  # B kept (det 1), C born
+    ]
+    out = run(InstanceTracker(), frames)
+    ids = [sorted(set(np.unique(labels).tolist()) - {0}) for _, labels in out]
+    assert ids == [[1], [2], [], [], [3, 4], [4, 5]]
+    assert out[4][1][4, 4] == 3 and out[4][1][4, 24] == 4 and out[5][1][4, 24] == 4
+    # a second tracker (the next clip) counts from 1 again
+    assert np.unique(run(InstanceTracker(), frames[:1])[0][1]).tolist() == [0, 1]
+
+
+def test_an_empty_clip_and_empty_frames() -> None:
+    out = run(InstanceTracker(), [(empty(), None), (empty(), still()), (empty(), still())])
+    assert [i for i, _ in out] == [0, 1, 2]
+    assert all(labels.max() == 0 for _, labels in out)
