@@ -128,6 +128,49 @@ class RegionGrowingSection:
     )
     min_area: int = option(64, "instances with fewer pixels are dropped", ge=0)
     fill_holes: bool = option(True, "fill holes inside each instance")
+    refine: Literal["none", "grabcut"] = option(
+        "none",
+        "appearance refinement of the grown instances: none, or GrabCut on a crop around each "
+        "instance seeded by its mask and motion score (motion seeds, colour delineates)",
+    )
+    refine_min_area: float = option(
+        0.002,
+        "refine: instances (after grouping) smaller than this fraction of the image are kept "
+        "as grown",
+        ge=0.0,
+        le=1.0,
+    )
+    refine_merge_gap: int = option(
+        8,
+        "refine: instances closer than this (pixels) are refined together as one instance "
+        "(fragments of one object); 0 = never merge",
+        ge=0,
+    )
+    refine_margin: float = option(
+        0.25, "refine: crop margin around the instance, fraction of its size per side", ge=0.0
+    )
+    refine_band: float = option(
+        16.0,
+        "refine: pixels (processing size) inside the instance boundary that colour may remove: "
+        "deeper pixels with a confident motion score are sure foreground (the flow's blur)",
+        gt=0.0,
+    )
+    refine_ring: float = option(
+        1.0,
+        "refine: the band outside the instance colour may add, in units of refine_band "
+        "(beyond it is sure background)",
+        gt=0.0,
+    )
+    refine_sure_motion: float = option(
+        0.9,
+        "refine: motion score above which the eroded interior is sure foreground",
+        ge=0.0,
+        le=1.0,
+    )
+    refine_max_side: int = option(
+        160, "refine: crops are downscaled to at most this many pixels per side", ge=16
+    )
+    refine_iterations: int = option(3, "refine: GrabCut iterations", ge=1)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 from vcups_core.cues.base import FrameCues
+from vcups_core.pseudo.refine import refine_instances
 from vcups_core.pseudo.region_growing import grow_regions
 from vcups_core.pseudo.tracking import InstanceTracker
 
@@ -21,7 +22,10 @@ def detect_instances(cues: FrameCues, cfg: PseudoLabelConfig) -> npt.NDArray[np.
     if cues.motion is None:
         raise ValueError("detect_instances needs the motion score (cues.motion is None)")
     valid = cues.valid if cues.valid is not None else np.asarray(np.isfinite(cues.flow).all(axis=2))
-    return grow_regions(cues.motion, cues.flow, cues.depth, valid, cfg.region_growing)
+    labels = grow_regions(cues.motion, cues.flow, cues.depth, valid, cfg.region_growing)
+    if cfg.region_growing.refine != "none":
+        labels = refine_instances(cues.frame.image, labels, cues.motion, cfg.region_growing)
+    return labels
 
 
 class InstanceLabeler:
