@@ -126,6 +126,12 @@ class RegionGrowingSection:
         ge=0.0,
         le=1.0,
     )
+    work_scale: float = option(
+        0.5,
+        "resolution of the growing graph relative to the processing size (1 = full)",
+        gt=0.0,
+        le=1.0,
+    )
     min_area: int = option(64, "instances with fewer pixels are dropped", ge=0)
     fill_holes: bool = option(True, "fill holes inside each instance")
     refine: Literal["none", "grabcut"] = option(

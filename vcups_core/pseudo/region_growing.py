@@ -210,7 +210,7 @@ def grow_regions(
     valid: npt.NDArray[np.bool_],
     cfg: RegionGrowingSection,
     *,
-    work_scale: float = 0.5,
+    work_scale: float | None = None,
 ) -> npt.NDArray[np.int32]:
     """Instance masks of one frame by motion-based region growing (see the module docstring).
 
@@ -221,11 +221,14 @@ def grow_regions(
         valid: ``bool[H, W]`` pixels with trustworthy flow inside the border mask.
         cfg: α, τ_d, τ_f, r, ``flow_norm``, ``flow_tolerance``, ``support_threshold``,
             ``min_area``, ``fill_holes``.
-        work_scale: resolution of the graph relative to ``H, W`` (``1`` = full).
+        work_scale: resolution of the graph relative to ``H, W`` (``1`` = full); None uses
+            ``cfg.work_scale``.
 
     Returns:
         ``int32[H, W]`` instance ids ``1..N`` by decreasing area, 0 = no instance.
     """
+    if work_scale is None:
+        work_scale = cfg.work_scale
     if not 0 < work_scale <= 1:
         raise ValueError(f"work_scale: expected in (0, 1], got {work_scale}")
     h, w = motion.shape
