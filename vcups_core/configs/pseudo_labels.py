@@ -126,13 +126,18 @@ class RegionGrowingSection:
         ge=0.0,
         le=1.0,
     )
-    work_scale: float = option(
-        0.5,
-        "resolution of the growing graph relative to the processing size (1 = full)",
-        gt=0.0,
-        le=1.0,
+    work_pixels: int = option(
+        204800,
+        "largest size of the growing graph in pixels (320x640); larger frames are grown at a "
+        "lower resolution, the radius scaled with it",
+        ge=1,
     )
-    min_area: int = option(64, "instances with fewer pixels are dropped", ge=0)
+    min_area: int = option(
+        64,
+        "instances smaller than this many pixels of a 640x1280 frame are dropped (scaled with "
+        "the processing size's area)",
+        ge=0,
+    )
     fill_holes: bool = option(True, "fill holes inside each instance")
     refine: Literal["none", "grabcut"] = option(
         "none",
@@ -194,6 +199,14 @@ class TrackingSection:
     window: int = option(3, "frames of the propagation window", ge=2, le=3)
     iou_threshold: float = option(
         0.4, "tau_m: Hungarian matches need at least this IoU", ge=0.0, le=1.0
+    )
+    min_containment: float = option(
+        0.8,
+        "second matching pass for tracks and detections left unmatched at tau_m: accept a pair "
+        "whose smaller mask lies this much inside the other (objects entering the image or "
+        "leaving an occlusion); 0 = the paper's IoU rule alone",
+        ge=0.0,
+        le=1.0,
     )
     fill_gaps: bool = option(
         True, "insert a track's warped mask into a frame it is missing from (one-frame gaps)"

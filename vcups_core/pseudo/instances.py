@@ -40,6 +40,7 @@ class InstanceLabeler:
         self.tracker = InstanceTracker(
             cfg.tracking.iou_threshold,
             fill_gaps=cfg.tracking.fill_gaps and cfg.tracking.window >= 3,
+            min_containment=cfg.tracking.min_containment,
         )
 
     def push(self, cues: FrameCues) -> list[tuple[int, npt.NDArray[np.uint16]]]:

@@ -30,10 +30,10 @@ this is the GUESS of ``method.md`` §2.3, computed without a per-pixel loop:
 3. **Acceptance** (a safeguard of ours): a component is an instance only if its median motion
    score is ``> α``, i.e. most of it moves; a noisy seed on the static background, whose component
    is the background, is rejected instead of becoming a huge "instance".
-4. **Post-processing**: holes are filled, regions smaller than ``min_area`` pixels (at the
+4. **Post-processing**: holes are filled, regions smaller than ``min_area`` pixels (of a 640×1280 frame, scaled with the frame's area; at the
    processing size) dropped, and ids relabelled ``1..N`` by decreasing area.
 
-The graph is built at ``work_scale`` of the processing size (the radius scaled with it) and the
+The graph has at most ``work_pixels`` nodes (larger frames are downscaled, the radius with them) and the
 labels are upsampled with nearest neighbours: the components of a 640×1280 frame's 13 million
 edges would cost more than the rest of the pipeline together.
 """
@@ -222,13 +222,13 @@ def grow_regions(
         cfg: α, τ_d, τ_f, r, ``flow_norm``, ``flow_tolerance``, ``support_threshold``,
             ``min_area``, ``fill_holes``.
         work_scale: resolution of the graph relative to ``H, W`` (``1`` = full); None uses
-            ``cfg.work_scale``.
+            ``min(1, sqrt(cfg.work_pixels / (H W)))``.
 
     Returns:
         ``int32[H, W]`` instance ids ``1..N`` by decreasing area, 0 = no instance.
     """
     if work_scale is None:
-        work_scale = cfg.work_scale
+        work_scale = min(1.0, math.sqrt(cfg.work_pixels / (motion.shape[0] * motion.shape[1])))
     if not 0 < work_scale <= 1:
         raise ValueError(f"work_scale: expected in (0, 1], got {work_scale}")
     h, w = motion.shape
@@ -302,7 +302,18 @@ def grow_regions(
         )
     else:
         labels = labels_small
-    return clean_instances(labels, min_area=cfg.min_area, fill_holes=cfg.fill_holes)
+    return clean_instances(
+        labels, min_area=scaled_min_area(cfg.min_area, h, w), fill_holes=cfg.fill_holes
+    )
+
+
+REFERENCE_AREA = 640 * 1280
+"""Frame area (pixels) at which ``min_area`` is given: the paper's processing size."""
+
+
+def scaled_min_area(min_area: int, height: int, width: int) -> int:
+    """``min_area`` (pixels of a 640×1280 frame) at a ``height × width`` frame, at least 1."""
+    return max(1, round(min_area * height * width / REFERENCE_AREA))
 
 
 def clean_instances(

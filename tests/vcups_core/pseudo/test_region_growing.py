@@ -11,8 +11,10 @@ import pytest
 
 from vcups_core.configs.pseudo_labels import RegionGrowingSection
 from vcups_core.pseudo.region_growing import (
+    REFERENCE_AREA,
     clean_instances,
     grow_regions,
+    scaled_min_area,
     similarity_components,
     stencil,
 )
@@ -32,6 +34,19 @@ def scene() -> tuple[F32, F32, F32, npt.NDArray[np.bool_]]:
 def cfg(**changes: Any) -> RegionGrowingSection:
     """The defaults (α 0.15, τ_d 0.02, τ_f 0.04, r 8, min_area 64), plus ``changes``."""
     return dataclasses.replace(RegionGrowingSection(), **changes)
+
+
+def px(pixels: int) -> int:
+    """``min_area`` (given for a 640x1280 frame) that means ``pixels`` on the H x W test frame."""
+    return pixels * REFERENCE_AREA // (H * W)  # 320 x pixels: exact for 40 x 64
+
+
+def test_min_area_scales_with_the_frame_area() -> None:
+    assert scaled_min_area(64, 640, 1280) == 64
+    assert scaled_min_area(64, 320, 640) == 16
+    assert scaled_min_area(64, 256, 512) == 10  # 10.24 rounded
+    assert scaled_min_area(1, 8, 8) == 1  # never below one pixel
+    assert scaled_min_area(px(50), H, W) == 50
 
 
 def grow(
@@ -169,13 +184,13 @@ def test_min_area_and_ids_by_decreasing_area() -> None:
     for k, (y0, y1, x0, x1) in enumerate(boxes):
         motion[y0:y1, x0:x1] = 1.0
         flow[y0:y1, x0:x1] = (2.0 + 3 * k, -1.0)
-    labels = grow(motion, flow, depth, valid, min_area=50)
+    labels = grow(motion, flow, depth, valid, min_area=px(50))
     assert labels.max() == 3
     assert (labels[2:7, 2:7] == 0).all()  # 25 px < min_area
     assert (labels[20:36, 2:12] == 1).all() and (labels == 1).sum() == 160
     assert (labels[2:12, 40:50] == 2).all() and (labels == 2).sum() == 100
     assert (labels[24:32, 50:58] == 3).all() and (labels == 3).sum() == 64
-    assert grow(motion, flow, depth, valid, min_area=65).max() == 2  # 64 px dropped too
+    assert grow(motion, flow, depth, valid, min_area=px(65)).max() == 2  # 64 px dropped too
     assert grow(motion, flow, depth, valid, min_area=0).max() == 4
 
 

@@ -177,3 +177,20 @@ def test_an_empty_clip_and_empty_frames() -> None:
     out = run(InstanceTracker(), [(empty(), None), (empty(), still()), (empty(), still())])
     assert [i for i, _ in out] == [0, 1, 2]
     assert all(labels.max() == 0 for _, labels in out)
+
+
+def test_containment_pass_keeps_an_entering_object_and_never_overrides_tau_m() -> None:
+    # an object entering the image: 4x10 px, then 12x10 px around it (IoU 40/120 = 0.33 < tau_m,
+    # but all of the smaller mask lies inside the larger one)
+    first = box(empty(), 4, 8, 0, 10)
+    grown = box(empty(), 0, 12, 0, 10)
+    frames: list[tuple[Labels, Flow | None]] = [(first, None), (grown, still())]
+    assert np.unique(dict(run(InstanceTracker(0.4), frames))[1]).tolist() == [0, 2]
+    out = dict(run(InstanceTracker(0.4, min_containment=0.8), frames))
+    assert np.unique(out[1]).tolist() == [0, 1]
+    # a pair that passes tau_m is decided first: the contained fragment cannot take the track
+    big = box(box(empty(), 4, 14, 4, 14), 6, 9, 20, 23, value=2)
+    nxt = box(box(empty(), 4, 14, 5, 15), 6, 8, 5, 7, value=2)  # fragment inside the warped track
+    out = dict(run(InstanceTracker(0.4, min_containment=0.8), [(big, None), (nxt, still())]))
+    assert out[1][5, 10] == out[0][5, 10]  # the shifted body keeps the track (IoU 0.82)
+    assert out[1][6, 5] not in (0, out[0][5, 10])  # the fragment gets an id of its own
