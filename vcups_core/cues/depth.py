@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.cues.base import CameraMotion, FloatMap, FrameCues
-from vcups_core.cues.geometry import normalized_correspondences, usable_mask
+from vcups_core.cues.geometry import _endpoint_rays, _planar_rays, usable_mask
 
 
 class ParallaxDepth:
@@ -118,29 +118,107 @@ def triangulate_depth(
     ):
         return depth
     rot, t = camera.rotation, camera.translation
-    rx, ry, u, v = normalized_correspondences(flow, intrinsics)  # float64[H, W] each
-    ax = rot[0, 0] * rx + rot[0, 1] * ry + rot[0, 2]  # a = R r, r = (rx, ry, 1)
-    ay = rot[1, 0] * rx + rot[1, 1] * ry + rot[1, 2]
-    az = rot[2, 0] * rx + rot[2, 1] * ry + rot[2, 2]
-    cx, cy = u * t[2] - t[0], v * t[2] - t[1]
-    ex, ey = ax - u * az, ay - v * az
-    cc = cx * cx + cy * cy
+    # Only the usable pixels are computed (gathered into flat arrays); every pixel's arithmetic
+    # is the same, in the same order, as on the whole grid, so the result does not depend on it.
+    idx = np.flatnonzero(ok)
+    rays_x, rays_y = _planar_rays(ok.shape, intrinsics)  # cached, read-only
+    rx = rays_x.reshape(-1).take(idx)
+    ry = rays_y.reshape(-1).take(idx)
+    pairs = flow.reshape(-1, 2).take(idx, axis=0)
+    k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    u, v = _endpoint_rays(rx, ry, pairs[:, 0], pairs[:, 1], k_inv)
+    # In place (fewer large temporaries), each expression in its written order:
+    # a = R r = (R00 rx + R01 ry) + R02, ...; c = u t_z - t_x, ...; e = a_xy - (u, v) a_z;
+    # rho = (cx ex + cy ey) / (cx cx + cy cy). (a + b == b + a and a * b == b * a exactly.)
+    tmp = np.empty_like(rx)
+    ax = _affine(rot[0], rx, ry, tmp)
+    ay = _affine(rot[1], rx, ry, tmp)
+    az = _affine(rot[2], rx, ry, tmp)
+    cx = np.multiply(u, t[2])
+    cx -= t[0]
+    cy = np.multiply(v, t[2])
+    cy -= t[1]
+    ex = np.subtract(ax, np.multiply(u, az, out=u), out=ax)
+    ey = np.subtract(ay, np.multiply(v, az, out=v), out=ay)
+    cc = np.multiply(cx, cx, out=u)
+    cc += np.multiply(cy, cy, out=tmp)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (cx * ex + cy * ey) / cc
+        rho = np.multiply(ex, cx, out=ex)
+        rho += np.multiply(ey, cy, out=ey)
+        rho /= cc
+        # in front of both cameras; the angle only where that holds
+        front = np.multiply(rho, t[2], out=tmp)
+        front += az
+        sel = np.flatnonzero((cc > 0) & (rho > 0) & (front > 0))
+    rx, ry, rho = rx.take(sel), ry.take(sel), rho.take(sel)
     # angle at the point between the centres 0 and -w, w = R^T t: atan2(rho |r x w|, r.r + rho r.w)
+    # with |r x w| = sqrt(((ry w2 - w1)^2 + (w0 - rx w2)^2) + (rx w1 - ry w0)^2)
+    # and r.r + rho r.w = ((rx rx + ry ry) + 1) + rho ((rx w0 + ry w1) + w2)
     w = rot.T @ t
-    cross = np.sqrt(
-        (ry * w[2] - w[1]) ** 2 + (w[0] - rx * w[2]) ** 2 + (rx * w[1] - ry * w[0]) ** 2
-    )
-    angle = np.arctan2(rho * cross, rx * rx + ry * ry + 1.0 + rho * (rx * w[0] + ry * w[1] + w[2]))
-    with np.errstate(invalid="ignore"):
-        keep = (
-            ok
-            & (cc > 0)
-            & (rho > 0)
-            & (az + rho * t[2] > 0)
-            & (angle >= math.radians(min_parallax_deg))
-        )
+    tmp = np.empty_like(rx)
+    cross = np.multiply(ry, w[2])
+    cross -= w[1]
+    np.square(cross, out=cross)
+    term = np.multiply(rx, w[2])
+    np.subtract(w[0], term, out=term)
+    cross += np.square(term, out=term)
+    np.multiply(rx, w[1], out=term)
+    term -= np.multiply(ry, w[0], out=tmp)
+    cross += np.square(term, out=term)
+    np.sqrt(cross, out=cross)
+    dot = np.multiply(rx, rx)
+    dot += np.multiply(ry, ry, out=tmp)
+    dot += 1.0
+    along = np.multiply(rx, w[0], out=term)
+    along += np.multiply(ry, w[1], out=tmp)
+    along += w[2]
+    along *= rho
+    dot += along
+    cross *= rho
+    keep = _angle_at_least(cross, dot, math.radians(min_parallax_deg))
     with np.errstate(divide="ignore"):
-        depth[keep] = (1.0 / rho[keep]).astype(np.float32)
+        depth.reshape(-1)[idx.take(sel)[keep]] = (1.0 / rho[keep]).astype(np.float32)
     return depth
+
+
+_TAN_MARGIN = 1e-6
+"""Relative margin of the arctan-free test in :func:`_angle_at_least`: far above the rounding
+error of ``x tan(theta)`` and of ``arctan2`` (a few units in the last place)."""
+
+
+def _angle_at_least(
+    y: npt.NDArray[np.float64], x: npt.NDArray[np.float64], theta: float
+) -> npt.NDArray[np.bool_]:
+    """``np.arctan2(y, x) >= theta`` elementwise, exactly, calling ``arctan2`` only near the bound.
+
+    For ``0 < theta < pi / 2``: ``y > 0`` and ``y > x tan(theta) (1 + m)`` is an angle clearly
+    above ``theta`` (``x <= 0``: at least ``pi / 2``), ``0 <= y < x tan(theta) (1 - m)`` with
+    ``x > 0`` one clearly below it; every other element (within the margin ``m``, zeros, NaN, inf)
+    is decided by ``arctan2`` itself, so the result is that of the plain comparison.
+    """
+    if not 0.0 < theta < 0.5 * math.pi - 1e-3:
+        with np.errstate(invalid="ignore"):
+            plain: npt.NDArray[np.bool_] = np.arctan2(y, x) >= theta
+        return plain
+    tan_theta = math.tan(theta)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = x * (tan_theta * (1.0 + _TAN_MARGIN))
+        above = (y > bound) & (y > 0)
+        np.multiply(x, tan_theta * (1.0 - _TAN_MARGIN), out=bound)
+        below = (y < bound) & (y >= 0) & (x > 0)
+        near = np.flatnonzero(~(above | below))
+        above[near] = np.arctan2(y.take(near), x.take(near)) >= theta
+    return above
+
+
+def _affine(
+    row: npt.NDArray[np.float64],
+    rx: npt.NDArray[np.float64],
+    ry: npt.NDArray[np.float64],
+    tmp: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``(row[0] rx + row[1] ry) + row[2]`` (a fresh array; ``tmp`` is scratch)."""
+    out: npt.NDArray[np.float64] = np.multiply(rx, row[0])
+    out += np.multiply(ry, row[1], out=tmp)
+    out += row[2]
+    return out

@@ -471,18 +471,10 @@ def warp(
             f"values must be [H, W] or [H, W, C] with H, W = {list(flow.shape[:2])}, "
             f"got {list(values.shape)}"
         )
-    h, w = flow.shape[:2]
-    map_x = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0].astype(np.float32)
-    map_y = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1].astype(np.float32)
-    # NaN compares False, so NaN flow counts as outside
-    inside = (map_x >= -0.5) & (map_x <= w - 0.5) & (map_y >= -0.5) & (map_y <= h - 0.5)
-    map_x = np.clip(np.where(inside, map_x, 0), 0, w - 1).astype(np.float32)
-    map_y = np.clip(np.where(inside, map_y, 0), 0, h - 1).astype(np.float32)
-
+    map_x, map_y, outside = _sample_points(flow)
+    out: npt.NDArray[Any]
     if nearest:
-        ix = np.floor(map_x + 0.5).astype(np.intp).clip(0, w - 1)
-        iy = np.floor(map_y + 0.5).astype(np.intp).clip(0, h - 1)
-        out: npt.NDArray[Any] = values[iy, ix]
+        out = _gather_nearest(values, map_x, map_y)
         integral = not np.issubdtype(out.dtype, np.floating)
         fill_value = 0 if integral and math.isnan(fill) else fill
     else:
@@ -496,5 +488,48 @@ def warp(
         else:
             out = _remap_linear(src, map_x, map_y)
         fill_value = fill
-    out[~inside] = fill_value  # ``out`` is a fresh array in both branches
+    # ``out`` is a fresh contiguous array; few points are outside, so scatter by index
+    out.reshape(outside.size, -1)[np.flatnonzero(outside)] = fill_value
     return out
+
+
+def _sample_points(
+    flow: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """The sample points ``(map_x, map_y)`` of :func:`warp` and the mask of those outside.
+
+    ``map_x = x + flow[..., 0]`` (float32), clipped to ``[0, W - 1]``, and likewise ``map_y``;
+    points outside ``[-0.5, W - 0.5] × [-0.5, H - 0.5]`` or with a NaN flow are ``outside``
+    and moved to ``(0, 0)`` (a safe point: their samples are replaced by the fill).
+    """
+    h, w = flow.shape[:2]
+    map_x = np.add(np.arange(w, dtype=np.float32)[None, :], flow[..., 0], dtype=np.float32)
+    map_y = np.add(np.arange(h, dtype=np.float32)[:, None], flow[..., 1], dtype=np.float32)
+    # NaN compares False, so NaN flow counts as outside
+    inside = np.greater_equal(map_x, -0.5)
+    scratch = np.empty_like(inside)
+    inside &= np.less_equal(map_x, w - 0.5, out=scratch)
+    inside &= np.greater_equal(map_y, -0.5, out=scratch)
+    inside &= np.less_equal(map_y, h - 0.5, out=scratch)
+    outside = np.logical_not(inside, out=inside)
+    np.clip(map_x, 0, w - 1, out=map_x)
+    np.clip(map_y, 0, h - 1, out=map_y)
+    np.copyto(map_x, 0, where=outside)
+    np.copyto(map_y, 0, where=outside)
+    return map_x, map_y, outside
+
+
+def _gather_nearest(
+    values: npt.NDArray[Any], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
+) -> npt.NDArray[Any]:
+    """``values`` at the pixel nearest to each sample point (points inside ``[0, W - 1] ×
+    [0, H - 1]``), gathered exactly (any dtype); a fresh array."""
+    h, w = map_x.shape
+    # floor(p + 0.5) of a point in [0, n - 1] is a pixel index in [0, n - 1]
+    ix = np.floor(np.add(map_x, 0.5, dtype=np.float32)).astype(np.intp)
+    iy = np.floor(np.add(map_y, 0.5, dtype=np.float32)).astype(np.intp)
+    iy *= w
+    iy += ix
+    flat = values.reshape(h * w, *values.shape[2:])
+    out: npt.NDArray[Any] = np.take(flat, iy.ravel(), axis=0)
+    return out.reshape(values.shape)

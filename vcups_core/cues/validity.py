@@ -58,10 +58,32 @@ def forward_backward_valid(
         raise ValueError(f"fb_abs and fb_rel must be >= 0, got {fb_abs}, {fb_rel}")
     fwd = flow.astype(np.float32, copy=False)
     back = warp(flow_back.astype(np.float32, copy=False), fwd)  # NaN outside the image
-    error = np.linalg.norm(fwd + back, axis=-1)
-    tolerance = fb_abs + fb_rel * (np.linalg.norm(fwd, axis=-1) + np.linalg.norm(back, axis=-1))
+    fx, fy, bx, by = fwd[..., 0], fwd[..., 1], back[..., 0], back[..., 1]
+    # |f + b| and fb_abs + fb_rel * (|f| + |b|), in float32 with the operations of
+    # np.linalg.norm(..., axis=-1) (sqrt(x * x + y * y)), but without its slow reduction over
+    # an axis of length 2
+    ex = np.add(fx, bx)
+    ey = np.add(fy, by)
+    error = _norm(ex, ey)
+    tolerance = _norm(fx, fy, out=ex)
+    tolerance += _norm(bx, by, out=ey)
+    tolerance = fb_abs + fb_rel * tolerance
     valid: BoolMap = error <= tolerance  # False wherever a NaN is involved
     return valid
+
+
+def _norm(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
+    """``sqrt(x * x + y * y)`` elementwise (bit-identical to ``np.linalg.norm`` of the pair);
+    ``out`` may be ``x`` or ``y``."""
+    yy = np.multiply(y, y)
+    res = np.multiply(x, x, out=out)
+    res += yy
+    result: npt.NDArray[np.float32] = np.sqrt(res, out=res)
+    return result
 
 
 def _pixels(fraction: float, size: int, what: str, upper: float) -> int:
