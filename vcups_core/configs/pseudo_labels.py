@@ -94,6 +94,23 @@ class MotionSection:
         "",
         "motion-mask network file: TorchScript (.pt, .ts, .torchscript) or .onnx (method: network)",
     )
+    flow_noise: float = option(
+        0.5,
+        "noise of the flow (px) assumed when choosing the camera model (camera_model: auto); "
+        "sub-pixel parallax below it is not taken for 3-D structure (DIS: ~0.5; exact flow: 0.1)",
+        gt=0.0,
+    )
+    ground_prior: bool = option(
+        False,
+        "essential camera with parallax depth: also flag points that lie beyond the road plane or "
+        "in front of their ground contact (cars moving along their epipolar lines); off: it "
+        "lowered DAVIS union J and added about 0.15 s per 640x1280 frame",
+    )
+    bidirectional: bool = option(
+        True,
+        "score motion along the flow to the next and to the previous frame and keep the smaller "
+        "(removes the smear of flow over the background an object is about to cover)",
+    )
     ransac_threshold: float = option(
         1.0, "RANSAC inlier threshold (px, Sampson distance for the essential matrix)", gt=0.0
     )

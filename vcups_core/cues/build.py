@@ -98,7 +98,9 @@ def build_motion(cfg: PseudoLabelConfig, oracle: Any = None) -> MotionEstimator:
         from vcups_core.cues.motion import GeometricMotion
 
         return GeometricMotion(
-            section.residual_floor, depth_from_flow=cfg.depth.method in ("parallax", "none")
+            section.residual_floor,
+            depth_from_flow=cfg.depth.method in ("parallax", "none"),
+            ground_prior=section.ground_prior,
         )
     if section.method == "network":
         if not section.weights:
@@ -161,7 +163,9 @@ class CuePipeline:
                     flow_is_forward=True,
                     flow_back=backward,
                     flow_prev=back_to_prev,
-                )
+                ),
+                previous=previous,
+                prev_forward=prev_forward,
             )
             previous, current = current, nxt
             back_to_prev, prev_forward = backward, forward
@@ -179,8 +183,54 @@ class CuePipeline:
             )
         )
 
-    def complete(self, cues: FrameCues) -> FrameCues:
-        """Fill validity, camera motion, depth and motion score of ``cues`` (in place)."""
+    def complete(
+        self,
+        cues: FrameCues,
+        *,
+        previous: VideoFrame | None = None,
+        prev_forward: FloatMap | None = None,
+    ) -> FrameCues:
+        """Fill validity, camera motion, depth and motion score of ``cues`` (in place).
+
+        With ``motion.bidirectional`` and a previous frame (``previous`` and its flow to this
+        frame, ``prev_forward``), the motion score is also computed along the flow to the previous
+        frame, and a pixel keeps the smaller of the two scores where both directions are valid
+        (the other one's where only one is). Flow smears an object's motion over the background
+        it is about to cover, on its leading edge going forward and its trailing edge going
+        backward; only the object itself moves in both directions.
+        """
+        self._fill(cues)
+        if (
+            self.cfg.motion.bidirectional
+            and cues.flow_is_forward
+            and previous is not None
+            and prev_forward is not None
+            and cues.flow_prev is not None
+            and cues.motion is not None
+        ):
+            back = FrameCues(
+                frame=cues.frame,
+                partner=previous,
+                intrinsics=cues.intrinsics,
+                flow=cues.flow_prev,
+                flow_is_forward=False,
+                flow_back=prev_forward,
+                flow_prev=cues.flow_prev,
+            )
+            self._fill(back, depth=cues.depth)
+            assert back.motion is not None
+            assert back.valid is not None
+            assert cues.valid is not None
+            both = cues.valid & back.valid
+            cues.motion = np.where(
+                both,
+                np.minimum(cues.motion, back.motion),
+                np.where(cues.valid, cues.motion, back.motion),
+            ).astype(np.float32)
+        return cues
+
+    def _fill(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:
+        """Validity, camera motion, depth (or the given one) and motion score along ``cues.flow``."""
         cues.valid = validity_mask(cues.flow, cues.flow_back, self.cfg.validity)
         if self.needs_camera:
             from vcups_core.cues.geometry import estimate_camera_motion
@@ -191,10 +241,10 @@ class CuePipeline:
                 cues.intrinsics,
                 model=self.cfg.motion.camera_model,
                 ransac_threshold=self.cfg.motion.ransac_threshold,
+                noise_floor=self.cfg.motion.flow_noise,
             )
-        cues.depth = self.depth(cues)
+        cues.depth = self.depth(cues) if depth is False else depth  # type: ignore[assignment]
         cues.motion, cues.ego_flow = self.motion(cues)
-        return cues
 
 
 def build_cue_pipeline(cfg: PseudoLabelConfig, *, oracle: Any = None) -> CuePipeline:

@@ -20,8 +20,9 @@ make every function deterministic: the same inputs give bit-identical outputs in
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -105,6 +106,7 @@ def estimate_camera_motion(
     model: CameraModel = "auto",
     ransac_threshold: float = 1.0,
     max_points: int = 4000,
+    noise_floor: float = _GRIC_SIGMA_FLOOR_PX,
 ) -> CameraMotion | None:
     """Fit the camera's own motion to the flow of the static scene.
 
@@ -141,7 +143,10 @@ def estimate_camera_motion(
       ``ransac_threshold``): independently moving objects and flow errors fit neither model and
       would otherwise favour the model with the smaller cap (``2 c``), whatever the camera did;
     * ``sigma`` is the MAD scale of the essential residuals over those points (the more general
-      model's residuals measure the flow noise), floored at 0.1 px.
+      model's residuals measure the flow noise), floored at ``noise_floor`` px: the noise of
+      the flow. With estimated flow, a floor below its real noise lets GRIC take the sub-pixel
+      parallax of a handheld, mostly rotating camera for 3-D structure and pick the essential
+      model, whose 1-D residual misses most independent motion (``motion.flow_noise``).
 
     Args:
         flow: ``float32[H, W, 2]`` flow to the partner frame (forward or backward alike).
@@ -151,6 +156,7 @@ def estimate_camera_motion(
         ransac_threshold: inlier threshold in pixels (Sampson distance for the essential fit,
             reprojection distance for the homography).
         max_points: most correspondences used.
+        noise_floor: lower bound of GRIC's noise scale (px), the flow's noise (see above).
 
     Returns:
         The camera motion (``inlier_ratio`` = fraction of the sampled correspondences whose
@@ -176,7 +182,7 @@ def estimate_camera_motion(
     res_e = _epipolar_residuals(pose[0], pose[1], k, pts0, pts1) if pose is not None else None
     use_h = res_h is not None
     if res_h is not None and res_e is not None:
-        use_h = _gric_prefers_homography(res_h, res_e, ransac_threshold)
+        use_h = _gric_prefers_homography(res_h, res_e, ransac_threshold, noise_floor)
     if use_h and hom is not None and res_h is not None:
         ratio = float(np.count_nonzero(res_h < ransac_threshold)) / len(pts0)
         return CameraMotion("homography", hom, None, None, ratio)
@@ -208,11 +214,13 @@ def gric(residuals: F64, sigma: float, codimension: int, num_params: int) -> flo
     return fit + math.log(r) * (r - codimension) * n + math.log(r * max(n, 1)) * num_params
 
 
-def _gric_prefers_homography(res_h: F64, res_e: F64, threshold: float) -> bool:
+def _gric_prefers_homography(
+    res_h: F64, res_e: F64, threshold: float, noise_floor: float = _GRIC_SIGMA_FLOOR_PX
+) -> bool:
     explained = (res_h < threshold) | (res_e < threshold)
     if not explained.any():
         return False
-    sigma = max(_MAD_TO_SIGMA * float(np.median(res_e[explained])), _GRIC_SIGMA_FLOOR_PX)
+    sigma = max(_MAD_TO_SIGMA * float(np.median(res_e[explained])), noise_floor)
     g_h = gric(res_h[explained], sigma, codimension=2, num_params=8)
     g_e = gric(res_e[explained], sigma, codimension=1, num_params=5)
     return g_h <= g_e
@@ -357,12 +365,26 @@ def normalized_correspondences(flow: FloatMap, intrinsics: F64) -> tuple[F64, F6
     _check_flow(flow)
     rx, ry = _planar_rays((flow.shape[0], flow.shape[1]), intrinsics)
     k_inv = np.linalg.inv(_check_intrinsics(intrinsics))
-    fx = flow[..., 0].astype(np.float64)
-    fy = flow[..., 1].astype(np.float64)
-    # K^-1 (p + f, 1) = r + K^-1 (f, 0): the flow only adds a linear term (K^-1[1, 0] = 0).
-    u = rx + k_inv[0, 0] * fx + k_inv[0, 1] * fy
-    v = ry + k_inv[1, 1] * fy
-    return rx, ry, u, v
+    u, v = _endpoint_rays(rx, ry, flow[..., 0], flow[..., 1], k_inv)
+    return rx.copy(), ry.copy(), u, v
+
+
+def _endpoint_rays(
+    rx: F64,
+    ry: F64,
+    fx: npt.NDArray[np.floating[Any]],
+    fy: npt.NDArray[np.floating[Any]],
+    k_inv: npt.NDArray[np.floating[Any]],
+) -> tuple[F64, F64]:
+    """``(u, v)`` of ``K^-1 (p + f, 1)`` from the pixel rays and the flow components (any float
+    dtype, same shape): ``u = rx + K^-1[0, 0] fx + K^-1[0, 1] fy``, ``v = ry + K^-1[1, 1] fy``,
+    evaluated in float64 in that order (the flow only adds a linear term: ``K^-1[1, 0] = 0``)."""
+    u = np.multiply(fx, k_inv[0, 0], dtype=np.float64)
+    u += rx  # rx + k00 fx (addition commutes exactly)
+    u += np.multiply(fy, k_inv[0, 1], dtype=np.float64)
+    v = np.multiply(fy, k_inv[1, 1], dtype=np.float64)
+    v += ry
+    return u, v
 
 
 def rigid_flow(
@@ -546,17 +568,28 @@ def epipolar_distance(flow: FloatMap, camera: CameraMotion, intrinsics: F64) -> 
     if camera.rotation is None or camera.translation is None:
         raise ValueError("essential camera motion without rotation/translation")
     fund = fundamental_matrix(camera.rotation, camera.translation, _check_intrinsics(intrinsics))
-    gx, gy = _planar_grid(shape)
+    gx, gy = _grid_axes(shape)  # a row and a column: the products below cost O(H + W)
     # epipolar line l = F (p, 1) of every pixel, in the partner image
-    l0 = fund[0, 0] * gx + fund[0, 1] * gy + fund[0, 2]
-    l1 = fund[1, 0] * gx + fund[1, 1] * gy + fund[1, 2]
-    l2 = fund[2, 0] * gx + fund[2, 1] * gy + fund[2, 2]
-    num = np.abs(l0 * (gx + flow[..., 0]) + l1 * (gy + flow[..., 1]) + l2)
-    den = np.hypot(l0, l1)
+    l0 = fund[0, 0] * gx + fund[0, 1] * gy
+    l0 += fund[0, 2]
+    l1 = fund[1, 0] * gx + fund[1, 1] * gy
+    l1 += fund[1, 2]
+    l2 = fund[2, 0] * gx + fund[2, 1] * gy
+    l2 += fund[2, 2]
+    # |l0 (gx + fx) + l1 (gy + fy) + l2|, in place
+    num = np.add(gx, flow[..., 0], dtype=np.float64)
+    num *= l0
+    term = np.add(gy, flow[..., 1], dtype=np.float64)
+    term *= l1
+    num += term
+    num += l2
+    np.abs(num, out=num)
+    den = np.hypot(l0, l1, out=l0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(den > 0, num / den, np.nan)
-    out = dist.astype(np.float32)
-    return out
+        np.divide(num, den, out=num)
+    num[~(den > 0)] = np.nan
+    dist: FloatMap = num.astype(np.float32)
+    return dist
 
 
 # ----------------------------------------------------------------------------------------------
@@ -571,12 +604,35 @@ def _planar_grid(shape: tuple[int, int]) -> tuple[F64, F64]:
     return gx, gy
 
 
+def _grid_axes(shape: tuple[int, int]) -> tuple[F64, F64]:
+    """``x + 0.5`` as a ``float64[1, W]`` row and ``y + 0.5`` as a ``float64[H, 1]`` column (they
+    broadcast to :func:`_planar_grid`)."""
+    h, w = shape
+    return (
+        (np.arange(w, dtype=np.float64) + 0.5)[None, :],
+        (np.arange(h, dtype=np.float64) + 0.5)[:, None],
+    )
+
+
 def _planar_rays(shape: tuple[int, int], intrinsics: F64) -> tuple[F64, F64]:
-    """``(rx, ry)`` of the rays ``K^-1 (x + 0.5, y + 0.5, 1)``: two ``float64[H, W]``."""
-    k_inv = np.linalg.inv(_check_intrinsics(intrinsics))
-    gx, gy = _planar_grid(shape)
-    # K^-1 is upper triangular with last row (0, 0, 1)
-    return k_inv[0, 0] * gx + k_inv[0, 1] * gy + k_inv[0, 2], k_inv[1, 1] * gy + k_inv[1, 2]
+    """``(rx, ry)`` of the rays ``K^-1 (x + 0.5, y + 0.5, 1)``: two read-only ``float64[H, W]``
+    (C-contiguous), cached per size and ``K``."""
+    k = _check_intrinsics(intrinsics)
+    return _rays_of(int(shape[0]), int(shape[1]), k.tobytes())
+
+
+@functools.lru_cache(maxsize=2)  # one clip has one size and one K
+def _rays_of(h: int, w: int, k_bytes: bytes) -> tuple[F64, F64]:
+    k_inv = np.linalg.inv(np.frombuffer(k_bytes, dtype=np.float64).reshape(3, 3))
+    gx, gy = _grid_axes((h, w))
+    # K^-1 is upper triangular with last row (0, 0, 1); evaluated as
+    # (k00 gx + k01 gy) + k02 and k11 gy + k12 on every pixel
+    rx = k_inv[0, 0] * gx + k_inv[0, 1] * gy
+    rx += k_inv[0, 2]
+    ry = np.ascontiguousarray(np.broadcast_to(k_inv[1, 1] * gy + k_inv[1, 2], rx.shape))
+    rx.flags.writeable = False
+    ry.flags.writeable = False
+    return rx, ry
 
 
 def _normalize(pts: F64, k_inv: F64) -> tuple[F64, F64]:
@@ -613,11 +669,13 @@ def usable_mask(flow: FloatMap, valid: npt.NDArray[np.bool_] | None) -> npt.NDAr
         ValueError: on a flow that is not ``[H, W, 2]`` or a mask of another shape.
     """
     _check_flow(flow)
-    ok: npt.NDArray[np.bool_] = np.asarray(np.isfinite(flow).all(axis=-1))
+    # both components finite (per component: a reduction over the axis of length 2 is slow)
+    ok: npt.NDArray[np.bool_] = np.isfinite(flow[..., 0])
+    ok &= np.isfinite(flow[..., 1])
     if valid is not None:
         if valid.shape != ok.shape:
             raise ValueError(f"valid shape {valid.shape} != flow shape {ok.shape}")
-        ok &= valid.astype(bool)
+        ok &= valid.astype(bool, copy=False)
     return ok
 
 

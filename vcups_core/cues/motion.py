@@ -16,12 +16,17 @@ where ``F`` is the frame's flow and ``R`` the residual after the camera motion
   would explain every pixel). This is blind to motion *along* the epipolar line (a car ahead
   driving in the camera's direction); pixels whose flow runs towards the epipole against the
   camera's translation (triangulated behind the camera) are scored as moving.
+  With ``ground_prior`` on, a **ground-plane depth prior** covers the rest of this degenerate
+  case (an object driving along its epipolar line gets a parallax depth that is wrong compared
+  with the road it stands on; ``docs/cues.md``), see :func:`ground_prior_residual`.
 
 ``epsilon`` (``motion.residual_floor``, px) keeps the score of nearly static pixels, where flow
 noise is of the order of the flow itself, from exploding. Invalid pixels score 0.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import numpy.typing as npt
@@ -42,15 +47,37 @@ class GeometricMotion:
         residual_floor: ``epsilon`` of the score (px).
         depth_from_flow: True when ``cues.depth`` is parallax depth triangulated from the same
             flow (then the epipolar distance is the residual; see the module docstring).
+        ground_prior: add the ground-plane depth prior to the epipolar residual (essential camera,
+            depth from the flow; :func:`ground_prior_residual`).
+        ground_margin: ``m_g``: a pixel whose inverse depth is below ``rho_g / (1 + m_g)`` (farther
+            than ``1 + m_g`` times the ground along its ray) is moving.
+        contact_margin: ``m_c``: a pixel whose inverse depth exceeds ``(1 + m_c)`` times that of its
+            ground contact (nearer than the ground it stands on) is moving.
     """
 
     name = "geometric"
 
-    def __init__(self, residual_floor: float = 1.0, *, depth_from_flow: bool = True) -> None:
+    def __init__(
+        self,
+        residual_floor: float = 1.0,
+        *,
+        depth_from_flow: bool = True,
+        ground_prior: bool = False,
+        ground_margin: float = 1.0,
+        contact_margin: float = 0.3,
+    ) -> None:
         if not residual_floor > 0:
             raise ValueError(f"residual_floor must be > 0, got {residual_floor}")
+        if not ground_margin >= 0 or not contact_margin >= 0:
+            raise ValueError(
+                f"ground_margin and contact_margin must be >= 0, got {ground_margin}, "
+                f"{contact_margin}"
+            )
         self.residual_floor = float(residual_floor)
         self.depth_from_flow = depth_from_flow
+        self.ground_prior = ground_prior
+        self.ground_margin = float(ground_margin)
+        self.contact_margin = float(contact_margin)
 
     def __call__(self, cues: FrameCues) -> tuple[FloatMap, FloatMap | None]:
         """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``."""
@@ -79,23 +106,77 @@ class GeometricMotion:
                 residual = epipolar_distance(flow, camera, cues.intrinsics).astype(np.float64)
         else:
             residual = epipolar_distance(flow, camera, cues.intrinsics).astype(np.float64)
-            residual = np.where(_towards_epipole(cues), np.inf, residual)
+            parts = _translational_parts(cues)
+            residual = np.where(parts.along * parts.focal < -1.0, np.inf, residual)
         mag = np.linalg.norm(flow, axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = residual / np.maximum(mag, self.residual_floor)
         score = np.clip(np.nan_to_num(score, nan=0.0, posinf=1.0), 0.0, 1.0)
+        if camera.model == "essential" and self.depth_from_flow and self.ground_prior:
+            prior = ground_prior_residual(
+                cues,
+                valid,
+                parts,
+                ground_margin=self.ground_margin,
+                contact_margin=self.contact_margin,
+                residual_floor=self.residual_floor,
+            )
+            if prior is not None:
+                score = np.maximum(score, prior)
         score[~valid] = 0.0
         return score.astype(np.float32), ego
 
 
-def _towards_epipole(cues: FrameCues) -> npt.NDArray[np.bool_]:
-    """Pixels whose flow, after removing the rotation, runs against the camera's translation.
+@dataclasses.dataclass(frozen=True)
+class _TranslationalParts:
+    """Per-pixel decomposition of the flow under an essential camera motion ``(R, t)``.
+
+    With the rotation removed, a static point of inverse depth ``rho`` on the ray ``r`` moves by
+    ``rho E / (a_z + rho t_z)`` (normalised units), ``a = R r``, ``E = t_xy - t_z a_xy / a_z``:
+    along the epipolar direction ``E / |E|`` and monotonically in ``rho``.
+
+    Attributes:
+        rx, ry: the pixel's ray ``(rx, ry, 1)``.
+        az: ``(R r)_z``.
+        e_norm: ``|E|``.
+        along: the flow's translational component along ``E / |E|`` (normalised units; NaN where
+            undefined).
+        focal: ``K[0, 0]`` (px per normalised unit).
+        tz: ``t_z``.
+    """
+
+    rx: npt.NDArray[np.float64]
+    ry: npt.NDArray[np.float64]
+    az: npt.NDArray[np.float64]
+    e_norm: npt.NDArray[np.float64]
+    along: npt.NDArray[np.float64]
+    focal: float
+    tz: float
+
+    def along_of(self, rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The ``along`` component of a static point of inverse depth ``rho`` (NaN where that
+        point would be behind the partner camera)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            den = self.az + rho * self.tz
+            out: npt.NDArray[np.float64] = np.where(den > 0, rho * self.e_norm / den, np.nan)
+        return out
+
+    def inverse_depth(self) -> npt.NDArray[np.float64]:
+        """Signed inverse depth whose static flow has this ``along`` (the inverse of
+        :meth:`along_of`; negative = behind the camera)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: npt.NDArray[np.float64] = (
+                self.along * self.az / (self.e_norm - self.along * self.tz)
+            )
+        return out
+
+
+def _translational_parts(cues: FrameCues) -> _TranslationalParts:
+    """:class:`_TranslationalParts` of ``cues.flow`` under the essential ``cues.camera``.
 
     A static point moves *away* from the epipole when the camera advances (and towards it when it
-    retreats): with the rotation removed, the flow of ``r`` is ``rho (t_xy - t_z r_xy)`` per unit
-    of normalised coordinates, so its component along ``t_xy - t_z r_xy`` must be positive.
-    A clearly negative component (more than 1 px) means a triangulated depth behind the camera:
-    the point moves by itself.
+    retreats), so its ``along`` is positive; a clearly negative one (more than 1 px) means a
+    triangulated depth behind the camera: the point moves by itself.
     """
     camera = cues.camera
     assert camera is not None
@@ -112,6 +193,138 @@ def _towards_epipole(cues: FrameCues) -> npt.NDArray[np.bool_]:
         ex, ey = t[0] - t[2] * ax, t[1] - t[2] * ay
         norm = np.hypot(ex, ey)
         along = (dx * ex + dy * ey) / np.where(norm > 0, norm, np.nan)
-    focal = float(cues.intrinsics[0, 0])
-    out: npt.NDArray[np.bool_] = np.nan_to_num(along * focal, nan=0.0) < -1.0
+    return _TranslationalParts(rx, ry, c, norm, along, float(cues.intrinsics[0, 0]), float(t[2]))
+
+
+# Ground-plane fit (relative inverse-depth tolerance, hypotheses, sample size, acceptance).
+_PLANE_TOLERANCE = 0.15
+_PLANE_HYPOTHESES = 64
+_PLANE_SAMPLES = 2000
+_PLANE_MIN_INLIERS = 0.3
+_PLANE_MAX_TILT_DEG = 30.0
+_GROUND_TOLERANCE = 0.2  # |rho / rho_g - 1| of a pixel that lies on the ground
+
+
+def fit_ground_plane(
+    rx: npt.NDArray[np.float64],
+    ry: npt.NDArray[np.float64],
+    inverse_depth: npt.NDArray[np.float64],
+    usable: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float64] | None:
+    """The road's plane from the inverse depth of the lower half of the image, or None.
+
+    A plane ``n . X = h`` seen from a camera at height ``h`` above it has, on the ray
+    ``r = (rx, ry, 1)``, the inverse z-depth ``rho = p . r`` with ``p = n / h``: the inverse depth
+    of the ground is *affine* in the normalised image coordinates. ``p`` is fitted by RANSAC
+    (minimal samples of 3 pixels, a relative inverse-depth tolerance, deterministic sampling) on
+    the usable pixels with a positive inverse depth below the principal point, then refined by
+    least squares on the inliers. The plane is accepted only if it looks like a road under a
+    roughly upright camera: the camera above it (``p_y > 0``, image y points down), a normal
+    within 30 degrees of the camera's y axis, and at least 30 % of the sampled pixels on it.
+
+    Returns:
+        ``float64[3]`` ``p`` (in the units of ``inverse_depth``), or None.
+    """
+    h = rx.shape[0]
+    lower = usable & np.isfinite(inverse_depth) & (inverse_depth > 0) & (ry > 0)
+    lower[: h // 2] = False
+    idx = np.flatnonzero(lower)
+    if idx.size < 50:
+        return None
+    rng = np.random.default_rng(0)
+    if idx.size > _PLANE_SAMPLES:
+        idx = np.sort(rng.choice(idx, _PLANE_SAMPLES, replace=False))
+    design = np.stack([rx.ravel()[idx], ry.ravel()[idx], np.ones(idx.size)], axis=1)
+    target = inverse_depth.ravel()[idx]
+    triples = rng.integers(0, idx.size, size=(_PLANE_HYPOTHESES, 3))
+    systems = design[triples]
+    solvable = np.abs(np.linalg.det(systems)) > 1e-12
+    if not solvable.any():
+        return None
+    hypotheses = np.linalg.solve(systems[solvable], target[triples][solvable][..., None])[..., 0]
+    predicted = hypotheses @ design.T
+    inliers = np.abs(target - predicted) < _PLANE_TOLERANCE * np.abs(predicted)
+    mask = inliers[np.argmax(inliers.sum(axis=1))]
+    plane: npt.NDArray[np.float64] | None = None
+    for _ in range(2):
+        if mask.sum() < 3:
+            return None
+        plane = np.asarray(np.linalg.lstsq(design[mask], target[mask], rcond=None)[0], np.float64)
+        predicted_best = design @ plane
+        mask = np.abs(target - predicted_best) < _PLANE_TOLERANCE * np.abs(predicted_best)
+    assert plane is not None
+    norm = float(np.linalg.norm(plane))
+    if (
+        mask.mean() < _PLANE_MIN_INLIERS
+        or not plane[1] > 0
+        or plane[1] < norm * np.cos(np.radians(_PLANE_MAX_TILT_DEG))
+    ):
+        return None
+    return plane
+
+
+def ground_prior_residual(
+    cues: FrameCues,
+    valid: npt.NDArray[np.bool_],
+    parts: _TranslationalParts,
+    *,
+    ground_margin: float,
+    contact_margin: float,
+    residual_floor: float,
+) -> FloatMap | None:
+    """Motion score from the ground plane: parallax depth that contradicts the road (or None).
+
+    An object that moves along its epipolar line (a car driving in the camera's direction)
+    keeps a flow that static geometry explains, but with a wrong depth. The road's plane
+    (:func:`fit_ground_plane`, from the parallax depth) gives every ray below the horizon its
+    ground inverse depth ``rho_g``, and two physical bounds hold for static points:
+
+    * **beyond the ground**: a static point on a ray cannot lie behind the ground that ray hits
+      (``rho >= rho_g``). A car driving away with (or ahead of) the camera has too little flow and
+      triangulates too far. Residual (px): ``max(0, A(rho_g / (1 + m_g)) - A_obs)``, where
+      ``A(rho)`` is the along-epipolar flow a static point of inverse depth ``rho`` would have and
+      ``A_obs`` the observed one; divided by ``max(A(rho_g), epsilon)``.
+    * **in front of its contact**: a static thing standing on the road is, in every pixel above
+      its ground contact, no nearer than that contact (vertical surfaces, no overhang). The
+      contact of a pixel is the nearest *ground* pixel below it in its column (``|rho / rho_g - 1|
+      < 0.2``); an oncoming car has too much flow and triangulates nearer than it. Residual (px):
+      ``max(0, A_obs - (1 + m_c) A(rho_contact))``, divided by ``max(A_obs, epsilon)``.
+
+    Both compare flows in pixels, so flow noise near the epipole (tiny flow) stays below the floor
+    ``epsilon``. The score is the larger of the two, in ``[0, 1]``.
+
+    Returns:
+        ``float32[H, W]`` in ``[0, 1]``, or None without an accepted ground plane.
+    """
+    rho = parts.inverse_depth()
+    if cues.depth is not None:
+        with np.errstate(divide="ignore"):
+            fit_rho = 1.0 / cues.depth.astype(np.float64)
+    else:
+        fit_rho = rho
+    plane = fit_ground_plane(parts.rx, parts.ry, fit_rho, valid)
+    if plane is None:
+        return None
+    rho_g = plane[0] * parts.rx + plane[1] * parts.ry + plane[2]
+    along = parts.along
+    hits = valid & (rho_g > 0) & np.isfinite(along)
+    floor = residual_floor / parts.focal
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # beyond the ground along the pixel's own ray
+        along_g = parts.along_of(rho_g)
+        far = (parts.along_of(rho_g / (1.0 + ground_margin)) - along) / np.maximum(along_g, floor)
+        # nearer than the ground contact below it in its column
+        ground = hits & (np.abs(rho / rho_g - 1.0) < _GROUND_TOLERANCE)
+        h, w = ground.shape
+        rows = np.where(ground, np.arange(h, dtype=np.int32)[:, None], np.int32(h))
+        below = np.minimum.accumulate(rows[::-1], axis=0)[::-1]  # nearest ground row at or below
+        contact_row = np.concatenate([below[1:], np.full((1, w), h, np.int32)], axis=0)
+        rho_padded = np.concatenate([rho_g, np.full((1, w), np.nan)], axis=0)
+        rho_contact = np.take_along_axis(rho_padded, contact_row, axis=0)
+        near = (along - (1.0 + contact_margin) * parts.along_of(rho_contact)) / np.maximum(
+            along, floor
+        )
+        near = np.where(ground, 0.0, near)
+        score = np.where(hits, np.fmax(far, near), 0.0)
+    out: FloatMap = np.clip(np.nan_to_num(score, nan=0.0), 0.0, 1.0).astype(np.float32)
     return out

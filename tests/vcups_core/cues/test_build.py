@@ -13,6 +13,7 @@ import pytest
 from vcups_core.config import config_from_dict
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 from vcups_core.cues.build import (
+    CuePipeline,
     build_cue_pipeline,
     build_depth,
     build_flow,
@@ -187,3 +188,44 @@ def test_run_pseudo_labels_with_the_real_cues_and_labeler(tmp_path: Path) -> Non
     for path in pngs:
         labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert labels is not None and labels.dtype == np.uint16 and labels.shape == (64, 128)
+
+
+class _StillFlow:
+    name = "still"
+
+    def __call__(self, source: VideoFrame, target: VideoFrame) -> Any:
+        return np.zeros((source.height, source.width, 2), np.float32)
+
+
+class _SidedMotion:
+    """Scores the left half along forward flow and the right three quarters along backward flow
+    (as a smear would: on opposite sides of the object in the two directions)."""
+
+    name = "sided"
+
+    def __call__(self, cues: Any) -> tuple[Any, None]:
+        score = np.zeros(cues.flow.shape[:2], np.float32)
+        w = score.shape[1]
+        if cues.flow_is_forward:
+            score[:, : w // 2] = 1.0
+        else:
+            score[:, w // 4 :] = 1.0
+        return score, None
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_bidirectional_motion_keeps_what_moves_in_both_directions(bidirectional: bool) -> None:
+    cfg = config(
+        motion={"bidirectional": bidirectional, "method": "oracle"}, depth={"method": "none"}
+    )
+    pipeline = CuePipeline(cfg, _StillFlow(), NoDepth(), _SidedMotion())
+    frames = [VideoFrame(np.zeros((4, 8, 3), np.uint8), i, index=i) for i in range(3)]
+    first, middle, last = list(pipeline.run(frames, np.eye(3)))
+    forward = np.zeros((4, 8), np.float32)
+    forward[:, :4] = 1
+    backward = np.zeros((4, 8), np.float32)
+    backward[:, 2:] = 1
+    np.testing.assert_array_equal(first.motion, forward)  # no previous frame: forward only
+    np.testing.assert_array_equal(last.motion, backward)  # the last frame has only backward flow
+    both = np.minimum(forward, backward)  # columns 2-3
+    np.testing.assert_array_equal(middle.motion, both if bidirectional else forward)
