@@ -127,6 +127,12 @@ class RegionGrowingSection:
     depth_threshold: float = option(0.02, "tau_d: relative depth difference to grow", gt=0.0)
     flow_threshold: float = option(0.04, "tau_f: relative flow difference to grow", gt=0.0)
     radius: int = option(8, "r: neighbourhood radius in pixels", ge=1)
+    flow_source: Literal["residual", "flow"] = option(
+        "residual",
+        "grow on the flow minus the camera's own flow where the motion backend gives it (an "
+        "object's own motion; a camera panning with the object makes its raw flow tiny), or on "
+        "the raw flow as the paper states",
+    )
     flow_norm: Literal["relative", "diagonal"] = option(
         "relative",
         "flow difference divided by the region pixel's flow magnitude (relative) or by the image "
@@ -173,6 +179,12 @@ class RegionGrowingSection:
         "refine: instances closer than this (pixels) are refined together as one instance "
         "(fragments of one object); 0 = never merge",
         ge=0,
+    )
+    refine_merge_flow: float = option(
+        0.0,
+        "group neighbours only if their mean flows differ by less than this fraction of the "
+        "larger one (+0.5 px); 0 = group by distance alone",
+        ge=0.0,
     )
     refine_margin: float = option(
         0.25, "refine: crop margin around the instance, fraction of its size per side", ge=0.0

@@ -22,9 +22,12 @@ def detect_instances(cues: FrameCues, cfg: PseudoLabelConfig) -> npt.NDArray[np.
     if cues.motion is None:
         raise ValueError("detect_instances needs the motion score (cues.motion is None)")
     valid = cues.valid if cues.valid is not None else np.asarray(np.isfinite(cues.flow).all(axis=2))
-    labels = grow_regions(cues.motion, cues.flow, cues.depth, valid, cfg.region_growing)
+    flow = cues.flow
+    if cfg.region_growing.flow_source == "residual" and cues.ego_flow is not None:
+        flow = (cues.flow - cues.ego_flow).astype(np.float32)
+    labels = grow_regions(cues.motion, flow, cues.depth, valid, cfg.region_growing)
     if cfg.region_growing.refine != "none":
-        labels = refine_instances(cues.frame.image, labels, cues.motion, cfg.region_growing)
+        labels = refine_instances(cues.frame.image, labels, cues.motion, cfg.region_growing, flow)
     return labels
 
 

@@ -32,17 +32,31 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from vcups_core.configs.pseudo_labels import RegionGrowingSection
 
 
-def group_instances(labels: npt.NDArray[np.int32], gap: int) -> npt.NDArray[np.int32]:
+def group_instances(
+    labels: npt.NDArray[np.int32],
+    gap: int,
+    flow: npt.NDArray[np.float32] | None = None,
+    max_flow_difference: float = 0.0,
+) -> npt.NDArray[np.int32]:
     """Group id per instance id (``int32[max_id + 1]``, index 0 unused): instances within ``gap``
-    pixels of each other share a group (transitively)."""
+    pixels of each other share a group (transitively).
+
+    With ``flow`` and ``max_flow_difference > 0``, two neighbours are grouped only if their mean
+    flows differ by less than ``max_flow_difference`` times the larger mean flow's length (plus
+    half a pixel): fragments of one object move alike, two cars side by side rarely do.
+    """
     n = int(labels.max())
     groups = np.arange(n + 1, dtype=np.int32)
     if n <= 1 or gap <= 0:
         return groups
+    if flow is not None and max_flow_difference > 0:
+        return _group_by_flow(labels, gap, flow, max_flow_difference)
     # instances within `gap` are connected components of the dilated foreground; an instance
     # belongs to the component its pixels fall in.
     size = 2 * gap + 1
@@ -56,6 +70,51 @@ def group_instances(labels: npt.NDArray[np.int32], gap: int) -> npt.NDArray[np.i
     first[ids] = comp[ys, xs]
     _, groups_compact = np.unique(first[1:], return_inverse=True)
     groups[1:] = groups_compact.astype(np.int32) + 1
+    return groups
+
+
+def _group_by_flow(
+    labels: npt.NDArray[np.int32],
+    gap: int,
+    flow: npt.NDArray[np.float32],
+    max_flow_difference: float,
+) -> npt.NDArray[np.int32]:
+    n = int(labels.max())
+    flat = labels.ravel()
+    finite = np.isfinite(flow).all(axis=2).ravel()
+    count = np.maximum(np.bincount(flat[finite], minlength=n + 1), 1)
+    mean_x = np.bincount(flat[finite], flow[..., 0].ravel()[finite], n + 1) / count
+    mean_y = np.bincount(flat[finite], flow[..., 1].ravel()[finite], n + 1) / count
+    # as in group_instances: two instances are neighbours when their masks grown by ``gap``
+    # touch, i.e. within 2 * gap of each other
+    size = 4 * gap + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    rows: list[int] = []
+    cols: list[int] = []
+    objects = ndimage.find_objects(labels)
+    h, w = labels.shape
+    for i, sl in enumerate(objects, start=1):
+        if sl is None:
+            continue
+        y0, y1 = max(sl[0].start - 2 * gap, 0), min(sl[0].stop + 2 * gap, h)
+        x0, x1 = max(sl[1].start - 2 * gap, 0), min(sl[1].stop + 2 * gap, w)
+        crop = labels[y0:y1, x0:x1]
+        grown = cv2.dilate((crop == i).astype(np.uint8), kernel) > 0
+        for j in np.unique(crop[grown]):
+            if j > i:
+                rows.append(i)
+                cols.append(int(j))
+    if not rows:
+        return np.arange(n + 1, dtype=np.int32)
+    a, b = np.asarray(rows), np.asarray(cols)
+    diff = np.hypot(mean_x[a] - mean_x[b], mean_y[a] - mean_y[b])
+    scale = np.maximum(np.hypot(mean_x[a], mean_y[a]), np.hypot(mean_x[b], mean_y[b]))
+    ok = diff < max_flow_difference * scale + 0.5
+    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (a[ok], b[ok])), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph.tocsr(), directed=False)
+    _, compact = np.unique(comp[1:], return_inverse=True)
+    groups = np.zeros(n + 1, np.int32)
+    groups[1:] = compact.astype(np.int32) + 1
     return groups
 
 
@@ -132,6 +191,7 @@ def refine_instances(
     labels: npt.NDArray[np.int32],
     motion: npt.NDArray[np.float32],
     cfg: RegionGrowingSection,
+    flow: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.int32]:
     """Refine motion instances with appearance (see the module docstring).
 
@@ -140,6 +200,8 @@ def refine_instances(
         labels: ``int32[H, W]`` instance ids ``1..N``, 0 = none (from region growing).
         motion: ``float32[H, W]`` motion score in ``[0, 1]``.
         cfg: ``refine`` and the ``refine_*`` parameters.
+        flow: ``float32[H, W, 2]`` the flow the instances were grown on; with
+            ``refine_merge_flow > 0`` only neighbours that move alike are grouped.
 
     Returns:
         ``int32[H, W]`` refined instance ids ``1..N`` by decreasing area, 0 = none.
@@ -151,7 +213,7 @@ def refine_instances(
     if image.shape[:2] != labels.shape or motion.shape != labels.shape:
         raise ValueError(f"image {image.shape} / motion {motion.shape} vs labels {labels.shape}")
     h, w = labels.shape
-    groups = group_instances(labels, cfg.refine_merge_gap)
+    groups = group_instances(labels, cfg.refine_merge_gap, flow, cfg.refine_merge_flow)
     group_map = groups[labels]
     group_map[labels == 0] = 0
     n_groups = int(groups[1:].max()) if groups.size > 1 else 0

@@ -111,3 +111,20 @@ def test_a_static_clip_has_no_instances() -> None:
     out = label(config(), cues)
     assert [i for i, _ in out] == [0, 1, 2]
     assert all(labels.max() == 0 for _, labels in out)
+
+
+def test_growing_on_the_residual_flow() -> None:
+    # the square's raw flow differs between its halves (a camera panning along with the left
+    # half), but after removing the camera's flow both halves move alike
+    cues = clip_cues(2)[0]
+    mask = square(0)
+    _, xs = np.nonzero(mask)
+    left = mask & (np.arange(mask.shape[1])[None, :] < xs.min() + (xs.max() - xs.min() + 1) // 2)
+    ego = np.zeros_like(cues.flow)
+    ego[left] = (3.0, 0.0)
+    cues.flow = (cues.flow + ego).astype(np.float32)
+    cues.ego_flow = ego
+    residual = detect_instances(cues, config())
+    raw = detect_instances(cues, config(region_growing={"flow_source": "flow"}))
+    assert np.unique(residual).tolist() == [0, 1]
+    assert np.unique(raw).tolist() == [0, 1, 2]

@@ -79,3 +79,19 @@ def test_shape_mismatch_raises() -> None:
     labels = np.ones((10, 10), np.int32)
     with pytest.raises(ValueError, match="vs labels"):
         refine_instances(np.zeros((5, 5, 3), np.uint8), labels, np.ones((10, 10), np.float32), cfg)
+
+
+def test_group_instances_by_gap_and_flow() -> None:
+    labels = np.zeros((20, 40), np.int32)
+    labels[5:10, 2:8] = 1
+    labels[5:10, 10:16] = 2  # 2 px from 1
+    labels[5:10, 18:24] = 3  # 2 px from 2
+    flow = np.zeros((20, 40, 2), np.float32)
+    flow[labels == 1] = (10.0, 0.0)
+    flow[labels == 2] = (11.0, 0.0)  # moves like 1 (difference 1 < 0.25 * 11 + 0.5)
+    flow[labels == 3] = (-10.0, 0.0)  # moves the other way
+    groups = group_instances(labels, 2, flow, 0.25)
+    assert groups[1] == groups[2] != groups[3]
+    # without the flow, distance alone joins all three
+    by_gap = group_instances(labels, 2)
+    assert by_gap[1] == by_gap[2] == by_gap[3]
