@@ -221,12 +221,11 @@ class CuePipeline:
             assert back.motion is not None
             assert back.valid is not None
             assert cues.valid is not None
-            both = cues.valid & back.valid
-            cues.motion = np.where(
-                both,
-                np.minimum(cues.motion, back.motion),
-                np.where(cues.valid, cues.motion, back.motion),
-            ).astype(np.float32)
+            # = where(valid & back.valid, minimum, where(valid, motion, back.motion))
+            combined = np.minimum(cues.motion, back.motion)
+            np.copyto(combined, cues.motion, where=cues.valid & ~back.valid)
+            np.copyto(combined, back.motion, where=~cues.valid)
+            cues.motion = combined.astype(np.float32, copy=False)
         return cues
 
     def _fill(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:

@@ -428,12 +428,7 @@ def rigid_flow(
     if camera.model == "homography":
         if camera.homography is None:
             raise ValueError("homography camera motion without a homography")
-        m = camera.homography
-        hx = m[0, 0] * gx + m[0, 1] * gy + m[0, 2]
-        hy = m[1, 0] * gx + m[1, 1] * gy + m[1, 2]
-        hz = m[2, 0] * gx + m[2, 1] * gy + m[2, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            qx, qy = hx / hz, hy / hz
+        return _homography_flow(camera.homography, shape)
     else:
         if camera.rotation is None or camera.translation is None:
             raise ValueError("essential camera motion without rotation/translation")
@@ -457,6 +452,36 @@ def rigid_flow(
         qy = k[1, 1] * ny + k[1, 2]
     out: FloatMap = np.stack([qx - gx, qy - gy], axis=-1).astype(np.float32)
     return out
+
+
+def _homography_flow(m: F64, shape: tuple[int, int]) -> FloatMap:
+    """:func:`rigid_flow` of a homography ``m``: ``pi(m (p, 1)) - p`` as ``float32[H, W, 2]``.
+
+    Every pixel's arithmetic is that of the whole-grid expressions
+    ``h_i = (m_i0 x + m_i1 y) + m_i2``, ``q = (h_0 / h_2, h_1 / h_2)``, ``float32(q - p)``, with
+    the products formed on the image axes and the rest in blocks of rows (cache-sized).
+    """
+    h, w = shape
+    col, row = _grid_axes(shape)
+    px = [m[i, 0] * col for i in range(3)]  # [1, W]
+    py = [m[i, 1] * row for i in range(3)]  # [H, 1]
+    out: FloatMap = np.empty((h, w, 2), np.float32)
+    step = max(1, _BLOCK_PIXELS // w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for r0 in range(0, h, step):
+            rows = slice(r0, min(h, r0 + step))
+            hz = np.add(px[2], py[2][rows])
+            hz += m[2, 2]
+            for i, centre in ((0, col), (1, row[rows])):
+                q = np.add(px[i], py[i][rows])
+                q += m[i, 2]
+                q /= hz
+                np.subtract(q, centre, out=out[rows, :, i])  # float64, rounded to float32
+    return out
+
+
+_BLOCK_PIXELS = 1 << 16
+"""Pixels per block of :func:`_homography_flow` (its float64 temporaries stay in the cache)."""
 
 
 def fit_translation_scale(
@@ -592,6 +617,94 @@ def epipolar_distance(flow: FloatMap, camera: CameraMotion, intrinsics: F64) -> 
     return dist
 
 
+def _epipolar_distance_at(
+    fx: npt.NDArray[np.float32],
+    fy: npt.NDArray[np.float32],
+    px: F64,
+    py: F64,
+    camera: CameraMotion,
+    intrinsics: F64,
+) -> npt.NDArray[np.float32]:
+    """:func:`epipolar_distance` of an essential camera motion at some pixels only.
+
+    The same arithmetic per pixel, in the same order, as on the whole grid, so the values are
+    bit-identical to those of ``epipolar_distance(flow, camera, intrinsics)`` at these pixels.
+
+    Args:
+        fx, fy: ``float32[N]`` the flow components of the pixels.
+        px, py: ``float64[N]`` their centres ``(x + 0.5, y + 0.5)`` (:func:`pixel_centres`).
+        camera: an essential-model camera motion along the flow.
+        intrinsics: ``float64[3, 3]`` K.
+
+    Returns:
+        ``float32[N]`` distance in pixels (NaN where the flow is NaN or the line undefined).
+    """
+    if camera.rotation is None or camera.translation is None:
+        raise ValueError("essential camera motion without rotation/translation")
+    fund = fundamental_matrix(camera.rotation, camera.translation, _check_intrinsics(intrinsics))
+    tmp = np.empty_like(px)
+    # l = F (p, 1) = ((F_i0 px + F_i1 py) + F_i2)_i
+    l0 = np.multiply(px, fund[0, 0])
+    l0 += np.multiply(py, fund[0, 1], out=tmp)
+    l0 += fund[0, 2]
+    l1 = np.multiply(px, fund[1, 0])
+    l1 += np.multiply(py, fund[1, 1], out=tmp)
+    l1 += fund[1, 2]
+    l2 = np.multiply(px, fund[2, 0])
+    l2 += np.multiply(py, fund[2, 1], out=tmp)
+    l2 += fund[2, 2]
+    num = np.add(px, fx, dtype=np.float64)
+    num *= l0
+    term = np.add(py, fy, dtype=np.float64, out=tmp)
+    term *= l1
+    num += term
+    num += l2
+    np.abs(num, out=num)
+    return _over_hypot_f32(num, l0, l1)
+
+
+_ROUNDING_MARGIN = 1e-12
+"""Relative margin of the hypot-free fast paths (:func:`_over_hypot_f32`, the motion score's
+``along`` test): far above the few units in the last place (about ``1e-15``) by which
+``sqrt(x * x + y * y)`` and ``np.hypot`` differ in float64."""
+_SQUARES_RANGE = (1e-250, 1e250)
+"""``x * x + y * y`` outside this range may have under- or overflowed: ``np.hypot`` decides."""
+
+
+def _over_hypot_f32(
+    num: npt.NDArray[np.float64], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """``(num / np.hypot(x, y)).astype(np.float32)``, NaN where ``hypot(x, y) > 0`` fails,
+    bit-identical but calling the slow ``np.hypot`` only where it can matter.
+
+    ``q = num / sqrt(x * x + y * y)`` is within a relative ``1e-15`` of the float64 value with
+    ``hypot``; wherever ``q (1 - m)`` and ``q (1 + m)`` (``m`` = :data:`_ROUNDING_MARGIN`) round
+    to the same float32, so does every value between them (rounding is monotonic), the exact
+    one included. The other elements (near a float32 rounding boundary, NaN, or squares outside
+    :data:`_SQUARES_RANGE`) are recomputed with ``hypot``.
+    """
+    squares = np.multiply(x, x)
+    squares += np.multiply(y, y)
+    den = np.sqrt(squares)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.divide(num, den, out=den)
+        out = q.astype(np.float32)
+        bound = np.multiply(q, 1.0 - _ROUNDING_MARGIN)
+        same = bound.astype(np.float32) == np.multiply(q, 1.0 + _ROUNDING_MARGIN, out=bound).astype(
+            np.float32
+        )
+        same &= squares > _SQUARES_RANGE[0]
+        same &= squares < _SQUARES_RANGE[1]
+        same &= (q == 0) | (np.abs(q) > _SQUARES_RANGE[0])  # no float64 subnormal quotient
+        redo = np.flatnonzero(~same)
+        if redo.size:
+            exact_den = np.hypot(x.take(redo), y.take(redo))
+            exact = num.take(redo) / exact_den
+            exact[~(exact_den > 0)] = np.nan
+            out[redo] = exact.astype(np.float32)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # helpers
 
@@ -612,6 +725,20 @@ def _grid_axes(shape: tuple[int, int]) -> tuple[F64, F64]:
         (np.arange(w, dtype=np.float64) + 0.5)[None, :],
         (np.arange(h, dtype=np.float64) + 0.5)[:, None],
     )
+
+
+def pixel_centres(shape: tuple[int, int]) -> tuple[F64, F64]:
+    """``(x + 0.5, y + 0.5)`` of every pixel: two read-only, C-contiguous ``float64[H, W]``,
+    cached per size (for gathering the centres of some pixels by flat index)."""
+    return _centres_of(int(shape[0]), int(shape[1]))
+
+
+@functools.lru_cache(maxsize=2)  # one clip has one size
+def _centres_of(h: int, w: int) -> tuple[F64, F64]:
+    gx, gy = (np.ascontiguousarray(g) for g in _planar_grid((h, w)))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
 
 
 def _planar_rays(shape: tuple[int, int], intrinsics: F64) -> tuple[F64, F64]:

@@ -27,17 +27,27 @@ noise is of the order of the flow itself, from exploding. Invalid pixels score 0
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.cues.base import FloatMap, FrameCues
+from vcups_core.cues.base import CameraMotion, FloatMap, FrameCues
+from vcups_core.cues.depth import _affine
 from vcups_core.cues.geometry import (
-    epipolar_distance,
+    _ROUNDING_MARGIN,
+    _SQUARES_RANGE,
+    _endpoint_rays,
+    _epipolar_distance_at,
+    _planar_rays,
     fit_translation_scale,
     normalized_correspondences,
+    pixel_centres,
     rigid_flow,
+    usable_mask,
 )
+from vcups_core.cues.validity import _norm
 
 
 class GeometricMotion:
@@ -83,36 +93,66 @@ class GeometricMotion:
         """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``."""
         flow = cues.flow
         h, w = flow.shape[:2]
-        valid: npt.NDArray[np.bool_] = np.asarray(np.isfinite(flow).all(axis=2))
-        if cues.valid is not None:
-            valid &= cues.valid
+        valid = usable_mask(flow, cues.valid)
         camera = cues.camera
         if camera is None:
             return np.zeros((h, w), np.float32), None
+        # The score is 0 outside ``valid``: only the valid pixels are computed, gathered into
+        # flat arrays, each with the same arithmetic as on the whole grid, in chunks (small
+        # temporaries are reused by the allocator; large ones cost page faults every time).
+        idx = np.flatnonzero(valid)
         ego: FloatMap | None = None
+        scale = math.nan
         if camera.model == "homography":
             ego = rigid_flow(camera, cues.intrinsics, (h, w))
-            residual = np.linalg.norm(flow - ego, axis=2)
         elif cues.depth is not None and not self.depth_from_flow:
             scale = fit_translation_scale(flow, valid, camera, cues.intrinsics, cues.depth)
             if np.isfinite(scale):
                 ego = rigid_flow(
                     camera, cues.intrinsics, (h, w), cues.depth, translation_scale=scale
                 )
-                residual = np.linalg.norm(flow - ego, axis=2)
-                unknown = ~np.isfinite(residual)
-                residual[unknown] = epipolar_distance(flow, camera, cues.intrinsics)[unknown]
+        behind_test = camera.model == "essential" and (cues.depth is None or self.depth_from_flow)
+        with_prior = behind_test and self.ground_prior
+        step = max(idx.size, 1) if with_prior else _CHUNK
+        out = np.zeros((h, w), np.float32)
+        out_flat = out.reshape(-1)
+        parts: _TranslationalParts | None = None
+        for start in range(0, idx.size, step):
+            sub = idx[start : start + step]
+            pairs = flow.reshape(-1, 2).take(sub, axis=0)
+            fx, fy = pairs[:, 0], pairs[:, 1]
+            residual: npt.NDArray[np.floating[Any]]
+            if ego is not None:  # homography, or essential with a depth and its scale
+                diff = np.subtract(pairs, ego.reshape(-1, 2).take(sub, axis=0))
+                residual = _norm(diff[:, 0], diff[:, 1])
+                if camera.model == "essential":
+                    unknown = np.flatnonzero(~np.isfinite(residual))
+                    if unknown.size:
+                        residual[unknown] = _epipolar_distance_at(
+                            fx.take(unknown),
+                            fy.take(unknown),
+                            *_centres_at(sub.take(unknown), (h, w)),
+                            camera,
+                            cues.intrinsics,
+                        )
             else:
-                residual = epipolar_distance(flow, camera, cues.intrinsics).astype(np.float64)
-        else:
-            residual = epipolar_distance(flow, camera, cues.intrinsics).astype(np.float64)
-            parts = _translational_parts(cues)
-            residual = np.where(parts.along * parts.focal < -1.0, np.inf, residual)
-        mag = np.linalg.norm(flow, axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = residual / np.maximum(mag, self.residual_floor)
-        score = np.clip(np.nan_to_num(score, nan=0.0, posinf=1.0), 0.0, 1.0)
-        if camera.model == "essential" and self.depth_from_flow and self.ground_prior:
+                residual = _epipolar_distance_at(
+                    fx, fy, *_centres_at(sub, (h, w)), camera, cues.intrinsics
+                ).astype(np.float64)
+                if behind_test:
+                    behind = _behind(fx, fy, sub, camera, cues.intrinsics, (h, w), exact=with_prior)
+                    residual[behind.against] = np.inf
+                    if with_prior:
+                        parts = behind.parts(sub, (h, w))
+            mag = _norm(fx, fy)
+            np.maximum(mag, self.residual_floor, out=mag)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                score = np.divide(residual, mag, out=residual)
+            # = clip(nan_to_num(score, nan=0, posinf=1), 0, 1): clip maps +-inf to 1 and 0
+            np.clip(score, 0.0, 1.0, out=score)
+            score[np.isnan(score)] = 0.0
+            out_flat[sub] = score  # rounded to float32 here
+        if parts is not None:
             prior = ground_prior_residual(
                 cues,
                 valid,
@@ -122,9 +162,124 @@ class GeometricMotion:
                 residual_floor=self.residual_floor,
             )
             if prior is not None:
-                score = np.maximum(score, prior)
-        score[~valid] = 0.0
-        return score.astype(np.float32), ego
+                # rounding is monotonic, so the maximum commutes with it; the prior is 0
+                # outside ``valid``
+                np.maximum(out, prior, out=out)
+        return out, ego
+
+
+_CHUNK = 1 << 15
+"""Valid pixels per chunk of :meth:`GeometricMotion.__call__` (float64 temporaries of 256 KiB)."""
+
+
+def _centres_at(
+    idx: npt.NDArray[np.intp], shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The centres ``(x + 0.5, y + 0.5)`` of the pixels with flat indices ``idx``."""
+    gx, gy = pixel_centres(shape)
+    return gx.reshape(-1).take(idx), gy.reshape(-1).take(idx)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Behind:
+    """The translational decomposition (:class:`_TranslationalParts`) of some pixels' flow.
+
+    Attributes:
+        az, e_norm, along: as in :class:`_TranslationalParts`, ``float64[N]`` (``along`` is only
+            meaningful where ``e_norm > 0``); ``e_norm`` and ``along`` are None unless
+            :func:`_behind` ran ``exact``.
+        against: ``bool[N]``: the flow runs against the epipolar direction by more than 1 px
+            (``along * focal < -1`` where ``e_norm > 0``; a triangulated depth behind the camera).
+        focal, tz: as in :class:`_TranslationalParts`.
+        intrinsics: ``float64[3, 3]`` K.
+    """
+
+    az: npt.NDArray[np.float64]
+    e_norm: npt.NDArray[np.float64] | None
+    along: npt.NDArray[np.float64] | None
+    against: npt.NDArray[np.bool_]
+    focal: float
+    tz: float
+    intrinsics: npt.NDArray[np.float64]
+
+    def parts(self, idx: npt.NDArray[np.intp], shape: tuple[int, int]) -> _TranslationalParts:
+        """The :class:`_TranslationalParts` of the whole grid, NaN outside the pixels ``idx``
+        (needs ``exact``)."""
+        assert self.e_norm is not None
+        assert self.along is not None
+        rx, ry = _planar_rays(shape, self.intrinsics)
+        grids = []
+        for values in (self.az, self.e_norm, self.along):
+            grid = np.full(shape, np.nan)
+            grid.reshape(-1)[idx] = values
+            grids.append(grid)
+        along = grids[2]
+        along[~(grids[1] > 0)] = np.nan
+        return _TranslationalParts(rx, ry, grids[0], grids[1], along, self.focal, self.tz)
+
+
+def _behind(
+    fx: npt.NDArray[np.float32],
+    fy: npt.NDArray[np.float32],
+    idx: npt.NDArray[np.intp],
+    camera: CameraMotion,
+    intrinsics: npt.NDArray[np.float64],
+    shape: tuple[int, int],
+    *,
+    exact: bool = False,
+) -> _Behind:
+    """:func:`_translational_parts` of the pixels ``idx`` (flat indices, flow ``fx, fy``), with
+    the same arithmetic per pixel as on the whole grid; ``e_norm`` and ``along`` only with
+    ``exact`` (the ``against`` test is the same either way)."""
+    assert camera.rotation is not None
+    assert camera.translation is not None
+    rays_x, rays_y = _planar_rays(shape, intrinsics)  # cached, read-only
+    rx = rays_x.reshape(-1).take(idx)
+    ry = rays_y.reshape(-1).take(idx)
+    k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    u, v = _endpoint_rays(rx, ry, fx, fy, k_inv)
+    rot, t = camera.rotation, camera.translation
+    tmp = np.empty_like(rx)
+    # a = (R00 rx + R01 ry) + R02, ..., in place, each expression in its written order
+    ax = _affine(rot[0], rx, ry, tmp)
+    ay = _affine(rot[1], rx, ry, tmp)
+    c = _affine(rot[2], rx, ry, tmp)
+    focal = float(intrinsics[0, 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ax /= c  # where r lands after the rotation alone
+        ay /= c
+        dx = np.subtract(u, ax, out=u)  # the translational part of the flow (normalised units)
+        dy = np.subtract(v, ay, out=v)
+        ex = np.multiply(ax, t[2], out=ax)
+        np.subtract(t[0], ex, out=ex)
+        ey = np.multiply(ay, t[2], out=ay)
+        np.subtract(t[1], ey, out=ey)
+        along = np.multiply(dx, ex, out=dx)
+        along += np.multiply(dy, ey, out=dy)
+        if exact:
+            norm = np.hypot(ex, ey)
+            along /= norm
+            against = np.multiply(along, focal, out=tmp) < -1.0
+            against &= norm > 0
+            return _Behind(c, norm, along, against, focal, float(t[2]), intrinsics)
+        # without np.hypot (slow): sqrt(ex^2 + ey^2) is within a relative 1e-15 of it, which
+        # decides the comparison except within the margin of -1; those pixels use hypot
+        squares = np.multiply(ex, ex, out=dy)  # ``along`` is in dx
+        squares += np.multiply(ey, ey, out=tmp)
+        approx = np.sqrt(squares, out=tmp)
+        np.divide(along, approx, out=approx)
+        approx *= focal
+        against = approx < -1.0 - _ROUNDING_MARGIN
+        sure = np.greater(approx, -1.0 + _ROUNDING_MARGIN)
+        sure |= against
+        sure &= squares > _SQUARES_RANGE[0]
+        sure &= squares < _SQUARES_RANGE[1]
+        redo = np.flatnonzero(~sure)
+        if redo.size:
+            norm = np.hypot(ex.take(redo), ey.take(redo))
+            value = along.take(redo) / norm * focal
+            against[redo] = (value < -1.0) & (norm > 0)
+    return _Behind(c, None, None, against, focal, float(t[2]), intrinsics)
 
 
 @dataclasses.dataclass(frozen=True)
