@@ -50,6 +50,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vcups_core.configs.pseudo_labels import RegionGrowingSection
+from vcups_core.cues.geometry import usable_mask
 
 _DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
@@ -102,7 +103,9 @@ def similarity_components(
     h, w = active.shape
     n = h * w
     index = np.arange(n, dtype=np.int64).reshape(h, w)
-    mag = np.linalg.norm(flow, axis=2)
+    fx = np.ascontiguousarray(flow[..., 0])
+    fy = np.ascontiguousarray(flow[..., 1])
+    mag = np.sqrt(fx * fx + fy * fy)  # = np.linalg.norm(flow, axis=2), without the slow reduction
     diag = math.hypot(h, w)
     rows: list[npt.NDArray[np.int64]] = []
     cols: list[npt.NDArray[np.int64]] = []
@@ -111,7 +114,7 @@ def similarity_components(
             continue
         sp, sq = _pairs((h, w), dy, dx)
         ok = active[sp] & active[sq]
-        diff = np.hypot(flow[sp][..., 0] - flow[sq][..., 0], flow[sp][..., 1] - flow[sq][..., 1])
+        diff = np.hypot(fx[sp] - fx[sq], fy[sp] - fy[sq])
         if flow_norm == "relative":
             ok &= diff < flow_threshold * 0.5 * (mag[sp] + mag[sq]) + flow_tolerance
         else:
@@ -234,8 +237,9 @@ def grow_regions(
     h, w = motion.shape
     if flow.shape != (h, w, 2) or valid.shape != (h, w):
         raise ValueError(f"flow {flow.shape} / valid {valid.shape} do not match motion {(h, w)}")
-    finite = np.isfinite(flow).all(axis=2) & valid
-    flow0 = np.where(finite[..., None], flow, 0).astype(np.float32)
+    finite = usable_mask(flow, valid)
+    flow0 = flow.astype(np.float32, copy=True)
+    flow0[~finite] = 0
     sh, sw = max(1, round(h * work_scale)), max(1, round(w * work_scale))
     scale = sw / w
     small_depth: npt.NDArray[np.float32] | None
@@ -330,7 +334,9 @@ def clean_instances(
     """
     labels = np.asarray(labels)
     out = labels.astype(np.int32, copy=True)
-    ids = np.unique(out)
+    if out.size and out.min() < 0:
+        raise ValueError("labels: instance ids must be >= 0")
+    ids = np.flatnonzero(np.bincount(out.ravel()))
     ids = ids[ids != 0]
     if fill_holes:
         objects = ndimage.find_objects(out)
