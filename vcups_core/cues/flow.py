@@ -407,22 +407,27 @@ class RAFTFlow:
 # warping
 
 
-_CV_CN_MAX = 512  # most channels one cv2.remap call takes
-
-
 def _remap_linear(
     src: npt.NDArray[Any], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
 ) -> npt.NDArray[Any]:
-    """Bilinear :func:`cv2.remap` of ``[H, W]`` or ``[H, W, C]`` (any C), border replicated."""
+    """Bilinear :func:`cv2.remap` of ``[H, W]`` or ``[H, W, C]`` (any C), border replicated.
+
+    OpenCV interpolates float images of 1, 3 and 4 channels exactly but samples any other
+    channel count on a 1/32-pixel grid (errors up to 0.02 on values in [0, 1] were measured for
+    2, 5 and 27 channels), so those are remapped in groups of 4, 3 or 1 channels.
+    """
     if src.ndim == 2:
         return np.asarray(
             cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         )
     chunks = []
-    for c in range(0, src.shape[2], _CV_CN_MAX):
-        part = np.ascontiguousarray(src[..., c : c + _CV_CN_MAX])
+    c, total = 0, src.shape[2]
+    while c < total:
+        step = 4 if total - c >= 4 else (3 if total - c == 3 else 1)
+        part = np.ascontiguousarray(src[..., c : c + step])
         out = cv2.remap(part, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        chunks.append(out.reshape(*map_x.shape, part.shape[2]))  # cv2 drops a channel axis of 1
+        chunks.append(out.reshape(*map_x.shape, step))  # cv2 drops a channel axis of 1
+        c += step
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=2)
 
 
@@ -438,8 +443,8 @@ def warp(
     Used to bring the partner frame's data (its flow, labels, probabilities) onto this frame's
     grid with this frame's flow to the partner.
 
-    * Bilinear (default): :func:`cv2.remap` with ``INTER_LINEAR`` (sample positions quantised to
-      1/32 pixel by OpenCV). A sample is NaN if a NaN value of ``values`` has a non-zero weight
+    * Bilinear (default): :func:`cv2.remap` with ``INTER_LINEAR``, exact for float values (channels
+      are remapped in groups OpenCV interpolates exactly). A sample is NaN if a NaN value of ``values`` has a non-zero weight
       in it.
     * ``nearest=True`` (label maps): the value of the pixel nearest to the sample point, gathered
       exactly with numpy (``cv2.remap`` does not take bool and truncates 64-bit labels).

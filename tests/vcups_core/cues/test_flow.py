@@ -403,3 +403,24 @@ def test_raft_flow_file_errors(small_raft: torch.nn.Module, tmp_path: Path) -> N
         RAFTFlow(partial)
     with pytest.raises(ValueError, match="iterations"):
         RAFTFlow(partial, iterations=0)
+
+
+@pytest.mark.parametrize("channels", [2, 5, 27])
+def test_bilinear_warp_is_exact_for_any_channel_count(channels: int) -> None:
+    # OpenCV samples float images of 2, 5, 27, ... channels on a 1/32-pixel grid; warp must not
+    rng = np.random.default_rng(channels)
+    values = rng.random((12, 16, channels)).astype(np.float32)
+    flow = np.zeros((12, 16, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 0.3137, 0.7021  # a sub-pixel shift off the 1/32 grid
+    out = warp(values, flow)
+    y, x = 5, 7  # interior pixel: exact bilinear interpolation by hand
+    sx, sy = x + 0.3137, y + 0.7021
+    x0, y0 = int(np.floor(sx)), int(np.floor(sy))
+    ax, ay = sx - x0, sy - y0
+    expected = (
+        values[y0, x0] * (1 - ax) * (1 - ay)
+        + values[y0, x0 + 1] * ax * (1 - ay)
+        + values[y0 + 1, x0] * (1 - ax) * ay
+        + values[y0 + 1, x0 + 1] * ax * ay
+    )
+    np.testing.assert_allclose(out[y, x], expected, atol=2e-5)
