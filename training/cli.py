@@ -124,6 +124,12 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
     return run_pseudo_labels_cli(args)
 
 
+def _cmd_semantic_train(args: argparse.Namespace) -> int:
+    from training.semantic_train import run_semantic_train_cli
+
+    return run_semantic_train_cli(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -261,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_pseudo_label_arguments(pseudo)
     pseudo.set_defaults(func=_cmd_pseudo_labels)
+
+    from training.semantic_train import add_arguments as add_semantic_train_arguments
+
+    semantic = sub.add_parser(
+        "semantic-train",
+        help="frames -> semantic clusters file (semantics.weights of vcups pseudo-labels)",
+    )
+    add_semantic_train_arguments(semantic)
+    semantic.set_defaults(func=_cmd_semantic_train)
 
     demo = sub.add_parser(
         "demo",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vcups_core.configs.pseudo_labels import PseudoLabelConfig
     from vcups_core.pseudo.sources import SourceSpec
 
 
@@ -96,25 +97,33 @@ def source_spec(args: argparse.Namespace) -> SourceSpec:
     return SourceSpec.parse_dataset(args.dataset, args.split)
 
 
+def load_pseudo_label_config(path: str | None) -> PseudoLabelConfig:
+    """The pseudo-label config from ``path`` (None: the defaults).
+
+    Raises:
+        ValueError: the file has config problems (all of them on one line).
+    """
+    from vcups_core.config import ConfigError, config_from_dict, load_config
+    from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+
+    try:
+        if path:
+            return load_config(path, PseudoLabelConfig)
+        return config_from_dict({}, PseudoLabelConfig)
+    except ConfigError as exc:
+        problems = "; ".join(str(p) for p in exc.problems)
+        raise ValueError(f"{exc.source}: config: {problems}") from None
+
+
 def run_pseudo_labels_cli(args: argparse.Namespace) -> int:
     """Run ``vcups pseudo-labels``; user mistakes raise ``ValueError`` / ``FileNotFoundError``
     (printed as one line by :func:`training.cli.main`)."""
-    from vcups_core.config import ConfigError, config_from_dict, load_config
-    from vcups_core.configs.pseudo_labels import PseudoLabelConfig
     from vcups_core.pseudo.pipeline import run_pseudo_labels
     from vcups_core.pseudo.store import read_manifest
 
     shard = resolve_shard(args.shard)
     spec = source_spec(args)
-    try:
-        cfg = (
-            load_config(args.config, PseudoLabelConfig)
-            if args.config
-            else config_from_dict({}, PseudoLabelConfig)
-        )
-    except ConfigError as exc:
-        problems = "; ".join(str(p) for p in exc.problems)
-        raise ValueError(f"{exc.source}: config: {problems}") from None
+    cfg = load_pseudo_label_config(args.config)
     out = Path(args.out)
     code = run_pseudo_labels(
         spec,

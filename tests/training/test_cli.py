@@ -36,6 +36,7 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
         "extract",
         "pseudo-labels",
         "replay",
+        "semantic-train",
         "synth",
     ]
     for name in sub.choices:

@@ -220,7 +220,18 @@ class SemanticsSection:
     stride: int = option(160, "sliding-window stride", gt=0)
     cluster_temperature: float = option(2.0, "alpha of log_softmax(alpha * cos)", gt=0.0)
     crf_iterations: int = option(10, "dense-CRF iterations (0 disables the CRF)", ge=0)
-    weights: str = option("", "DepthG head weights file")
+    crf_scale: float = option(
+        0.5,
+        "dense CRF at this fraction of the processing size (1 = full size, ~17 s per 640x1280 "
+        "frame; 0.5: ~7 s)",
+        gt=0.0,
+        le=1.0,
+    )
+    weights: str = option(
+        "",
+        "semantic clusters file (.npz) from `vcups semantic-train`; set, it turns on the semantic "
+        "stage of `vcups pseudo-labels`; empty = instance pseudo-labels only",
+    )
 
 
 @dataclass(frozen=True)
@@ -252,7 +263,11 @@ class PseudoLabelConfig:
         "cpu",
         "torch device of the network cues (cpu, cuda, cuda:1); torchrun ranks use their own GPU",
     )
-    semantic_smoothing_window: int = option(3, "frames of temporal semantic smoothing", ge=1)
+    semantic_smoothing_window: int = option(
+        3,
+        "frames of temporal semantic smoothing (3 = previous, current, next; 1 = off)",
+        choices=(1, 3),
+    )
     thing_stuff_threshold: float = option(
         0.01, "psi: normalised in-instance ratio above which a class is a thing", gt=0.0, lt=1.0
     )

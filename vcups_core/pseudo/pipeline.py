@@ -11,7 +11,14 @@ For every clip of this process's shard that the store has not finished (see
    :class:`~vcups_core.cues.base.FrameCues` per frame, streaming;
 3. the instance labeler (:class:`vcups_core.pseudo.instances.InstanceLabeler`) turns those into
    track-id maps, and each map is written as soon as it is final, so memory stays bounded
-   however long the clip.
+   however long the clip;
+4. only with ``semantics.weights`` set (the semantic stage, :mod:`vcups_core.pseudo.semantic_stage`):
+   each frame's cues also give a raw semantic map (clusters, CRF, temporal smoothing) kept in
+   ``STORE/.tmp/<clip>/``; once the clip's instance maps are all written, the track classes are
+   voted over the clip, the aligned maps written to ``STORE/<clip>/semantic/`` and the clip's
+   thing/stuff statistic put into its record. The clip is ``done`` only when both its instance
+   and semantic PNGs are complete. With ``semantics.weights`` empty the store is exactly what it
+   is without the stage (no ``semantic/``, no ``.tmp``, no thing/stuff keys).
 
 A clip with fewer than 2 frames, an unreadable frame, a damaged bag or any other exception
 inside a clip marks that clip ``failed`` with a one-line reason and the run goes on; the exit
@@ -28,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +54,9 @@ from vcups_core.pseudo.sources import (
 )
 from vcups_core.pseudo.store import ClipRecord, ClipStatus, StoreWriter
 from vcups_core.types import VideoFrame
+
+if TYPE_CHECKING:
+    from vcups_core.pseudo.semantic_stage import SemanticStage
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +162,7 @@ def run_pseudo_labels(
     """
     clips = open_source(source_spec)
     mine = select_shard(clips, *shard)
+    semantics = _semantic_stage(cfg)
     writer = StoreWriter(store, cfg, overwrite=overwrite)
     names = [c.name for c in clips]
     todo = [c for c in mine if not writer.is_finished(c.name)]
@@ -177,13 +188,25 @@ def run_pseudo_labels(
                 try:
                     for clip in todo:
                         bar.set_postfix_str(clip.name, refresh=False)
-                        record = label_clip(clip, writer, cfg, cues, make_labeler(cfg), bar.update)
+                        record = label_clip(
+                            clip, writer, cfg, cues, make_labeler(cfg), bar.update, semantics
+                        )
                         failed += record.status != "done"
                 finally:
                     bar.close()
     finally:
         writer.write_manifest(backends=backends, expected_clips=names)
     return 1 if failed else 0
+
+
+def _semantic_stage(cfg: PseudoLabelConfig) -> SemanticStage | None:
+    """The semantic stage when ``semantics.weights`` is set (loaded before any work, so a bad
+    clusters file is a usage error, not a failed clip)."""
+    if not cfg.semantics.weights:
+        return None
+    from vcups_core.pseudo.semantic_stage import SemanticStage
+
+    return SemanticStage.from_config(cfg)
 
 
 def _progress_bar(total: int | None, *, enabled: bool) -> Any:
@@ -199,8 +222,11 @@ def label_clip(
     cues: CuePipeline,
     labeler: Labeler,
     on_frame: Callable[[int], object] = lambda n: None,
+    semantics: SemanticStage | None = None,
 ) -> ClipRecord:
     """Label one clip from scratch into ``writer``'s store and record its status.
+
+    ``semantics``: the semantic stage (None = instance labels only).
 
     Returns:
         The clip's record (``done``, or ``failed`` with the reason).
@@ -209,12 +235,14 @@ def label_clip(
         KeyboardInterrupt: after recording the clip as ``interrupted``.
     """
     start = time.perf_counter()
-    writer.begin_clip(clip.name)
+    writer.begin_clip(clip.name, semantic=semantics is not None)
     stems: list[str] = []  # stems of the frames read so far (index = position)
     size: list[int] = []  # processing (height, width) once known
     written = 0
     status: ClipStatus = "done"
     error: str | None = None
+    thing_stuff: dict[str, Any] | None = None
+    sem_stream = None if semantics is None else semantics.clip(writer, clip.name, stems)
     try:
         stream = _processed(clip, cfg, stems, size)
         head = list(itertools.islice(stream, MIN_FRAMES))
@@ -225,6 +253,8 @@ def label_clip(
             )
         intrinsics = _intrinsics(clip, cfg, (head[0].height, head[0].width), (size[0], size[1]))
         for frame_cues in cues.run(itertools.chain(head, stream), intrinsics):
+            if sem_stream is not None:
+                sem_stream.push(frame_cues)
             for index, labels in labeler.push(frame_cues):
                 written = _write(writer, clip.name, stems, size, written, index, labels)
                 on_frame(1)
@@ -235,13 +265,27 @@ def label_clip(
             raise ClipFailed(
                 f"the labeler returned {written} of {len(stems)} frames (a bug in the labeler)"
             )
+        if sem_stream is not None and semantics is not None:
+            from vcups_core.pseudo.semantic_stage import finalize_clip
+
+            if sem_stream.finish() != len(stems):
+                raise ClipFailed(
+                    f"the semantic stage wrote {sem_stream.written} of {len(stems)} frames"
+                )
+            thing_stuff = finalize_clip(writer, clip.name, stems, semantics.num_classes)
     except KeyboardInterrupt:
+        if semantics is not None:
+            writer.remove_scratch(clip.name)
         _record(writer, clip, cfg, cues, "interrupted", "interrupted", stems, size, start)
         raise
     except Exception as exc:
         status, error = "failed", one_line(exc)
         log.warning("clip %s failed: %s", clip.name, error)
-    return _record(writer, clip, cfg, cues, status, error, stems, size, start)
+    if semantics is not None:
+        writer.remove_scratch(clip.name)
+    return _record(
+        writer, clip, cfg, cues, status, error, stems, size, start, thing_stuff=thing_stuff
+    )
 
 
 def _record(
@@ -254,6 +298,8 @@ def _record(
     stems: list[str],
     size: list[int],
     start: float,
+    *,
+    thing_stuff: dict[str, Any] | None = None,
 ) -> ClipRecord:
     record = ClipRecord(
         clip=clip.name,
@@ -266,6 +312,7 @@ def _record(
         config_hash=writer.config_hash,
         backends=dict(cues.backends),
         source=clip.source,
+        thing_stuff=thing_stuff,
     )
     writer.finish_clip(record)
     return record

@@ -9,6 +9,9 @@ Layout (read by training and by checks outside the code; keep it exactly)::
                                         thing_classes (semantic stage), per-clip records
     STORE/.status/<clip>.json           per-clip status record (one writer per clip)
     STORE/.status/.lock                 fcntl lock serialising manifest rebuilds
+    STORE/.tmp/<clip>/<frame>.png       semantic stage only, while its clip is labelled: the
+                                        raw (unaligned) semantic maps; removed when the clip
+                                        ends, and by a restart of the clip
 
 ``<clip>`` is the sequence name (a bag's or folder's name for single-clip inputs) and
 ``<frame>`` the input frame's own file stem, or its stamp in ns for bags.
@@ -19,7 +22,9 @@ records at its end under the lock, so shards of one run (``--shard I/N``, torchr
 write the same file at the same time, and the last one to finish leaves the complete manifest.
 
 Resume rule: a clip is *finished* if its record says ``done`` under the same config hash and its
-``instance/`` folder holds exactly one PNG per recorded frame. Any other clip is redone from
+``instance/`` folder holds exactly one PNG per recorded frame (with the semantic stage on,
+``semantic.weights`` set, also ``semantic/`` and a ``thing_stuff`` statistic in the record). Any
+other clip is redone from
 scratch (its folder and record are removed first). A store made under another config is refused
 unless ``overwrite`` is set, which removes the clips of the other config.
 
@@ -27,13 +32,16 @@ Manifest keys (``clips`` sorted by name)::
 
     format, format_version, config (YAML dict), config_hash (sha256 of its canonical JSON),
     versions {vcups, numpy, opencv, torch, python}, cue_backends {cue: backend},
-    height, width (label size; null if clips differ), thing_classes (semantic stage only),
+    height, width (label size; null if clips differ),
+    thing_stuff {num_classes, n_in, n_all} (semantic stage only: the sum of the done clips'
+    statistics), thing_classes, stuff_classes (semantic stage only: :func:`thing_stuff_split` of
+    that sum with ``cfg.thing_stuff_threshold``; recomputed at every rebuild, so the last shard to
+    finish leaves the split of all clips, equal to an unsharded run's),
     summary {clips, done, failed, interrupted, frames, pending: [clips of the last run's source
     without a record]},
-    clips {<clip>: {status, frames, error, seconds, height, width, source, stems}}
+    clips {<clip>: {status, frames, error, seconds, height, width, source, stems[, thing_stuff]}}
 
-Keys that other stages add to the manifest (``thing_classes``, ...) are kept when it is rebuilt
-under the same config.
+Keys that other stages add to the manifest are kept when it is rebuilt under the same config.
 """
 
 from __future__ import annotations
@@ -47,9 +55,9 @@ import logging
 import os
 import platform
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -66,6 +74,9 @@ from vcups_core.jobs import (
 )
 from vcups_core.types import VideoFrame
 
+if TYPE_CHECKING:
+    from vcups_core.pseudo.compose import TrainingTargets
+
 log = logging.getLogger(__name__)
 
 FORMAT = "vcups-pseudo-labels"
@@ -75,6 +86,7 @@ STATUS_DIR = ".status"
 LOCK_FILE = ".lock"
 INSTANCE_DIR = "instance"
 SEMANTIC_DIR = "semantic"
+TMP_DIR = ".tmp"
 PNG = ".png"
 
 ClipStatus = Literal["done", "failed", "interrupted"]
@@ -89,6 +101,9 @@ _OWNED_KEYS = (
     "width",
     "summary",
     "clips",
+    "thing_stuff",
+    "thing_classes",
+    "stuff_classes",
 )
 
 
@@ -155,6 +170,9 @@ class ClipRecord:
         config_hash: hash of the config the clip was made with.
         backends: cue backends that ran (``{cue: backend}``).
         source: how to find the clip's frames again (:attr:`SourceClip.source`).
+        thing_stuff: the clip's thing/stuff statistic
+            (:meth:`~vcups_core.pseudo.thingstuff.ThingStuffStats.to_dict` of its aligned
+            semantic maps); None without the semantic stage (then not written to JSON).
     """
 
     clip: str
@@ -167,13 +185,14 @@ class ClipRecord:
     config_hash: str
     backends: dict[str, str] = dataclasses.field(default_factory=dict)
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    thing_stuff: dict[str, Any] | None = None
 
     @property
     def frames(self) -> int:
         return len(self.stems)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "clip": self.clip,
             "status": self.status,
             "frames": self.frames,
@@ -186,6 +205,9 @@ class ClipRecord:
             "source": self.source,
             "stems": list(self.stems),
         }
+        if self.thing_stuff is not None:
+            data["thing_stuff"] = self.thing_stuff
+        return data
 
     def manifest_entry(self) -> dict[str, Any]:
         """The record as listed under ``manifest["clips"][<clip>]``."""
@@ -219,6 +241,9 @@ class ClipRecord:
                 config_hash=str(data["config_hash"]),
                 backends={str(k): str(v) for k, v in dict(data.get("backends", {})).items()},
                 source=dict(data.get("source", {})),
+                thing_stuff=(
+                    None if data.get("thing_stuff") is None else dict(data["thing_stuff"])
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a clip status record ({type(exc).__name__}: {exc})") from None
@@ -320,7 +345,34 @@ def build_manifest(
         "pending": sorted(set(expected_clips or ()) - set(records)),
     }
     manifest["clips"] = {name: records[name].manifest_entry() for name in sorted(records)}
+    manifest.update(_thing_stuff_keys(cfg, records.values()))
     return manifest
+
+
+def semantics_enabled(cfg: Any) -> bool:
+    """True if ``cfg`` turns the semantic stage on (``semantics.weights`` set)."""
+    return bool(getattr(getattr(cfg, "semantics", None), "weights", ""))
+
+
+def _thing_stuff_keys(cfg: Any, records: Iterable[ClipRecord]) -> dict[str, Any]:
+    """``thing_stuff``, ``thing_classes``, ``stuff_classes`` from the done clips' statistics
+    (none without the semantic stage)."""
+    from vcups_core.pseudo.thingstuff import ThingStuffStats, thing_stuff_split
+
+    parts = [
+        ThingStuffStats.from_dict(r.thing_stuff)
+        for r in records
+        if r.status == "done" and r.thing_stuff is not None
+    ]
+    if not parts and not semantics_enabled(cfg):
+        return {}
+    total = ThingStuffStats.sum(parts, num_classes=int(cfg.semantics.num_classes))
+    things, stuff = thing_stuff_split(total, float(cfg.thing_stuff_threshold))
+    return {
+        "thing_stuff": total.to_dict(),
+        "thing_classes": list(things),
+        "stuff_classes": list(stuff),
+    }
 
 
 def write_manifest(
@@ -404,6 +456,14 @@ class StoreWriter:
         """``STORE/<clip>/instance/<stem>.png``."""
         return self.clip_dir(clip) / INSTANCE_DIR / f"{check_name(stem, 'frame stem')}{PNG}"
 
+    def semantic_path(self, clip: str, stem: str) -> Path:
+        """``STORE/<clip>/semantic/<stem>.png``."""
+        return self.clip_dir(clip) / SEMANTIC_DIR / f"{check_name(stem, 'frame stem')}{PNG}"
+
+    def scratch_dir(self, clip: str) -> Path:
+        """``STORE/.tmp/<clip>``: the semantic stage's per-frame raw maps while the clip runs."""
+        return self.root / TMP_DIR / check_name(clip)
+
     # --- state
 
     def record(self, clip: str) -> ClipRecord | None:
@@ -418,16 +478,29 @@ class StoreWriter:
             return None
 
     def is_finished(self, clip: str) -> bool:
-        """True if the clip is done under this config with one instance PNG per frame."""
+        """True if the clip is done under this config with one instance PNG per frame (and, with
+        the semantic stage on, one semantic PNG per frame and its thing/stuff statistic)."""
         record = self.record(clip)
         if record is None or record.status != "done" or record.config_hash != self.config_hash:
             return False
-        folder = self.clip_dir(clip) / INSTANCE_DIR
-        try:
-            names = {n for n in os.listdir(folder) if n.endswith(PNG) and not n.startswith(".")}
-        except FileNotFoundError:
-            return False
-        return names == {f"{s}{PNG}" for s in record.stems}
+        folders = [INSTANCE_DIR]
+        if semantics_enabled(self.cfg):
+            if record.thing_stuff is None:
+                return False
+            folders.append(SEMANTIC_DIR)
+        expected = {f"{s}{PNG}" for s in record.stems}
+        for sub in folders:
+            try:
+                names = {
+                    n
+                    for n in os.listdir(self.clip_dir(clip) / sub)
+                    if n.endswith(PNG) and not n.startswith(".")
+                }
+            except FileNotFoundError:
+                return False
+            if names != expected:
+                return False
+        return True
 
     # --- writing
 
@@ -435,17 +508,29 @@ class StoreWriter:
         record = self.record_path(clip)
         record.unlink(missing_ok=True)  # first: a crash below leaves no "done" record
         remove_temp_files(self.status_dir, temp_name_prefix(record))
-        folder = self.clip_dir(clip)
+        for folder in (self.clip_dir(clip), self.scratch_dir(clip)):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+            elif folder.exists():
+                folder.unlink()
+
+    def remove_scratch(self, clip: str) -> None:
+        """Remove ``STORE/.tmp/<clip>`` (and ``STORE/.tmp`` once empty)."""
+        folder = self.scratch_dir(clip)
         if folder.is_dir():
             shutil.rmtree(folder)
-        elif folder.exists():
-            folder.unlink()
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()
 
-    def begin_clip(self, clip: str) -> None:
+    def begin_clip(self, clip: str, *, semantic: bool = False) -> None:
         """Start (or restart) a clip: remove its record and every file of it, create its
-        ``instance/`` folder."""
+        ``instance/`` folder (and with ``semantic`` its ``semantic/`` folder and its scratch
+        folder ``STORE/.tmp/<clip>``)."""
         self._remove_clip(clip)
         (self.clip_dir(clip) / INSTANCE_DIR).mkdir(parents=True)
+        if semantic:
+            (self.clip_dir(clip) / SEMANTIC_DIR).mkdir()
+            self.scratch_dir(clip).mkdir(parents=True)
 
     def write_instance(self, clip: str, stem: str, labels: npt.NDArray[np.uint16]) -> Path:
         """Write one frame's track-id map atomically; returns its path.
@@ -463,6 +548,25 @@ class StoreWriter:
                 f"{labels.dtype}{list(labels.shape)}"
             )
         path = self.instance_path(clip, stem)
+        atomic_write_png(path, labels)
+        return path
+
+    def write_semantic(self, clip: str, stem: str, labels: npt.NDArray[np.uint8]) -> Path:
+        """Write one frame's (aligned) pseudo-class map atomically; returns its path.
+
+        Args:
+            labels: ``uint8[H, W]`` pseudo-classes, 255 = void.
+
+        Raises:
+            ValueError: ``labels`` is not ``uint8[H, W]``, or a bad stem.
+        """
+        labels = np.asarray(labels)
+        if labels.dtype != np.uint8 or labels.ndim != 2:
+            raise ValueError(
+                f"clip {clip!r} frame {stem!r}: semantic labels must be uint8[H, W], got "
+                f"{labels.dtype}{list(labels.shape)}"
+            )
+        path = self.semantic_path(clip, stem)
         atomic_write_png(path, labels)
         return path
 
@@ -510,6 +614,8 @@ class StoreClip:
         height, width: label size.
         status: the clip's status (``"done"`` unless failed clips were asked for).
         error: the reason when not done.
+        thing_classes, stuff_classes: the store's thing/stuff split (manifest), or None
+            without the semantic stage.
     """
 
     name: str
@@ -521,6 +627,8 @@ class StoreClip:
     width: int | None
     status: ClipStatus = "done"
     error: str | None = None
+    thing_classes: tuple[int, ...] | None = None
+    stuff_classes: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -538,6 +646,30 @@ class StoreClip:
         if self.semantic_paths is None:
             return None
         return _read_png(self.semantic_paths[i], np.uint8)
+
+    def targets(self, i: int, *, ignore_unknown_thing_regions: bool = False) -> TrainingTargets:
+        """Frame ``i``'s training targets: :func:`~vcups_core.pseudo.compose.training_targets`
+        of its semantic and instance maps with the store's thing/stuff classes.
+
+        Raises:
+            ValueError: the store has no semantic labels (made without ``semantics.weights``).
+            FileNotFoundError: a label file is missing.
+        """
+        from vcups_core.pseudo.compose import training_targets
+
+        semantic = self.semantic(i)
+        if semantic is None or self.thing_classes is None or self.stuff_classes is None:
+            raise ValueError(
+                f"clip {self.name!r}: the store has no semantic pseudo-labels (run vcups "
+                "pseudo-labels with semantics.weights set)"
+            )
+        return training_targets(
+            semantic,
+            self.instance(i),
+            self.thing_classes,
+            self.stuff_classes,
+            ignore_unknown_thing_regions=ignore_unknown_thing_regions,
+        )
 
     def frames(self) -> Iterator[tuple[str, VideoFrame]]:
         """The clip's input frames again, resized to the label size like the pipeline did:
@@ -585,6 +717,10 @@ def read_store(store: Path, *, include_failed: bool = False) -> list[StoreClip]:
     """
     store = Path(store)
     manifest = read_manifest(store)
+    things = manifest.get("thing_classes")
+    stuff = manifest.get("stuff_classes")
+    thing_classes = None if things is None else tuple(int(c) for c in things)
+    stuff_classes = None if stuff is None else tuple(int(c) for c in stuff)
     out: list[StoreClip] = []
     for name, entry in sorted(dict(manifest.get("clips", {})).items()):
         status = entry.get("status")
@@ -618,6 +754,8 @@ def read_store(store: Path, *, include_failed: bool = False) -> list[StoreClip]:
                 width=entry.get("width"),
                 status=status,
                 error=entry.get("error"),
+                thing_classes=thing_classes,
+                stuff_classes=stuff_classes,
             )
         )
     return out

@@ -157,12 +157,14 @@ def test_manifest_keeps_keys_of_later_stages_and_merges_processes(tmp_path: Path
     write_clip(first, "a")
     first.write_manifest()
     manifest = read_manifest(store)
-    manifest["thing_classes"] = [3, 5]
+    manifest["later_stage"] = {"x": [3, 5]}
+    manifest["thing_classes"] = [3, 5]  # owned by the store: recomputed from the records
     (store / "manifest.json").write_text(json.dumps(manifest))
     write_clip(second, "b")
     rebuilt = second.write_manifest()
     assert list(rebuilt["clips"]) == ["a", "b"]
-    assert rebuilt["thing_classes"] == [3, 5]
+    assert rebuilt["later_stage"] == {"x": [3, 5]}
+    assert "thing_classes" not in rebuilt  # no semantic stage
 
 
 def test_another_config_is_refused_unless_overwrite(tmp_path: Path) -> None:
