@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from vcups_core.pseudo.sources import SourceSpec
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``vcups pseudo-labels`` options to ``parser``."""
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The input options shared by ``vcups pseudo-labels`` and ``vcups semantic-train``
+    (read back by :func:`source_spec`)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--bag", nargs="+", metavar="PATH", help="rosbag2 folder(s) or .mcap file(s), one clip each"
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--topic", help="image topic of --bag (raw or compressed)")
     parser.add_argument("--split", help="split of --dataset (default: the reader's)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``vcups pseudo-labels`` options to ``parser``."""
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="store folder (created; resumable)")
     parser.add_argument("--config", help="pseudo-label config YAML (default: built-in defaults)")
     parser.add_argument(

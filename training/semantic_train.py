@@ -14,18 +14,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``vcups semantic-train`` options to ``parser``."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--bag", nargs="+", metavar="PATH", help="rosbag2 folder(s) or .mcap file(s), one clip each"
-    )
-    source.add_argument(
-        "--frames", nargs="+", metavar="DIR", help="folder(s) of .png/.jpg frames, one clip each"
-    )
-    source.add_argument(
-        "--dataset", metavar="NAME:ROOT", help="a registered dataset, e.g. davis:data/davis2016"
-    )
-    parser.add_argument("--topic", help="image topic of --bag (raw or compressed)")
-    parser.add_argument("--split", help="split of --dataset (default: the reader's)")
+    from training.pseudo_labels import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument(
         "--out", required=True, metavar="CLUSTERS.npz", help="clusters file to write (atomic)"
     )

@@ -541,15 +541,7 @@ class StoreWriter:
         Raises:
             ValueError: ``labels`` is not ``uint16[H, W]``, or a bad stem.
         """
-        labels = np.asarray(labels)
-        if labels.dtype != np.uint16 or labels.ndim != 2:
-            raise ValueError(
-                f"clip {clip!r} frame {stem!r}: instance labels must be uint16[H, W], got "
-                f"{labels.dtype}{list(labels.shape)}"
-            )
-        path = self.instance_path(clip, stem)
-        atomic_write_png(path, labels)
-        return path
+        return _write_map(self.instance_path(clip, stem), labels, np.uint16, "instance", clip, stem)
 
     def write_semantic(self, clip: str, stem: str, labels: npt.NDArray[np.uint8]) -> Path:
         """Write one frame's (aligned) pseudo-class map atomically; returns its path.
@@ -560,15 +552,7 @@ class StoreWriter:
         Raises:
             ValueError: ``labels`` is not ``uint8[H, W]``, or a bad stem.
         """
-        labels = np.asarray(labels)
-        if labels.dtype != np.uint8 or labels.ndim != 2:
-            raise ValueError(
-                f"clip {clip!r} frame {stem!r}: semantic labels must be uint8[H, W], got "
-                f"{labels.dtype}{list(labels.shape)}"
-            )
-        path = self.semantic_path(clip, stem)
-        atomic_write_png(path, labels)
-        return path
+        return _write_map(self.semantic_path(clip, stem), labels, np.uint8, "semantic", clip, stem)
 
     def finish_clip(self, record: ClipRecord) -> None:
         """Write the clip's status record atomically (the last step of a clip)."""
@@ -764,3 +748,17 @@ def read_store(store: Path, *, include_failed: bool = False) -> list[StoreClip]:
 def list_temp_files(store: Path) -> list[Path]:
     """Temporary files of killed writers anywhere in the store (for checks and clean-up)."""
     return sorted(p for p in Path(store).rglob("*") if is_temp_file(p.name) and p.is_file())
+
+
+def _write_map(
+    path: Path, labels: npt.NDArray[Any], dtype: type, what: str, clip: str, stem: str
+) -> Path:
+    """Check that ``labels`` is ``dtype[H, W]`` and write it to ``path`` atomically as a PNG."""
+    labels = np.asarray(labels)
+    if labels.dtype != dtype or labels.ndim != 2:
+        raise ValueError(
+            f"clip {clip!r} frame {stem!r}: {what} labels must be {np.dtype(dtype).name}[H, W], "
+            f"got {labels.dtype}{list(labels.shape)}"
+        )
+    atomic_write_png(path, labels)
+    return path
