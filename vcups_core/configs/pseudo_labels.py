@@ -216,8 +216,12 @@ class RegionGrowingSection:
 @dataclass(frozen=True)
 class SemanticsSection:
     num_classes: int = option(27, "semantic pseudo-classes (DepthG clusters)", ge=2)
-    crop_size: int = option(320, "sliding-window crop", gt=0)
-    stride: int = option(160, "sliding-window stride", gt=0)
+    crop_size: int = option(
+        320, "sliding-window crop of depth-guided inference (DepthG head; not read yet)", gt=0
+    )
+    stride: int = option(
+        160, "sliding-window stride of depth-guided inference (DepthG head; not read yet)", gt=0
+    )
     cluster_temperature: float = option(2.0, "alpha of log_softmax(alpha * cos)", gt=0.0)
     crf_iterations: int = option(10, "dense-CRF iterations (0 disables the CRF)", ge=0)
     crf_scale: float = option(
