@@ -120,12 +120,48 @@ def triangulate_depth(
     rot, t = camera.rotation, camera.translation
     # Only the usable pixels are computed (gathered into flat arrays); every pixel's arithmetic
     # is the same, in the same order, as on the whole grid, so the result does not depend on it.
+    # They are computed in chunks: small temporaries are reused by the allocator, large ones
+    # cost page faults every time.
     idx = np.flatnonzero(ok)
     rays_x, rays_y = _planar_rays(ok.shape, intrinsics)  # cached, read-only
-    rx = rays_x.reshape(-1).take(idx)
-    ry = rays_y.reshape(-1).take(idx)
-    pairs = flow.reshape(-1, 2).take(idx, axis=0)
     k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    min_angle = math.radians(min_parallax_deg)
+    flat_depth = depth.reshape(-1)
+    flat_flow = flow.reshape(-1, 2)
+    flat_x, flat_y = rays_x.reshape(-1), rays_y.reshape(-1)
+    for start in range(0, idx.size, _CHUNK):
+        sub = idx[start : start + _CHUNK]
+        _triangulate_at(
+            flat_depth,
+            sub,
+            flat_x.take(sub),
+            flat_y.take(sub),
+            flat_flow.take(sub, axis=0),
+            rot,
+            t,
+            k_inv,
+            min_angle,
+        )
+    return depth
+
+
+_CHUNK = 1 << 15
+"""Pixels per chunk of :func:`triangulate_depth` (float64 temporaries of 256 KiB)."""
+
+
+def _triangulate_at(
+    depth: FloatMap,
+    idx: npt.NDArray[np.intp],
+    rx: npt.NDArray[np.float64],
+    ry: npt.NDArray[np.float64],
+    pairs: FloatMap,
+    rot: npt.NDArray[np.float64],
+    t: npt.NDArray[np.float64],
+    k_inv: npt.NDArray[np.float64],
+    min_angle: float,
+) -> None:
+    """Triangulate the pixels with flat indices ``idx`` (rays ``rx, ry``, flow ``pairs``) into
+    the flat ``depth`` (left untouched where unknown)."""
     u, v = _endpoint_rays(rx, ry, pairs[:, 0], pairs[:, 1], k_inv)
     # In place (fewer large temporaries), each expression in its written order:
     # a = R r = (R00 rx + R01 ry) + R02, ...; c = u t_z - t_x, ...; e = a_xy - (u, v) a_z;
@@ -175,10 +211,9 @@ def triangulate_depth(
     along *= rho
     dot += along
     cross *= rho
-    keep = _angle_at_least(cross, dot, math.radians(min_parallax_deg))
+    keep = _angle_at_least(cross, dot, min_angle)
     with np.errstate(divide="ignore"):
-        depth.reshape(-1)[idx.take(sel)[keep]] = (1.0 / rho[keep]).astype(np.float32)
-    return depth
+        depth[idx.take(sel)[keep]] = (1.0 / rho[keep]).astype(np.float32)
 
 
 _TAN_MARGIN = 1e-6

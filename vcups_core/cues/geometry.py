@@ -617,6 +617,14 @@ def epipolar_distance(flow: FloatMap, camera: CameraMotion, intrinsics: F64) -> 
     return dist
 
 
+def epipolar_fundamental(camera: CameraMotion, intrinsics: F64) -> F64:
+    """The fundamental matrix of an essential camera motion (as :func:`_epipolar_distance_at`
+    uses it)."""
+    if camera.rotation is None or camera.translation is None:
+        raise ValueError("essential camera motion without rotation/translation")
+    return fundamental_matrix(camera.rotation, camera.translation, _check_intrinsics(intrinsics))
+
+
 def _epipolar_distance_at(
     fx: npt.NDArray[np.float32],
     fy: npt.NDArray[np.float32],
@@ -624,6 +632,8 @@ def _epipolar_distance_at(
     py: F64,
     camera: CameraMotion,
     intrinsics: F64,
+    *,
+    fund: F64 | None = None,
 ) -> npt.NDArray[np.float32]:
     """:func:`epipolar_distance` of an essential camera motion at some pixels only.
 
@@ -635,13 +645,14 @@ def _epipolar_distance_at(
         px, py: ``float64[N]`` their centres ``(x + 0.5, y + 0.5)`` (:func:`pixel_centres`).
         camera: an essential-model camera motion along the flow.
         intrinsics: ``float64[3, 3]`` K.
+        fund: :func:`epipolar_fundamental` of ``camera`` and ``intrinsics`` when already known
+            (a caller that computes many chunks), else None.
 
     Returns:
         ``float32[N]`` distance in pixels (NaN where the flow is NaN or the line undefined).
     """
-    if camera.rotation is None or camera.translation is None:
-        raise ValueError("essential camera motion without rotation/translation")
-    fund = fundamental_matrix(camera.rotation, camera.translation, _check_intrinsics(intrinsics))
+    if fund is None:
+        fund = epipolar_fundamental(camera, intrinsics)
     tmp = np.empty_like(px)
     # l = F (p, 1) = ((F_i0 px + F_i1 py) + F_i2)_i
     l0 = np.multiply(px, fund[0, 0])

@@ -41,6 +41,7 @@ from vcups_core.cues.geometry import (
     _endpoint_rays,
     _epipolar_distance_at,
     _planar_rays,
+    epipolar_fundamental,
     fit_translation_scale,
     normalized_correspondences,
     pixel_centres,
@@ -117,6 +118,16 @@ class GeometricMotion:
         out = np.zeros((h, w), np.float32)
         out_flat = out.reshape(-1)
         parts: _TranslationalParts | None = None
+        # constants of every chunk, computed once (only where a chunk would compute them)
+        fund = None
+        if (
+            idx.size
+            and camera.model == "essential"
+            and camera.rotation is not None
+            and camera.translation is not None
+        ):
+            fund = epipolar_fundamental(camera, cues.intrinsics)
+        rays = _planar_rays((h, w), cues.intrinsics) if behind_test and idx.size else None
         for start in range(0, idx.size, step):
             sub = idx[start : start + step]
             pairs = flow.reshape(-1, 2).take(sub, axis=0)
@@ -134,13 +145,16 @@ class GeometricMotion:
                             *_centres_at(sub.take(unknown), (h, w)),
                             camera,
                             cues.intrinsics,
+                            fund=fund,
                         )
             else:
                 residual = _epipolar_distance_at(
-                    fx, fy, *_centres_at(sub, (h, w)), camera, cues.intrinsics
+                    fx, fy, *_centres_at(sub, (h, w)), camera, cues.intrinsics, fund=fund
                 ).astype(np.float64)
                 if behind_test:
-                    behind = _behind(fx, fy, sub, camera, cues.intrinsics, (h, w), exact=with_prior)
+                    behind = _behind(
+                        fx, fy, sub, camera, cues.intrinsics, (h, w), exact=with_prior, rays=rays
+                    )
                     residual[behind.against] = np.inf
                     if with_prior:
                         parts = behind.parts(sub, (h, w))
@@ -227,13 +241,15 @@ def _behind(
     shape: tuple[int, int],
     *,
     exact: bool = False,
+    rays: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> _Behind:
     """:func:`_translational_parts` of the pixels ``idx`` (flat indices, flow ``fx, fy``), with
     the same arithmetic per pixel as on the whole grid; ``e_norm`` and ``along`` only with
-    ``exact`` (the ``against`` test is the same either way)."""
+    ``exact`` (the ``against`` test is the same either way). ``rays``: ``_planar_rays(shape,
+    intrinsics)`` when already known."""
     assert camera.rotation is not None
     assert camera.translation is not None
-    rays_x, rays_y = _planar_rays(shape, intrinsics)  # cached, read-only
+    rays_x, rays_y = _planar_rays(shape, intrinsics) if rays is None else rays  # read-only
     rx = rays_x.reshape(-1).take(idx)
     ry = rays_y.reshape(-1).take(idx)
     k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))

@@ -41,6 +41,7 @@ edges would cost more than the rest of the pipeline together.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -60,18 +61,6 @@ def stencil(radius: int) -> list[tuple[int, int]]:
     ``1, 2, 4, ...`` up to ``radius`` (``radius`` itself always included)."""
     distances = sorted({min(2**k, radius) for k in range(int(math.log2(max(radius, 1))) + 2)})
     return [(dy * d, dx * d) for d in distances for dy, dx in _DIRECTIONS]
-
-
-def _pairs(
-    shape: tuple[int, int], dy: int, dx: int
-) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """Slices selecting ``p`` and ``q = p + (dy, dx)`` for all pairs inside an image."""
-    h, w = shape
-    ys_p = slice(0, h - dy) if dy >= 0 else slice(-dy, h)
-    ys_q = slice(dy, h) if dy >= 0 else slice(0, h + dy)
-    xs_p = slice(0, w - dx) if dx >= 0 else slice(-dx, w)
-    xs_q = slice(dx, w) if dx >= 0 else slice(0, w + dx)
-    return (ys_p, xs_p), (ys_q, xs_q)
 
 
 def similarity_components(
@@ -102,37 +91,98 @@ def similarity_components(
     """
     h, w = active.shape
     n = h * w
-    index = np.arange(n, dtype=np.int64).reshape(h, w)
+    itype = np.int32 if n < 2**31 else np.int64
     fx = np.ascontiguousarray(flow[..., 0])
     fy = np.ascontiguousarray(flow[..., 1])
     mag = np.sqrt(fx * fx + fy * fy)  # = np.linalg.norm(flow, axis=2), without the slow reduction
     diag = math.hypot(h, w)
-    rows: list[npt.NDArray[np.int64]] = []
-    cols: list[npt.NDArray[np.int64]] = []
+    # Only pairs of active pixels can be similar: their flat indices (p, q) are gathered (in the
+    # order of ``index[sp][ok]`` on the whole grid) and tested with the same per-pair arithmetic.
+    pixels = _ActivePixels(active)
+    flat_x, flat_y, flat_mag = fx.reshape(-1), fy.reshape(-1), mag.reshape(-1)
+    flat_depth = None if depth is None else depth.reshape(-1)
+    rows: list[npt.NDArray[np.integer]] = []
+    cols: list[npt.NDArray[np.integer]] = []
     for dy, dx in stencil(radius):
         if abs(dy) >= h or abs(dx) >= w:
             continue
-        sp, sq = _pairs((h, w), dy, dx)
-        ok = active[sp] & active[sq]
-        diff = np.hypot(fx[sp] - fx[sq], fy[sp] - fy[sq])
+        p, q = pixels.pairs(dy, dx)
+        bound: npt.NDArray[np.floating[Any]] | np.floating[Any]
         if flow_norm == "relative":
-            ok &= diff < flow_threshold * 0.5 * (mag[sp] + mag[sq]) + flow_tolerance
+            bound = flow_threshold * 0.5 * (flat_mag.take(p) + flat_mag.take(q)) + flow_tolerance
         else:
-            ok &= diff < flow_threshold * diag + flow_tolerance
-        if depth is not None:
-            dp, dq = depth[sp], depth[sq]
+            bound = flat_x.dtype.type(flow_threshold * diag + flow_tolerance)
+        ok = _below_hypot(flat_x.take(p) - flat_x.take(q), flat_y.take(p) - flat_y.take(q), bound)
+        if flat_depth is not None:
+            dp, dq = flat_depth.take(p), flat_depth.take(q)
             with np.errstate(invalid="ignore"):
                 rel = np.abs(dp - dq) / np.minimum(dp, dq)
                 ok &= ~(rel >= depth_threshold)  # NaN (unknown depth) passes
-        rows.append(index[sp][ok])
-        cols.append(index[sq][ok])
-    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        rows.append(p[ok].astype(itype))
+        cols.append(q[ok].astype(itype))
+    r = np.concatenate(rows) if rows else np.zeros(0, itype)
+    c = np.concatenate(cols) if cols else np.zeros(0, itype)
     graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n)).tocsr()
     _, comp = connected_components(graph, directed=False)
     out: npt.NDArray[np.int32] = comp.astype(np.int32).reshape(h, w)
     out[~active] = -1
     return out
+
+
+class _ActivePixels:
+    """The active pixels of a mask, to list the pairs ``p``, ``q = p + (dy, dx)`` of two active
+    pixels inside the image (flat indices, ``p`` ascending: the order of ``mask[sp] &
+    mask[sq]`` on the whole grid)."""
+
+    def __init__(self, active: npt.NDArray[np.bool_]) -> None:
+        self.shape = active.shape
+        self.flat = active.reshape(-1)
+        self.index = np.flatnonzero(self.flat)
+        self.y, self.x = np.divmod(self.index, active.shape[1])
+
+    def pairs(self, dy: int, dx: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        h, w = self.shape
+        inside = (self.y + dy >= 0) & (self.y + dy < h) & (self.x + dx >= 0) & (self.x + dx < w)
+        p = self.index[inside]
+        q = p + (dy * w + dx)
+        both = self.flat.take(q)
+        return p[both], q[both]
+
+
+_HYPOT_MARGIN = 1e-5
+"""Relative margin on the squared bound of :func:`_below_hypot`: far above the float32 rounding
+of ``dx dx + dy dy`` and of the bound's square (a few ``1e-7``) and of ``np.hypot`` itself."""
+
+
+def _below_hypot(
+    dx: npt.NDArray[np.floating[Any]],
+    dy: npt.NDArray[np.floating[Any]],
+    bound: npt.NDArray[np.floating[Any]] | np.floating[Any],
+) -> npt.NDArray[np.bool_]:
+    """``np.hypot(dx, dy) < bound`` (float32), exactly, calling the slow ``np.hypot`` only near
+    the bound.
+
+    ``s = dx dx + dy dy`` (float32) is within a relative ``2.4e-7`` of ``hypot(dx, dy)^2``. Where
+    ``s < bound^2 (1 - m)`` the hypot is below ``bound (1 - m / 2)`` up to rounding, where
+    ``s > bound^2 (1 + m)`` above ``bound (1 + m / 2)`` (``m`` = :data:`_HYPOT_MARGIN`); those
+    decide the comparison. The others (within the margin, NaN, or a bound outside
+    ``(1e-15, 1e15)``, whose square may have under- or overflowed) use ``np.hypot``.
+    """
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        squares = np.multiply(dx, dx)
+        squares += np.multiply(dy, dy)
+        limit = np.multiply(bound, bound)
+        below: npt.NDArray[np.bool_] = squares < limit * np.float32(1.0 - _HYPOT_MARGIN)
+        sure = squares > limit * np.float32(1.0 + _HYPOT_MARGIN)
+        sure |= below
+        sure &= (limit > np.float32(1e-30)) & (limit < np.float32(1e30))
+    redo = np.flatnonzero(~sure)
+    if redo.size:
+        full = np.broadcast_to(bound, squares.shape)
+        below.reshape(-1)[redo] = np.hypot(
+            dx.reshape(-1).take(redo), dy.reshape(-1).take(redo)
+        ) < full.reshape(-1).take(redo)
+    return below
 
 
 def merge_components(
@@ -168,7 +218,6 @@ def merge_components(
     count = np.maximum(np.bincount(ids, minlength=k), 1)
     mean_x = np.bincount(ids, flow[..., 0][active], k) / count
     mean_y = np.bincount(ids, flow[..., 1][active], k) / count
-    mag = np.hypot(mean_x, mean_y)
     mean_d = None
     if depth is not None:
         known = active & np.isfinite(depth)
@@ -176,14 +225,16 @@ def merge_components(
         dsum = np.bincount(comp[known], depth[known], k)
         mean_d = np.where(dcount > 0, dsum / np.maximum(dcount, 1), np.nan)
     h, w = comp.shape
+    flat = comp.reshape(-1)
+    pixels = _ActivePixels(active)
     pa: list[npt.NDArray[np.int32]] = []
     pb: list[npt.NDArray[np.int32]] = []
     for dy, dx in stencil(radius):
         if abs(dy) >= h or abs(dx) >= w:
             continue
-        sp, sq = _pairs((h, w), dy, dx)
-        a, b = comp[sp], comp[sq]
-        differ = (a >= 0) & (b >= 0) & (a != b)
+        p, q = pixels.pairs(dy, dx)  # both >= 0, in the order of a[differ] on the grid
+        a, b = flat.take(p), flat.take(q)
+        differ = a != b
         pa.append(a[differ])
         pb.append(b[differ])
     a = np.concatenate(pa)
@@ -193,7 +244,9 @@ def merge_components(
     pairs = np.unique(np.minimum(a, b).astype(np.int64) * k + np.maximum(a, b))
     first, second = pairs // k, pairs % k
     diff = np.hypot(mean_x[first] - mean_x[second], mean_y[first] - mean_y[second])
-    ok = diff < flow_threshold * 0.5 * (mag[first] + mag[second]) + flow_tolerance
+    mag_first = np.hypot(mean_x[first], mean_y[first])  # |mean F| only where needed
+    mag_second = np.hypot(mean_x[second], mean_y[second])
+    ok = diff < flow_threshold * 0.5 * (mag_first + mag_second) + flow_tolerance
     if mean_d is not None:
         with np.errstate(invalid="ignore"):
             rel = np.abs(mean_d[first] - mean_d[second]) / np.minimum(mean_d[first], mean_d[second])
@@ -248,7 +301,9 @@ def grow_regions(
             cv2.resize(flow0, (sw, sh), interpolation=cv2.INTER_AREA), dtype=np.float32
         )
         small_motion = np.asarray(
-            cv2.resize(motion.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA),
+            cv2.resize(
+                motion.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_AREA
+            ),
             dtype=np.float32,
         )
         small_valid = (
@@ -257,7 +312,9 @@ def grow_regions(
         small_depth = None
         if depth is not None:
             small_depth = np.asarray(
-                cv2.resize(depth.astype(np.float32), (sw, sh), interpolation=cv2.INTER_NEAREST),
+                cv2.resize(
+                    depth.astype(np.float32, copy=False), (sw, sh), interpolation=cv2.INTER_NEAREST
+                ),
                 dtype=np.float32,
             )
     else:
@@ -274,7 +331,7 @@ def grow_regions(
         flow_tolerance=cfg.flow_tolerance,
     )
     comp = merge_components(
-        comp,
+        _compact(comp),
         small_flow,
         small_depth,
         radius=radius,
@@ -300,15 +357,60 @@ def grow_regions(
     lut = np.zeros(int(comp.max()) + 2, np.int32)
     lut[keep + 1] = np.arange(1, keep.size + 1, dtype=np.int32)
     labels_small = lut[comp + 1]
-    if (sh, sw) != (h, w):
+    min_area = scaled_min_area(cfg.min_area, h, w)
+    if (sh, sw) == (h, w):
+        return clean_instances(labels_small, min_area=min_area, fill_holes=cfg.fill_holes)
+    repeats = _nearest_repeats((sh, sw), (h, w))
+    if repeats is None:
         labels = np.asarray(
             cv2.resize(labels_small, (w, h), interpolation=cv2.INTER_NEAREST), dtype=np.int32
         )
-    else:
-        labels = labels_small
-    return clean_instances(
-        labels, min_area=scaled_min_area(cfg.min_area, h, w), fill_holes=cfg.fill_holes
-    )
+        return clean_instances(labels, min_area=min_area, fill_holes=cfg.fill_holes)
+    # The nearest upsampling repeats every small row and column as one run of pixels, so it
+    # maps each instance's holes (background components, 4-connected, not touching the
+    # bounding box's border) onto the upsampled instance's holes and back: cleaning commutes
+    # with it when the areas count each small pixel with the size of its block.
+    cleaned = _clean(labels_small, min_area=min_area, fill_holes=cfg.fill_holes, weights=repeats)
+    return np.asarray(cv2.resize(cleaned, (w, h), interpolation=cv2.INTER_NEAREST), dtype=np.int32)
+
+
+def _compact(comp: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """Component ids renumbered ``0..K-1`` in their order (-1 kept).
+
+    Most ids of :func:`similarity_components` belong to inactive pixels; without them the
+    per-component arrays of :func:`merge_components` are short. Its merging tests see the same
+    components with the same means, and its ids keep their relative order (components are
+    numbered by their smallest member), which is all that :func:`grow_regions` uses of them.
+    """
+    active = comp >= 0
+    if not active.any():
+        return comp
+    present = np.zeros(int(comp.max()) + 1, np.bool_)
+    present[comp[active]] = True
+    rank = np.cumsum(present, dtype=np.int32) - np.int32(1)
+    out: npt.NDArray[np.int32] = np.where(active, rank[np.maximum(comp, 0)], np.int32(-1))
+    return out
+
+
+def _nearest_repeats(
+    small: tuple[int, int], shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """How many rows and columns of ``cv2.resize(..., shape, INTER_NEAREST)`` each row and
+    column of a ``small`` image becomes, or None unless each becomes one non-empty run (nearest
+    resizing is separable: the maps are those of a single column and a single row)."""
+    sh, sw = small
+    h, w = shape
+    ys = cv2.resize(np.arange(sh, dtype=np.int32)[:, None], (1, h), interpolation=cv2.INTER_NEAREST)
+    xs = cv2.resize(np.arange(sw, dtype=np.int32)[None, :], (w, 1), interpolation=cv2.INTER_NEAREST)
+    out = []
+    for index, size in ((np.asarray(ys).reshape(-1), sh), (np.asarray(xs).reshape(-1), sw)):
+        if index[0] != 0 or index[-1] != size - 1 or (np.diff(index) < 0).any():
+            return None
+        counts = np.bincount(index, minlength=size)
+        if (counts == 0).any():
+            return None
+        out.append(counts.astype(np.int64))
+    return out[0], out[1]
 
 
 REFERENCE_AREA = 640 * 1280
@@ -332,6 +434,37 @@ def clean_instances(
         ``int32[H, W]``. A filled hole is given to the instance that encloses it only where no other
         instance is.
     """
+    return _clean(labels, min_area=min_area, fill_holes=fill_holes)
+
+
+_FOUR = ndimage.generate_binary_structure(2, 1)
+
+
+def _holes(background: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
+    """The pixels that ``ndimage.binary_fill_holes(~background)`` adds: the 4-connected
+    components of ``background`` that do not touch the border (None if there are none)."""
+    comps, count = ndimage.label(background, _FOUR)
+    if count == 0:
+        return None
+    border = np.zeros(count + 1, np.bool_)
+    for edge in (comps[0], comps[-1], comps[:, 0], comps[:, -1]):
+        border[edge] = True
+    if border[1:].all():
+        return None
+    border[0] = True
+    holes: npt.NDArray[np.bool_] = ~border[comps]
+    return holes
+
+
+def _clean(
+    labels: npt.NDArray[np.integer],
+    *,
+    min_area: int,
+    fill_holes: bool,
+    weights: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+) -> npt.NDArray[np.int32]:
+    """:func:`clean_instances`, where each pixel ``(y, x)`` counts ``weights[0][y] *
+    weights[1][x]`` pixels of area (None: 1)."""
     labels = np.asarray(labels)
     out = labels.astype(np.int32, copy=True)
     if out.size and out.min() < 0:
@@ -344,10 +477,17 @@ def clean_instances(
             sl = objects[i - 1]
             if sl is None:
                 continue
-            mask = out[sl] == i
-            filled = ndimage.binary_fill_holes(mask)
-            out[sl][filled & (out[sl] == 0)] = i
-    areas = np.bincount(out.ravel())
+            if sl[0].stop - sl[0].start < 3 or sl[1].stop - sl[1].start < 3:
+                continue  # every pixel on the bounding box's border: no holes
+            window = out[sl]
+            holes = _holes(window != i)
+            if holes is not None:
+                window[holes & (window == 0)] = i
+    if weights is None:
+        areas = np.bincount(out.ravel())
+    else:
+        # exact: integer sums far below 2**53
+        areas = np.bincount(out.ravel(), np.outer(weights[0], weights[1]).ravel()).astype(np.int64)
     areas[0] = 0
     order = np.argsort(-areas, kind="stable")
     order = order[areas[order] >= max(min_area, 1)]
