@@ -254,3 +254,27 @@ def test_clean_instances() -> None:
     unfilled = clean_instances(labels, min_area=0, fill_holes=False)
     assert unfilled[3, 3] == 0 and unfilled.max() == 3 and (unfilled == 3).sum() == 2
     assert clean_instances(np.zeros((3, 3), np.int32), min_area=1).max() == 0
+
+
+def test_fast_hypot_comparison_equals_np_hypot_also_at_the_bound() -> None:
+    from vcups_core.pseudo.region_growing import _below_hypot
+
+    rng = np.random.default_rng(0)
+    dx = rng.normal(0, 3, 20000).astype(np.float32)
+    dy = rng.normal(0, 3, 20000).astype(np.float32)
+    exact_h = np.hypot(dx, dy)
+    # bounds exactly at, one ulp around, and far from each hypot; NaN and extreme bounds too
+    bound = np.concatenate(
+        [
+            exact_h[:5000],
+            np.nextafter(exact_h[5000:10000], np.float32(np.inf)),
+            np.nextafter(exact_h[10000:15000], np.float32(0)),
+            rng.uniform(0, 10, 5000).astype(np.float32),
+        ]
+    ).astype(np.float32)
+    bound[:10] = np.nan
+    bound[10:20] = np.float32(1e-20)
+    bound[20:30] = np.float32(1e20)
+    np.testing.assert_array_equal(_below_hypot(dx, dy, bound), exact_h < bound)
+    dx[:5] = np.nan
+    np.testing.assert_array_equal(_below_hypot(dx, dy, bound), np.hypot(dx, dy) < bound)
