@@ -25,7 +25,10 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from vcups_core.pseudo.crf import dense_crf, have_pydensecrf
 
-DEFAULT_IMAGE = Path("/work/shared/data/davis2016/car-roundabout/images/00024.jpg")
+DEFAULT_IMAGE = (
+    Path(__file__).resolve().parents[2] / "shared/data/davis2016/car-roundabout/images/00024.jpg"
+)
+"""A real frame from the DAVIS clips beside the checkout (``../shared``); ``--image`` for another."""
 
 
 def stand_in_probs(image: np.ndarray, n_labels: int = 27, tau: float = 0.05) -> np.ndarray:
