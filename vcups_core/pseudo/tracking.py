@@ -131,17 +131,21 @@ def split_merged(
     ).reshape(n + 1, m + 1)
     track_area = joint.sum(axis=0)
     next_id = n + 1
+    objects: list[tuple[slice, slice] | None] | None = None  # bounding boxes, found once
     for d in range(1, n + 1):
         inside = np.flatnonzero((joint[d, 1:] >= 0.5 * track_area[1:]) & (track_area[1:] > 0)) + 1
         if inside.size < 2:
             continue
-        mask = detections == d
-        sl = ndimage.find_objects(mask.astype(np.int32))[0]
+        if objects is None:
+            objects = ndimage.find_objects(detections, max_label=n)
+        sl = objects[d - 1]
+        if sl is None:
+            continue
         sub_tracks = np.where(np.isin(tracks[sl], inside), tracks[sl], 0)
         # every pixel of the detection goes to the nearest warped mask among those inside it
         _, (iy, ix) = ndimage.distance_transform_edt(sub_tracks == 0, return_indices=True)
         nearest = sub_tracks[iy, ix]
-        sub_mask = mask[sl]
+        sub_mask = detections[sl] == d
         for k, track in enumerate(inside):
             part = sub_mask & (nearest == track)
             if k == 0:
