@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -46,7 +46,7 @@ ONNX_SUFFIXES = (".onnx",)
 Array = npt.NDArray[np.float32]
 
 
-class _Runner:
+class _Runner(Protocol):
     """A loaded network: ``float32[N, C, H, W]`` in, its first output as ``float32`` out.
 
     Attributes:
@@ -55,15 +55,15 @@ class _Runner:
     """
 
     path: Path
-    input_size: tuple[int, int] | None = None
+    input_size: tuple[int, int] | None
 
-    def __call__(self, batch: Array) -> Array:
-        raise NotImplementedError
+    def __call__(self, batch: Array) -> Array: ...
 
 
-class _TorchScriptRunner(_Runner):
+class _TorchScriptRunner:
     def __init__(self, path: Path, device: str) -> None:
         self.path = path
+        self.input_size: tuple[int, int] | None = None  # TorchScript takes any size
         self.device = torch.device(device)
         try:
             with warnings.catch_warnings():
@@ -88,11 +88,12 @@ class _TorchScriptRunner(_Runner):
         return result
 
 
-class _OnnxRunner(_Runner):
+class _OnnxRunner:
     def __init__(self, path: Path, device: str, channels: int) -> None:
         import onnxruntime as ort
 
         self.path = path
+        self.input_size: tuple[int, int] | None = None  # set below for a fixed-size graph
         providers = ["CPUExecutionProvider"]
         if torch.device(device).type == "cuda" and (
             "CUDAExecutionProvider" in ort.get_available_providers()
