@@ -94,6 +94,7 @@ from scipy.optimize import linear_sum_assignment
 from vcups_core.config import config_to_dict, load_config, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 from vcups_core.metrics import STQuality
+from vcups_core.metrics.tables import text_table, verdict
 from vcups_core.pseudo.region_growing import scaled_min_area
 from vcups_core.types import IGNORE_LABEL, VideoFrame
 
@@ -120,34 +121,10 @@ Clock = defaultdict[str, float]
 # Tables
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A plain-text table: the first column left-aligned, the others right-aligned."""
-    cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-
-    def line(values: Sequence[str]) -> str:
-        first = values[0].ljust(widths[0])
-        rest = [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
     print()
     print(title)
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print(line(row))
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+    print(text_table(header, rows))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -75,12 +75,13 @@ import numpy.typing as npt
 
 from vcups_core.config import config_to_dict, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
-from vcups_core.cues.semantics import SemanticClusterer, feature_grid_shape
+from vcups_core.cues.semantics import SemanticClusterer, rgb_row_features
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.datasets import DatasetDescriptor
 from vcups_core.data.synthetic import SyntheticWorld
 from vcups_core.metrics import confusion_from, iou_from_confusion, match_classes
 from vcups_core.metrics.evaluate import evaluate
+from vcups_core.metrics.tables import text_table, verdict
 from vcups_core.pseudo.compose import TrackVote, align_frame, compose_frame
 from vcups_core.pseudo.region_growing import scaled_min_area
 from vcups_core.pseudo.thingstuff import ThingStuffStats, thing_stuff_split
@@ -300,18 +301,6 @@ def naive_set(
     return out
 
 
-def rgb_row_features(image: U8, stride: int) -> F32:
-    """``float32[N, 4]``: R, G, B (0..1) and the image row (0..1) on a grid of ``stride``."""
-    h, w = image.shape[:2]
-    off = stride // 2
-    rgb = image[off::stride, off::stride].astype(np.float32) / 255.0
-    rows, cols = feature_grid_shape(h, w, stride)
-    row = np.broadcast_to(
-        ((np.arange(h, dtype=np.float32) + 0.5) / h)[off::stride, None], (rows, cols)
-    )
-    return np.concatenate([rgb, row[..., None]], axis=-1).reshape(rows * cols, 4)
-
-
 def rgb_row_baseline(
     train: Sequence[EvalClip], clips: Sequence[EvalClip], num_classes: int
 ) -> dict[str, float]:
@@ -418,33 +407,10 @@ def score_set(labels: LabelSet, clips: Sequence[EvalClip], psis: Sequence[float]
 # Tables
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-
-    def line(values: Sequence[str]) -> str:
-        first = values[0].ljust(widths[0])
-        rest = [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
     print()
     print(title)
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print(line(row))
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+    print(text_table(header, rows))
 
 
 def things_text(scores: dict[str, Any]) -> str:

@@ -59,11 +59,12 @@ from vcups_core.cues.semantics import (
     DEPTH_FEATURES,
     Metric,
     SemanticClusterer,
-    feature_grid_shape,
     pixel_features,
+    rgb_row_features,
 )
 from vcups_core.data.synthetic import SyntheticWorld
 from vcups_core.metrics import confusion_from, iou_from_confusion, match_classes
+from vcups_core.metrics.tables import text_table
 from vcups_core.types import IGNORE_LABEL, VideoFrame
 
 NUM_GT = 19
@@ -113,19 +114,12 @@ def render_clip(seed: int, frames: int, size: tuple[int, int]) -> Clip:
     )
 
 
-def rgb_row_features(
+def rgb_row_baseline_features(
     image: npt.NDArray[np.uint8], depth: F32 | None, stride: int, focal: float
 ) -> F32:
-    """Baseline features ``float32[N, 4]``: R, G, B (0..1) and the image row (0..1)."""
+    """The RGB + row baseline features in this benchmark's feature-function shape."""
     del depth, focal
-    h, w = image.shape[:2]
-    off = stride // 2
-    rgb = image[off::stride, off::stride].astype(np.float32) / 255.0
-    rows, cols = feature_grid_shape(h, w, stride)
-    row = np.broadcast_to(
-        ((np.arange(h, dtype=np.float32) + 0.5) / h)[off::stride, None], (rows, cols)
-    )
-    return np.concatenate([rgb, row[..., None]], axis=-1).reshape(rows * cols, 4)
+    return rgb_row_features(image, stride)
 
 
 def full_features(
@@ -226,9 +220,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train = fit_clips if mode == "other" else eval_clips
         rows: dict[str, Any] = {}
         for metric in ("euclidean", "cosine"):
-            cl, fit_s = fit_clusterer(train, "none", rgb_row_features, args.fit_stride, metric, 2.0)
+            cl, fit_s = fit_clusterer(
+                train, "none", rgb_row_baseline_features, args.fit_stride, metric, 2.0
+            )
             rows[f"rgb+row k-means ({metric})"] = {
-                "none": {**evaluate(cl, eval_clips, "none", rgb_row_features), "fit_s": fit_s}
+                "none": {
+                    **evaluate(cl, eval_clips, "none", rgb_row_baseline_features),
+                    "fit_s": fit_s,
+                }
             }
         baseline = max(r["none"]["miou"] for r in rows.values())
         for name, metric, weights, variants in FEATURE_ROWS:
@@ -286,16 +285,7 @@ def print_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
                         f"{r['fit_s']:.1f}",
                     ]
                 )
-        widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-
-        def fmt(v: Sequence[str], widths: list[int] = widths) -> str:
-            left = [v[0].ljust(widths[0]), v[1].ljust(widths[1])]
-            return "  ".join(left + [x.rjust(w) for x, w in zip(v[2:], widths[2:], strict=True)])
-
-        print(fmt(header))
-        print("  ".join("-" * w for w in widths))
-        for line in lines:
-            print(fmt(line))
+        print(text_table(header, lines, left=2))
         print("per-class IoU (Cityscapes train id: IoU):")
         for name, variants in block["rows"].items():
             for variant, r in variants.items():

@@ -592,3 +592,20 @@ class SemanticClusterer:
         ):
             raise ValueError(f"{path}: inconsistent array shapes")
         return obj
+
+
+def rgb_row_features(image: npt.NDArray[np.uint8], stride: int = 1) -> npt.NDArray[np.float32]:
+    """The baseline every semantic cue is measured against: ``float32[N, 4]`` R, G, B (0..1)
+    and the image row (0..1), on the grid of :func:`feature_grid_shape` (k-means on these is the
+    "RGB + row" baseline of the semantic benchmarks)."""
+    h, w = image.shape[:2]
+    off = stride // 2
+    rgb = image[off::stride, off::stride].astype(np.float32) / 255.0
+    rows, cols = feature_grid_shape(h, w, stride)
+    row = np.broadcast_to(
+        ((np.arange(h, dtype=np.float32) + 0.5) / h)[off::stride, None], (rows, cols)
+    )
+    out: npt.NDArray[np.float32] = np.concatenate([rgb, row[..., None]], axis=-1).reshape(
+        rows * cols, 4
+    )
+    return out

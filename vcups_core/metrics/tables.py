@@ -53,3 +53,42 @@ def classwise_table(
     mean = f"{100.0 * float(finite.mean()):.{digits}f}" if finite.size else "-"
     lines.append(f"| mean | {mean} |")
     return "\n".join(lines)
+
+
+def text_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], *, left: int = 1, digits: int = 3
+) -> str:
+    """Plain-text table of benchmark results, as the benchmarks print them.
+
+    Args:
+        header: column titles.
+        rows: cells; floats get ``digits`` decimals, None prints as ``-``, others as ``str``.
+        left: how many leading columns are left-aligned (the rest are right-aligned).
+        digits: decimals of float cells.
+
+    Returns:
+        Header, a dashed rule and the rows, lines joined by ``"\\n"`` (no trailing newline).
+    """
+
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.{digits}f}"
+        return str(value)
+
+    cells = [[cell(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i < left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        )
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, cells)])
+
+
+def verdict(ok: bool) -> str:
+    """``"PASS"`` or ``"MISS"`` for a benchmark target."""
+    return "PASS" if ok else "MISS"

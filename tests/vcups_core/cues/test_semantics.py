@@ -184,3 +184,14 @@ def test_unfitted_and_mismatched_inputs_raise() -> None:
         clusterer.predict(np.zeros((4, 5), np.float32), (2, 2))
     with pytest.raises(ValueError, match="does not hold"):
         clusterer.predict_log_proba(np.zeros((4, NUM_FEATURES), np.float32), (3, 2))
+
+
+def test_rgb_row_features_of_the_baseline() -> None:
+    from vcups_core.cues.semantics import rgb_row_features
+
+    image = np.zeros((4, 6, 3), np.uint8)
+    image[..., 0] = 255
+    feats = rgb_row_features(image, stride=2)  # pixels (1, 1), (1, 3), ... of a 2x3 grid
+    assert feats.shape == (6, 4) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats[:, :3], [[1.0, 0.0, 0.0]] * 6)
+    np.testing.assert_allclose(feats[:, 3], [1.5 / 4] * 3 + [3.5 / 4] * 3)
