@@ -109,7 +109,8 @@ def check_parity(tmp: Path) -> None:
 
     try:
         from vcups_core.export.tensorrt import build_engine
-        from vcups_core.model.predictor import TensorRTPredictor, import_tensorrt
+        from vcups_core.export.trt_module import import_tensorrt
+        from vcups_core.model.predictor import TensorRTPredictor
 
         trt = import_tensorrt()
     except ImportError as exc:

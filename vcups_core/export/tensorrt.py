@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vcups_core.model.predictor import import_tensorrt
+from vcups_core.export.trt_module import import_tensorrt
 
 DEFAULT_CACHE_DIR = Path("~/.cache/vcups/engines")
 _DEFAULT_OPT_SHAPE = (640, 1280)  # the input size the default profile is optimised for

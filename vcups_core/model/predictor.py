@@ -19,6 +19,7 @@ import numpy.typing as npt
 import torch
 
 from vcups_core.configs.model import ModelConfig
+from vcups_core.export.trt_module import import_tensorrt
 from vcups_core.model.checkpoint import (
     categories_from_dict,
     categories_to_dict,
@@ -37,14 +38,6 @@ from vcups_core.model.postprocess import (
 from vcups_core.types import CategoryTable, FramePrediction
 
 Backend = Literal["torch", "onnxruntime", "tensorrt"]
-
-TENSORRT_INSTALL_HINT = (
-    "TensorRT is not installed. It needs an NVIDIA CUDA GPU and TensorRT 10 or 11 for Python: "
-    "`pip install tensorrt-cu13 --extra-index-url https://pypi.nvidia.com` "
-    "(NVIDIA's package index; cu13 matches the CUDA 13 build of torch this project pins, "
-    "use tensorrt-cu12 with a CUDA 12 torch). "
-    "Without a GPU use the 'torch' or 'onnxruntime' backend."
-)
 
 
 @runtime_checkable
@@ -330,19 +323,6 @@ class TensorRTPredictor(_ExportedPredictor):
             semantic_stride=self.semantic_stride,
             settings=self.settings,
         )
-
-
-def import_tensorrt() -> Any:
-    """Import and return the ``tensorrt`` module.
-
-    Raises:
-        ImportError: with what to install, if it is missing.
-    """
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise ImportError(TENSORRT_INSTALL_HINT) from exc
-    return tensorrt
 
 
 def _make_output_allocator(trt: Any, device: torch.device) -> Any:

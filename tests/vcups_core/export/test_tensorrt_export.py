@@ -22,8 +22,9 @@ from vcups_core.export.tensorrt import (
     engine_cache_path,
     onnx_model_id,
 )
+from vcups_core.export.trt_module import TENSORRT_INSTALL_HINT
 from vcups_core.model.build import build_model
-from vcups_core.model.predictor import TENSORRT_INSTALL_HINT, load_predictor
+from vcups_core.model.predictor import load_predictor
 
 TINY = Path(__file__).resolve().parents[3] / "config" / "model" / "tiny.yaml"
 

@@ -11,10 +11,10 @@ import torch
 from model_fixtures import tiny_config
 
 from vcups_core.config import config_to_dict
+from vcups_core.export.trt_module import TENSORRT_INSTALL_HINT
 from vcups_core.model.build import build_model
 from vcups_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from vcups_core.model.predictor import (
-    TENSORRT_INSTALL_HINT,
     Predictor,
     TensorRTPredictor,
     TorchPredictor,
