@@ -10,12 +10,19 @@ or a clip of a dataset folder (``--gt-dataset NAME:ROOT``, any reader of
 annotated frame's stamp is in the bag, else by position (the clip and the bag must then have the
 same number of frames).
 
-Ctrl-C stops after the current frame; the output bag is closed and valid up to that frame.
+Every output (bag, video, report) is written under a temporary name next to its target and renamed
+into place at the end (:class:`~vcups_core.jobs.StagedOutput`): after SIGKILL the targets hold the
+previous result or nothing, and the same command run again starts clean. Ctrl-C or SIGTERM stops
+after the current frame; the outputs are then published valid up to that frame and marked
+interrupted (``vcups.status: interrupted`` in the bag's ``metadata.yaml``, ``"interrupted": true``
+in the report), exit code 130. An existing ``--out`` bag is replaced only if unfinished (marked
+interrupted, or left by a killed writer) or with ``--overwrite``; video and report are replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import time
@@ -30,7 +37,8 @@ import numpy.typing as npt
 from vcups_core.config import config_from_dict, load_config
 from vcups_core.configs.node import NodeConfig
 from vcups_core.data.clip import Clip
-from vcups_core.data.rosbag import BagFrameReader, BagWriter
+from vcups_core.data.rosbag import BagFrameReader, BagWriter, is_unfinished_bag
+from vcups_core.jobs import StagedOutput, signals_deferred, terminate_as_interrupt
 from vcups_core.rosimage import image_msg_to_array
 from vcups_core.runtime import limit_blas_threads
 from vcups_core.streaming.oracle import OraclePredictor
@@ -164,7 +172,38 @@ def make_predictor(args: argparse.Namespace, gt: list[GroundTruthFrame] | None) 
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """Replay; returns the exit code (130 when interrupted)."""
+    """Replay; returns the exit code (130 when interrupted by Ctrl-C or SIGTERM)."""
+    with terminate_as_interrupt(), contextlib.ExitStack() as stack:
+        return _replay(args, stack)
+
+
+def _staged(
+    stack: contextlib.ExitStack,
+    flag: str,
+    target: str | None,
+    *,
+    bag: bool = False,
+    overwrite: bool = False,
+) -> StagedOutput | None:
+    """Open a staged output for ``target`` (None: not requested), discarded unless committed.
+
+    A bag replaces an unfinished bag (anything with ``overwrite``); a file (video, report)
+    replaces a file, never a folder.
+    """
+    if not target:
+        return None
+    if bag:
+        staged = StagedOutput(Path(target), overwrite=overwrite, replaceable=is_unfinished_bag)
+    else:
+        if Path(target).is_dir():
+            raise ValueError(f"{flag} {target}: is a folder; give a file name")
+        staged = StagedOutput(Path(target), replaceable=Path.is_file)
+    staged.open()
+    stack.callback(staged.discard)
+    return staged
+
+
+def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from tqdm import tqdm
 
     limit_blas_threads()  # as the node does (see vcups_core.runtime)
@@ -180,6 +219,11 @@ def run_replay(args: argparse.Namespace) -> int:
         raise ValueError(f"--gt-topics: expected SEMANTIC,INSTANCE topics, got {args.gt_topics!r}")
     if gt_topics and args.gt_dataset:
         raise ValueError("give one ground truth: --gt-topics or --gt-dataset, not both")
+    # the outputs are checked (and their leftovers from a killed run removed) before any work
+    overwrite = bool(getattr(args, "overwrite", False))  # a flag of the CLI, where it has one
+    bag_out = _staged(stack, "--out", args.out, bag=True, overwrite=overwrite)
+    video_out = _staged(stack, "--video", args.video)
+    report_out = _staged(stack, "--report", args.report)
     descriptor_name = "cityscapes-vps"  # the bag's ground-truth topics carry Cityscapes train ids
     gt = None
     if gt_topics:
@@ -196,8 +240,7 @@ def run_replay(args: argparse.Namespace) -> int:
         predictor, cfg, stuff_area_limit=args.stuff_area_limit
     )
     reader = BagFrameReader(bag, args.topic)
-    out = Path(args.out) if args.out else None
-    writer = BagWriter(out, "mcap") if out else None
+    writer = BagWriter(bag_out.path, "mcap") if bag_out else None
     video: Any = None
     results: list[PanopticFrame] = []
     latencies: list[float] = []
@@ -220,37 +263,31 @@ def run_replay(args: argparse.Namespace) -> int:
                     conv.panoptic_frame_to_msg(result, types, meta),
                     frame.stamp_ns,
                 )
-            if args.video:
+            if video_out is not None:
                 rgb = render_overlay(frame.image, result, segmenter.categories)
                 if video is None:
-                    video = cv2.VideoWriter(
-                        str(args.video),
-                        cv2.VideoWriter.fourcc(*"mp4v"),
-                        args.fps,
-                        (frame.width, frame.height),
-                    )
+                    video = open_video(video_out.path, args.fps, frame.width, frame.height)
                 video.write(rgb[:, :, ::-1])
-            if args.report:
+            if report_out is not None:
                 results.append(result)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if writer is not None:
-            writer.__exit__(None, None, None)
-        if video is not None:
-            video.release()
+        with signals_deferred():  # a second Ctrl-C must not cut the bag's or video's end
+            if writer is not None:
+                if interrupted:
+                    writer.status = "interrupted"
+                writer.__exit__(None, None, None)
+            if video is not None:
+                video.release()
     done = len(latencies)
-    print(
-        f"replayed {done} frames of {bag} {args.topic}"
-        + (f" -> {out}" if out else "")
-        + (" (interrupted; output valid up to there)" if interrupted else "")
-    )
-    if args.report:
-        report = {
+    if report_out is not None:
+        report: dict[str, Any] = {
             "bag": str(bag),
             "topic": args.topic,
             "frames": done,
             "interrupted": interrupted,
+            "input_incomplete": reader.incomplete,
             "gaps": [dataclasses.asdict(g) for g in reader.gaps()],
             "ms_per_frame": {
                 "mean": float(np.mean(latencies)) if latencies else 0.0,
@@ -261,9 +298,34 @@ def run_replay(args: argparse.Namespace) -> int:
         if gt is not None:
             report["ground_truth"] = args.gt_dataset or ",".join(gt_topics or [])
             report["metrics"] = evaluate_against(gt, results, segmenter, descriptor_name)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        report_out.path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with signals_deferred():  # all outputs or none
+        for staged in (bag_out, video_out, report_out):
+            if staged is not None:
+                staged.commit()
+    print(
+        f"replayed {done} frames of {bag} {args.topic}"
+        + (f" -> {args.out}" if args.out else "")
+        + (" (interrupted; output valid up to there, marked interrupted)" if interrupted else "")
+    )
+    if report_out is not None:
         print(f"report: {args.report}")
     return 130 if interrupted else 0
+
+
+def open_video(path: Path, fps: float, width: int, height: int) -> Any:
+    """An OpenCV ``mp4v`` writer for ``path``.
+
+    Raises:
+        ValueError: OpenCV cannot open a writer there (the message names the path).
+    """
+    video = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    if not video.isOpened():
+        raise ValueError(
+            f"--video {path.name}: OpenCV cannot write this video (mp4v, {width}x{height} at "
+            f"{fps} fps); use an .mp4 name and a frame rate > 0"
+        )
+    return video
 
 
 def checksum_or_empty(predictor: Predictor) -> str:

@@ -15,7 +15,13 @@ jobs, so that all of them behave the same way when interrupted and re-run:
 * **Signals.** :func:`terminate_as_interrupt` makes SIGTERM (``kill``, a batch scheduler, a
   container stop) raise :class:`KeyboardInterrupt` like Ctrl-C, so the same clean-up runs.
 * **Locks.** :func:`file_lock` serialises a short critical section between processes (e.g. the
-  shards that each rebuild a shared manifest at their end).
+  shards that each rebuild a shared manifest at their end); :func:`hold_folder` keeps a second
+  run from writing the same output folder at the same time.
+* **Staged outputs.** :class:`StagedOutput` writes a whole file or folder (a rosbag2, a video, a
+  report) under a hidden temporary folder next to its target and renames it into place at the
+  end, so the target holds a finished output or nothing; the next run removes what a killed run
+  left behind. :func:`signals_deferred` keeps Ctrl-C/SIGTERM from splitting the final renames.
+* **Checks on resume.** :func:`is_complete_png` tells a finished PNG from an empty or cut one.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
+import struct
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import cv2
@@ -263,3 +272,331 @@ def select_shard(items: Sequence[T], index: int, count: int) -> list[T]:
     """
     check_shard(index, count)
     return list(items[index::count])
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be used: its folder cannot be created or written, or another
+    process is writing it right now. A user's mistake: the message names the path."""
+
+
+def _temp_name(path: Path) -> str:
+    return f"{temp_name_prefix(path)}{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def temp_names_of(path: Path) -> list[Path]:
+    """The temporary files and folders of this module for ``path`` (``.<name>.<pid>.<hex>.tmp``).
+
+    Unlike a prefix match, the target ``a`` does not claim the temporaries of ``a.b``.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        rf"^{re.escape(temp_name_prefix(path))}(\d+)\.[0-9a-f]+{re.escape(TMP_SUFFIX)}$"
+    )
+    out: list[Path] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(path.parent):
+            if pattern.match(entry.name):
+                out.append(Path(entry.path))
+    return sorted(out)
+
+
+def _pid_of(temp: Path) -> int:
+    return int(temp.name[: -len(TMP_SUFFIX)].rsplit(".", 2)[-2])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _try_lock_folder(folder: Path) -> int | None:
+    """An fd holding an exclusive lock on ``folder``, or None if another process holds it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def hold_folder(folder: Path, what: str = "job") -> Iterator[Path]:
+    """Create ``folder`` if missing and hold an exclusive lock on it for the ``with`` block.
+
+    For a job that writes many files into one output folder (``vcups extract``): a second run on
+    the same folder fails at once instead of interleaving its files. The lock is on the folder
+    itself (no lock file is left behind) and is released when the process dies, also by SIGKILL.
+
+    Args:
+        folder: the output folder.
+        what: the job's name for the error message.
+
+    Raises:
+        OutputPathError: the folder cannot be created or opened, or another process holds it.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = _try_lock_folder(folder)
+    except OSError as exc:
+        raise OutputPathError(
+            f"{folder}: cannot create or open this folder: {exc.strerror}"
+        ) from None
+    if fd is None:
+        raise OutputPathError(f"{folder}: another {what} is writing this folder right now")
+    try:
+        yield folder
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM back for the ``with`` block; they take effect when it ends.
+
+    For short sections that must not be split, such as renaming a job's finished outputs into
+    place. Within the block a signal is only recorded; at its end the handlers in force before
+    the block are restored and the first recorded signal is handed to its handler (raising
+    :class:`KeyboardInterrupt` for Ctrl-C, or under :func:`terminate_as_interrupt` for SIGTERM).
+    Outside the main thread (where Python cannot install handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def _record(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, _record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = previous[signal.Signals(caught[0])]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler != signal.SIG_IGN:  # the default action (SIGTERM: end the process)
+                signal.raise_signal(caught[0])
+
+
+class StagedOutput:
+    """A file or folder written under a temporary name next to its target, renamed into place at
+    the end: the target holds a finished output or nothing, whatever kills the job.
+
+    The job writes to :attr:`path`, which has the target's own name inside a hidden, locked
+    folder ``.<name>.<pid>.<hex>.tmp`` in the target's folder (so a rosbag2 keeps its file names).
+    :meth:`commit` renames it over the target; :meth:`discard` removes it. As a context manager
+    it opens on entry, commits when the block ends normally and discards on an exception (also
+    Ctrl-C; a job that wants to publish a partial result catches the interrupt inside the block).
+
+    Opening removes what a killed run left for the same target (temporary folders no live process
+    holds), so re-running a killed job starts clean. An existing target is refused unless
+    ``overwrite`` is set or ``replaceable(target)`` says it is an unfinished output.
+
+    Args:
+        target: the final path (file or folder).
+        overwrite: replace an existing target.
+        replaceable: tells whether an existing target may be replaced without ``overwrite``
+            (e.g. a bag marked interrupted); called on open and again on commit.
+
+    Raises (on open):
+        FileExistsError: the target exists and may not be replaced.
+        OutputPathError: the target's folder cannot be created or written, or another process is
+            writing the same target.
+    """
+
+    def __init__(
+        self,
+        target: Path,
+        *,
+        overwrite: bool = False,
+        replaceable: Callable[[Path], bool] | None = None,
+    ) -> None:
+        target = Path(os.path.abspath(target))
+        if not target.name:
+            raise OutputPathError(f"{target}: not a usable output path")
+        self.target = target
+        self.overwrite = overwrite
+        self.replaceable = replaceable
+        self._staging: Path | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the job writes the output (the target's name in the staging folder)."""
+        if self._staging is None:
+            raise RuntimeError(f"{self.target}: staged output not open")
+        return self._staging / self.target.name
+
+    def _may_replace(self) -> bool:
+        if not os.path.lexists(self.target):
+            return True
+        return self.overwrite or (self.replaceable is not None and self.replaceable(self.target))
+
+    def open(self) -> Path:
+        """Prepare the staging folder and return :attr:`path` (not created: the job creates it)."""
+        parent = self.target.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise OutputPathError(
+                f"{self.target}: cannot create its folder {parent}: a file is in the way"
+            ) from None
+        except OSError as exc:
+            raise OutputPathError(
+                f"{self.target}: cannot create its folder {parent}: {exc.strerror}"
+            ) from None
+        self.remove_leftovers()
+        if not self._may_replace():
+            raise FileExistsError(
+                f"{self.target}: already exists; remove it or choose another path"
+            )
+        staging = parent / _temp_name(self.target)
+        try:
+            staging.mkdir()
+            fd = _try_lock_folder(staging)
+        except OSError as exc:
+            raise OutputPathError(
+                f"{self.target}: cannot write in {parent}: {exc.strerror}"
+            ) from None
+        assert fd is not None  # a folder this process just created
+        self._staging, self._lock_fd = staging, fd
+        return self.path
+
+    def remove_leftovers(self) -> int:
+        """Remove the temporaries of killed runs for this target; returns how many.
+
+        Raises:
+            OutputPathError: a live process is writing the same target.
+        """
+        removed = 0
+        for temp in temp_names_of(self.target):
+            if temp == self._staging:
+                continue
+            if temp.is_dir() and not temp.is_symlink():
+                fd = _try_lock_folder(temp)
+                if fd is None:
+                    raise OutputPathError(
+                        f"{self.target}: another process is writing it right now ({temp.name})"
+                    )
+                try:
+                    shutil.rmtree(temp)
+                finally:
+                    os.close(fd)
+            elif _pid_alive(_pid_of(temp)):
+                continue  # a file an atomic write of a live process is writing
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            removed += 1
+        return removed
+
+    def commit(self) -> bool:
+        """Rename the output over the target (replacing it if allowed) and remove the staging.
+
+        Returns:
+            False if the job wrote nothing at :attr:`path` (the target is then left as it was).
+
+        Raises:
+            FileExistsError: the target appeared meanwhile and may not be replaced (the output
+                is discarded).
+        """
+        staging = self._staging
+        if staging is None:
+            raise RuntimeError(f"{self.target}: staged output not open")
+        try:
+            with signals_deferred():
+                if not os.path.lexists(self.path):
+                    return False
+                if not self._may_replace():
+                    raise FileExistsError(
+                        f"{self.target}: already exists; remove it or choose another path"
+                    )
+                if os.path.lexists(self.target):  # move the old one aside, removed below
+                    os.rename(self.target, staging / f".replaced{TMP_SUFFIX}")
+                os.rename(self.path, self.target)
+                _fsync_folder(self.target.parent)
+                return True
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder and what is in it (also a half-written output)."""
+        staging, fd = self._staging, self._lock_fd
+        self._staging = self._lock_fd = None
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> StagedOutput:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._staging is not None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_complete_png(path: Path) -> bool:
+    """True if ``path`` is a whole PNG: signature, every chunk's length and CRC, ``IEND`` last.
+
+    Reads the file once without decoding pixels; an empty, cut or damaged file gives False (a
+    missing one too).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    if not data.startswith(_PNG_SIGNATURE):
+        return False
+    pos, first = len(_PNG_SIGNATURE), True
+    while pos + 12 <= len(data):
+        length = int(struct.unpack_from(">I", data, pos)[0])
+        end = pos + 12 + length
+        if end > len(data):
+            return False
+        kind = data[pos + 4 : pos + 8]
+        if first and kind != b"IHDR":
+            return False
+        first = False
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            return False
+        if kind == b"IEND":
+            return end == len(data)
+        pos = end
+    return False

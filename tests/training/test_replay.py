@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from msg_utils import read_with_mcap_ros2
+from kill_utils import Stalled
+from msg_utils import read_with_mcap_ros2, to_plain
 
 from training.cli import main
-from vcups_core.data.rosbag import write_synthetic_bag
+from vcups_core.data.rosbag import bag_status, write_synthetic_bag
 from vcups_core.data.synthetic import SyntheticWorld
 from vcups_core.rosmsg import time_to_ns
 from vcups_core.streaming.segmenter import StreamingSegmenter
@@ -78,6 +82,96 @@ def test_interrupted_replay_leaves_a_valid_bag(
     )
     assert code == 130
     assert [time_to_ns(m.header.stamp) for m in tracks_of(out)] == stamps[:5]
+    assert bag_status(out) == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left
+    # the same command again replaces the interrupted bag (not refused because it exists)
+    monkeypatch.setattr(StreamingSegmenter, "step", real_step)
+    args = oracle_replay(path, "--gt-topics", GT, "--out", str(out), "--stuff-area-limit", "10")
+    assert main(args) == 0
+    assert [time_to_ns(m.header.stamp) for m in tracks_of(out)] == stamps
+    assert bag_status(out) == "complete"
+
+
+def test_a_finished_bag_is_not_overwritten(
+    bag: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = oracle_replay(bag[0], "--gt-topics", GT, "--out", str(out))
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    report = tmp_path / "r.json"
+    assert main([*args, "--report", str(report)]) == 2
+    assert f"{out}: already exists" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not report.exists()  # refused before any work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # a folder where a file is expected is refused too, and left alone
+    assert main(oracle_replay(bag[0], "--gt-topics", GT, "--report", str(out))) == 2
+    assert f"--report {out}: is a folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def comparable(out: Path) -> list[Any]:
+    """The bag's messages without the wall-clock fields (time taken, receive/publish time)."""
+    msgs = []
+    for topic, log_time, msg in read_with_mcap_ros2(next(out.glob("*.mcap"))):
+        plain = to_plain(msg)
+        for key in ("inference_ms", "receive_time", "publish_time"):
+            plain.pop(key, None)
+        msgs.append((topic, log_time, plain))
+    return msgs
+
+
+def comparable_report(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    data.pop("ms_per_frame")
+    return data
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_replay_then_the_same_command_gives_the_uninterrupted_result(
+    bag: tuple[Path, list[int]], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A real process stopped in frame 4 and killed: SIGKILL leaves nothing under the final names
+    (only hidden temporaries); SIGTERM publishes valid outputs marked interrupted (3 frames). The
+    same command run again replaces either and equals an uninterrupted run."""
+    path, stamps = bag
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    extra = ["--gt-topics", GT, "--stuff-area-limit", "10"]
+
+    def outputs(folder: Path) -> list[str]:
+        return [
+            *extra,
+            *("--out", str(folder / "out"), "--video", str(folder / "o.mp4")),
+            *("--report", str(folder / "r.json")),
+        ]
+
+    assert main(oracle_replay(path, *outputs(ref))) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    argv = oracle_replay(path, *outputs(run))
+    stalled = Stalled(
+        tmp_path, "vcups_core.streaming.segmenter", "StreamingSegmenter.step", 4, argv
+    )
+    code, err = stalled.kill(sig)
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+        assert [p.name for p in run.iterdir() if not p.name.startswith(".")] == []
+        assert len(list(run.iterdir())) == 3  # one staging folder per output
+    else:
+        assert code == 130 and "Traceback" not in err
+        assert sorted(p.name for p in run.iterdir()) == ["o.mp4", "out", "r.json"]
+        assert bag_status(run / "out") == "interrupted"
+        assert [time_to_ns(m.header.stamp) for m in tracks_of(run / "out")] == stamps[:3]
+        report = json.loads((run / "r.json").read_text())
+        assert report["interrupted"] is True and report["frames"] == 3
+    assert main(argv) == 0
+    assert sorted(p.name for p in run.iterdir()) == ["o.mp4", "out", "r.json"]
+    assert bag_status(run / "out") == "complete"
+    assert comparable(run / "out") == comparable(ref / "out")
+    assert comparable_report(run / "r.json") == comparable_report(ref / "r.json")
+    assert (run / "o.mp4").stat().st_size == (ref / "o.mp4").stat().st_size
 
 
 def test_predictor_must_be_named(

@@ -16,15 +16,20 @@ from pseudo_fakes import read_png
 
 from vcups_core import jobs
 from vcups_core.jobs import (
+    OutputPathError,
+    StagedOutput,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_png,
     atomic_write_text,
     file_lock,
+    hold_folder,
+    is_complete_png,
     parse_shard,
     remove_temp_files,
     select_shard,
     shard_from_env,
+    signals_deferred,
     terminate_as_interrupt,
 )
 
@@ -181,3 +186,115 @@ def test_file_lock_excludes_other_holders(tmp_path: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
     finally:
         os.close(fd)
+
+
+def test_staged_output_appears_only_when_committed(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "bag"
+    with StagedOutput(target) as staged:
+        assert staged.path.name == "bag" and staged.path.parent.parent == tmp_path / "sub"
+        staged.path.mkdir()
+        (staged.path / "bag.mcap").write_text("data")
+        assert not target.exists()  # the missing folder was created, the output is staged
+    assert (target / "bag.mcap").read_text() == "data"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["bag"]
+
+    def interrupted() -> None:
+        with StagedOutput(tmp_path / "file.json") as staged:
+            staged.path.write_text("half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # nothing, no temporary
+
+    staged = StagedOutput(tmp_path / "nothing.mp4")
+    staged.open()
+    assert staged.commit() is False  # the job wrote nothing: the target stays as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_staged_output_refuses_or_replaces_an_existing_target(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old").write_text("finished")
+    with pytest.raises(FileExistsError, match=f"{target}: already exists; remove it or choose"):
+        StagedOutput(target).open()
+    assert (target / "old").read_text() == "finished"
+    assert len(list(tmp_path.iterdir())) == 1
+    for kwargs in ({"overwrite": True}, {"replaceable": lambda p: (p / "old").exists()}):
+        with StagedOutput(target, **kwargs) as staged:  # type: ignore[arg-type]
+            staged.path.write_text("new")  # a folder is replaced by a file
+        assert target.read_text() == "new"
+        target.unlink()
+        target.mkdir()
+        (target / "old").write_text("finished")
+
+
+def test_staged_output_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    target = tmp_path / "a"
+    dead = tmp_path / ".a.999999999.0123abcd.tmp"  # a killed run's staging folder
+    (dead / "a").mkdir(parents=True)
+    other = tmp_path / ".a.b.999999999.0123abcd.tmp"  # belongs to the target "a.b"
+    other.mkdir()
+    live_file = tmp_path / f".a.{os.getpid()}.0123abcd.tmp"  # an atomic write in progress
+    live_file.write_bytes(b"")
+    assert jobs.temp_names_of(target) == [live_file, dead]
+    with StagedOutput(target) as staged:
+        staged.path.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a", other.name, live_file.name])
+
+
+def test_staged_output_refuses_while_another_process_writes_the_target(tmp_path: Path) -> None:
+    first = StagedOutput(tmp_path / "a")
+    first.open()
+    try:
+        with pytest.raises(OutputPathError, match="another process is writing it right now"):
+            StagedOutput(tmp_path / "a").open()  # a second open file description: locked out
+    finally:
+        first.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_output_names_a_folder_it_cannot_use(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputPathError, match=f"{tmp_path / 'file' / 'out'}: cannot create its"):
+        StagedOutput(tmp_path / "file" / "out").open()
+
+
+def test_hold_folder_excludes_a_second_holder(tmp_path: Path) -> None:
+    with hold_folder(tmp_path / "out", "vcups extract"):
+        assert (tmp_path / "out").is_dir()
+        with (
+            pytest.raises(OutputPathError, match="another vcups extract is writing"),
+            hold_folder(tmp_path / "out", "vcups extract"),
+        ):
+            pass
+    with hold_folder(tmp_path / "out"):
+        pass
+
+
+def test_signals_are_deferred_to_the_end_of_the_block() -> None:
+    reached = []
+
+    def deferred() -> None:
+        with signals_deferred():
+            _terminate_self()
+            reached.append("end of block")
+        reached.append("after")  # pragma: no cover - the interrupt comes first
+
+    with terminate_as_interrupt(), pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        deferred()
+    assert reached == ["end of block"]
+
+
+def test_is_complete_png(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    atomic_write_png(path, np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+    assert is_complete_png(path)
+    data = path.read_bytes()
+    for broken in (b"", data[:-1], data[:-12], data[:40], data[:30] + b"\0" + data[31:]):
+        path.write_bytes(broken)
+        assert not is_complete_png(path), broken
+    path.write_bytes(data + b"junk")
+    assert not is_complete_png(path)
+    assert not is_complete_png(tmp_path / "missing.png")

@@ -5,30 +5,43 @@ file; one image topic (``sensor_msgs/Image`` or ``CompressedImage``); frames in 
 their header stamps, optionally limited to a time range and thinned by a stride. Gaps (intervals
 much longer than the typical frame period) and stamps that go backwards are recorded and reported.
 A damaged file raises :class:`BagReadError` naming the file and the last good timestamp, after
-every frame before the damage was delivered (a truncated MCAP is read chunk by chunk up to the
-cut).
+every frame before the damage was delivered. An MCAP cut short (a recorder killed or crashed: no
+summary, often no ``metadata.yaml``) is read as a stream: every complete chunk is delivered, the
+reader logs a warning saying the bag is incomplete and records it in
+:attr:`BagFrameReader.incomplete`.
 
 Writing (:class:`BagWriter`, :func:`write_synthetic_bag`): rosbag2 in MCAP or sqlite3 storage with
 ``sensor_msgs/Image`` frames, ``sensor_msgs/CameraInfo`` and, for evaluation, ground truth on its own
-topics (``/gt/semantic`` mono8, ``/gt/instance`` 16UC1, ``/gt/depth`` 32FC1).
+topics (``/gt/semantic`` mono8, ``/gt/instance`` 16UC1, ``/gt/depth`` 32FC1). MCAP chunks carry a
+CRC-32 of their content (rosbags' own writer leaves it 0), so damage inside a chunk is an error
+instead of a silently different frame. ``metadata.yaml`` records in ``custom_data`` whether the
+writing run finished (:data:`STATUS_KEY`); :func:`is_unfinished_bag` tells a re-run which
+existing bag it may replace. :func:`write_synthetic_bag` writes under a temporary name and renames
+(:class:`~vcups_core.jobs.StagedOutput`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import statistics
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
 
+from vcups_core.jobs import StagedOutput
 from vcups_core.rosimage import array_to_image_msg, msg_to_video_frame, rgb_to_image_msg
 from vcups_core.rosmsg import MessageTypes, make_header, time_to_ns, typestore
 from vcups_core.types import VideoFrame
@@ -42,6 +55,10 @@ GT_TOPICS = {
     "depth": "/gt/depth",
 }
 """Topics :func:`write_synthetic_bag` uses for the ground truth."""
+
+STATUS_KEY = "vcups.status"
+"""``custom_data`` key of ``metadata.yaml`` where :class:`BagWriter` records how the run ended:
+``complete``, ``interrupted`` (Ctrl-C/SIGTERM; valid but ends early) or ``failed``."""
 
 
 class BagReadError(RuntimeError):
@@ -111,15 +128,14 @@ def list_topics(path: Path) -> list[TopicInfo]:
         BagReadError: the bag cannot be opened.
     """
     path = Path(path)
+    paths = _bag_paths(path)
     try:
-        with AnyReader(_bag_paths(path), default_typestore=typestore()) as reader:
+        with AnyReader(paths, default_typestore=typestore()) as reader:
             counts: dict[tuple[str, str], int] = {}
             for conn in reader.connections:
                 key = (conn.topic, conn.msgtype)
                 counts[key] = counts.get(key, 0) + conn.msgcount
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # also rosbags' FileNotFoundError for a missing metadata.yaml
         raise BagReadError(path, str(exc), None) from exc
     return [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())]
 
@@ -142,7 +158,10 @@ class BagFrameReader:
         BagReadError: the bag cannot be opened at all.
 
     After iteration, :attr:`stamps` holds every stamp of the range and :meth:`gaps` /
-    :attr:`backwards` describe missing frames and stamps that went back in time.
+    :attr:`backwards` describe missing frames and stamps that went back in time. :attr:`incomplete`
+    is None, or says why the bag ends early: cut short (read as a stream up to the last complete
+    chunk; known after iteration) or marked interrupted by the run that wrote it (known at once).
+    Both are also logged as warnings.
     """
 
     def __init__(
@@ -165,6 +184,7 @@ class BagFrameReader:
         self.gap_factor = gap_factor
         self.stamps: list[int] = []
         self.backwards = 0
+        self.incomplete: str | None = None
         self._open_error: Exception | None = None
         try:
             topics = list_topics(self.path)
@@ -185,6 +205,9 @@ class BagFrameReader:
                     f"{', '.join(IMAGE_TYPES)}"
                 )
             self.count = matches[0].count
+            if bag_status(self.path) == "interrupted":
+                self.incomplete = "marked interrupted by the run that wrote it: it ends early"
+                log.warning("%s: %s", self.path, self.incomplete)
         else:
             self.count = 0
 
@@ -232,32 +255,67 @@ class BagFrameReader:
             ) from exc
 
     def _streamed(self) -> Iterator[tuple[int, Any]]:
-        """Read an MCAP file front to back without its index (for truncated recordings)."""
+        """Read an MCAP file front to back without its index (for bags cut short).
+
+        Chunk CRCs are checked. The end of the file in the middle of a record is where the
+        recording stopped: the complete chunks before it are delivered, then a warning.
+
+        Raises:
+            BagReadError: a damaged record (CRC mismatch, invalid record) or an unreadable file.
+            ValueError: the readable part holds no message of the topic, or the topic is not an
+                image topic.
+        """
+        from mcap.exceptions import EndOfFile
         from mcap.reader import NonSeekingReader
 
         files = [self.path] if self.path.suffix == ".mcap" else sorted(self.path.glob("*.mcap"))
         store = typestore()
-        seen_topic = False
+        topics: dict[str, str] = {}
+        cut: list[Path] = []
         for file in files:
             try:
                 with file.open("rb") as fh:
                     reader = NonSeekingReader(fh, validate_crcs=True)
-                    records = reader.iter_messages(topics=[self.topic], log_time_order=False)
-                    for schema, channel, message in records:
-                        if channel.topic != self.topic or schema is None:
+                    for schema, channel, message in reader.iter_messages(log_time_order=False):
+                        if schema is None:
                             continue
-                        seen_topic = True
+                        topics.setdefault(channel.topic, schema.name)
+                        if channel.topic != self.topic or schema.name not in IMAGE_TYPES:
+                            continue
                         yield message.log_time, store.deserialize_cdr(message.data, schema.name)
+            except EndOfFile:
+                cut.append(file)
             except Exception as exc:
                 reason = f"{type(exc).__name__} {exc}".strip()
-                if not seen_topic and self._open_error is not None:
+                if self.topic not in topics and self._open_error is not None:
                     reason = f"{self._open_error}; reading it as a stream: {reason}"
                 raise BagReadError(file, reason, self._last_stamp()) from exc
-        log.warning(
-            "%s: index unreadable (%s) but every record was read as a stream",
-            self.path,
-            self._open_error,
-        )
+        state = "incomplete (cut short: no index)" if cut else "without a readable index"
+        if self.topic not in topics:
+            listing = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items())) or "none"
+            raise ValueError(
+                f"{self.path}: no topic {self.topic!r} in this bag, which is {state}; "
+                f"topics in its readable part: {listing}"
+            )
+        if topics[self.topic] not in IMAGE_TYPES:
+            raise ValueError(
+                f"{self.path}: topic {self.topic!r} has type {topics[self.topic]}, expected one "
+                f"of {', '.join(IMAGE_TYPES)}"
+            )
+        if cut:
+            last = self._last_stamp()
+            self.incomplete = (
+                f"cut short (no index or summary; e.g. the recorder was killed): recovered the "
+                f"{len(self.stamps)} complete messages of {self.topic} it holds"
+                + (f", up to the one stamped {last} ns" if last is not None else "")
+            )
+            log.warning("%s: incomplete bag, %s", ", ".join(map(str, cut)), self.incomplete)
+        else:
+            log.warning(
+                "%s: index unreadable (%s) but every record was read as a stream",
+                self.path,
+                self._open_error,
+            )
 
     def gaps(self) -> list[FrameGap]:
         """Intervals between consecutive stamps longer than ``gap_factor`` x the median period."""
@@ -295,15 +353,99 @@ class BagFrameReader:
             )
 
 
+class _CrcMcapWriter(McapWriter):
+    """rosbags' MCAP storage, with the CRC-32 of each chunk's records filled in (rosbags writes 0,
+    which MCAP readers take as "no CRC")."""
+
+    _CRC_OFFSET = 1 + 8 + 8 + 8 + 8  # opcode, record length, start time, end time, size
+
+    def close_chunk(self) -> None:
+        crc = zlib.crc32(self.chunk.bio.getbuffer())
+        start = self.bio.tell()
+        super().close_chunk()
+        end = self.bio.tell()
+        self.bio.seek(start + self._CRC_OFFSET)
+        self.bio.write(struct.pack("<I", crc))
+        self.bio.seek(end)
+
+
+class _Writer(Writer):
+    STORAGE_PLUGINS = MappingProxyType(
+        {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _CrcMcapWriter}
+    )
+
+
+def bag_status(path: Path) -> str | None:
+    """The :data:`STATUS_KEY` a :class:`BagWriter` recorded in a bag folder's ``metadata.yaml``.
+
+    Returns:
+        ``"complete"``, ``"interrupted"``, ``"failed"``, or None (not a folder, no or unreadable
+        ``metadata.yaml``, or a bag not written by vcups).
+    """
+    meta = Path(path) / "metadata.yaml"
+    try:
+        with meta.open(encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+        status = doc["rosbag2_bagfile_information"]["custom_data"][STATUS_KEY]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return str(status)
+
+
+_KILLED_WRITER_FILES = ("{}.db3", "{}.db3-journal", "{}.db3-wal", "{}.db3-shm")
+
+
+def is_unfinished_bag(path: Path) -> bool:
+    """True for a bag folder whose writing run did not finish, which a re-run may replace.
+
+    That is a bag whose :func:`bag_status` is not ``complete``, or the folder a killed rosbags
+    writer leaves: only ``<name>.mcap`` (written by rosbags) or ``<name>.db3`` (with its journal),
+    and no ``metadata.yaml``. Any other file, folder or bag (another tool's recording) is False.
+    """
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    status = bag_status(path)
+    if status is not None:
+        return status != "complete"
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return False
+    if names == [f"{path.name}.mcap"]:
+        try:
+            with (path / names[0]).open("rb") as fh:
+                head = fh.read(64)
+        except OSError:
+            return False
+        return head.startswith(b"\x89MCAP0\r\n") and b"rosbags-" in head
+    allowed = {pattern.format(path.name) for pattern in _KILLED_WRITER_FILES}
+    return f"{path.name}.db3" in names and set(names) <= allowed
+
+
 class BagWriter:
     """Write a rosbag2 (MCAP or sqlite3) with our typestore; use as a context manager.
+
+    MCAP chunks carry CRCs. On close, ``metadata.yaml`` records :data:`STATUS_KEY`: :attr:`status`
+    if the caller set it (e.g. ``"interrupted"`` for a run stopped by Ctrl-C that keeps its
+    frames), else ``complete`` after a normal exit, ``interrupted`` after a
+    :class:`KeyboardInterrupt` and ``failed`` after another exception. The bag is written
+    directly at ``path``; for a bag that appears only when finished, write it inside a
+    :class:`~vcups_core.jobs.StagedOutput` (as :func:`write_synthetic_bag` does).
 
     Args:
         path: the bag folder to create (must not exist).
         storage: ``"mcap"`` or ``"sqlite3"``.
+        custom_data: more ``metadata.yaml`` ``custom_data`` entries (strings).
     """
 
-    def __init__(self, path: Path, storage: Literal["mcap", "sqlite3"] = "mcap") -> None:
+    def __init__(
+        self,
+        path: Path,
+        storage: Literal["mcap", "sqlite3"] = "mcap",
+        *,
+        custom_data: Mapping[str, str] | None = None,
+    ) -> None:
         if storage not in ("mcap", "sqlite3"):
             raise ValueError(f"storage: expected 'mcap' or 'sqlite3', got {storage!r}")
         self.path = Path(path)
@@ -312,8 +454,11 @@ class BagWriter:
         self.store = typestore()
         self.types = MessageTypes.rosbags(self.store)
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._writer = _Writer(self.path, version=9, storage_plugin=plugin)
+        for key, value in (custom_data or {}).items():
+            self._writer.set_custom_data(key, value)
         self._connections: dict[str, Connection] = {}
+        self.status: str | None = None
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
@@ -325,6 +470,15 @@ class BagWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        status = self.status
+        if status is None:
+            if exc_type is None:
+                status = "complete"
+            elif issubclass(exc_type, KeyboardInterrupt):
+                status = "interrupted"
+            else:
+                status = "failed"
+        self._writer.set_custom_data(STATUS_KEY, status)
         self._writer.close()  # also on errors: everything written so far stays readable
 
     def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
@@ -395,6 +549,7 @@ def write_synthetic_bag(
     ground_truth: bool = True,
     frame_id: str = "camera",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Render a :class:`~vcups_core.data.synthetic.SyntheticWorld` clip into a rosbag2.
 
@@ -402,13 +557,23 @@ def write_synthetic_bag(
     ``ground_truth``, :data:`GT_TOPICS` (semantic mono8, instance 16UC1, depth 32FC1 with ``inf``
     for sky). Every message of a frame carries the frame's stamp as header stamp and log time.
 
+    The bag is written under a temporary name next to ``path`` and renamed when finished: an
+    interrupted or killed run leaves nothing at ``path``, and the next run removes its leftovers.
+    An existing bag at ``path`` is replaced if it is unfinished (:func:`is_unfinished_bag`) or
+    ``overwrite`` is set, else refused.
+
     Returns:
         ``path``.
+
+    Raises:
+        FileExistsError: ``path`` exists (a finished bag or anything else) and not ``overwrite``.
+        OutputPathError: ``path``'s folder cannot be written, or another run is writing ``path``.
     """
     from tqdm import tqdm
 
     info_topic = camera_topic.rsplit("/", 1)[0] + "/camera_info"
-    with BagWriter(path, storage) as bag:
+    staged = StagedOutput(path, overwrite=overwrite, replaceable=is_unfinished_bag)
+    with staged, BagWriter(staged.path, storage) as bag:
         for frame in tqdm(
             world.frames(), total=len(world), desc="synth", disable=not progress, unit="frame"
         ):

@@ -16,6 +16,8 @@ from vcups_core.data.rosbag import (
     BagFrameReader,
     BagReadError,
     BagWriter,
+    bag_status,
+    is_unfinished_bag,
     list_topics,
     write_synthetic_bag,
 )
@@ -188,21 +190,138 @@ def big_clip(tmp_path: Path, storage: str) -> tuple[Path, list[int]]:
     return path, stamps
 
 
-def test_truncated_mcap_delivers_frames_before_the_cut(tmp_path: Path) -> None:
+def test_truncated_mcap_delivers_frames_before_the_cut_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bag cut short (what a killed recorder leaves) is not damaged: every complete chunk is
+    delivered and the reader says that the bag is incomplete."""
     path, stamps = big_clip(tmp_path, "mcap")
     file = next(path.glob("*.mcap"))
     with file.open("r+b") as fh:
         fh.truncate(int(file.stat().st_size * 0.6))
     reader = BagFrameReader(path, CAM)
-    got: list[int] = []
-    with pytest.raises(BagReadError) as info:
-        got.extend(frame.stamp_ns for frame in reader)
+    with caplog.at_level(logging.WARNING):
+        got = [frame.stamp_ns for frame in reader]
     assert 5 <= len(got) < 30
     assert got == stamps[: len(got)]
+    assert reader.incomplete is not None
+    assert f"recovered the {len(got)} complete messages" in reader.incomplete
+    assert f"stamped {got[-1]} ns" in reader.incomplete
+    assert f"{file}: incomplete bag, cut short" in caplog.text
+    # also without metadata.yaml (the writer was killed before closing) and as a bare file
+    (path / "metadata.yaml").unlink()
+    assert [f.stamp_ns for f in BagFrameReader(path, CAM)] == got
+    assert [f.stamp_ns for f in BagFrameReader(file, CAM)] == got
+    with pytest.raises(ValueError, match=r"no topic '/cam' in this bag, which is incomplete"):
+        list(BagFrameReader(path, "/cam"))
+
+
+def chunk_spans(file: Path) -> list[tuple[int, int]]:
+    from mcap.reader import make_reader
+
+    with file.open("rb") as fh:
+        summary = make_reader(fh).get_summary()
+    assert summary is not None
+    return [(c.chunk_start_offset, c.chunk_length) for c in summary.chunk_indexes]
+
+
+def test_chunks_carry_crcs_checked_by_an_independent_reader(mcap_bag: Path) -> None:
+    import struct
+
+    from mcap.reader import make_reader
+
+    file = next(mcap_bag.glob("*.mcap"))
+    data = file.read_bytes()
+    for start, _ in chunk_spans(file):
+        assert struct.unpack_from("<I", data, start + 33)[0] != 0  # 0 would mean "no CRC"
+    with file.open("rb") as fh:
+        assert sum(1 for _ in make_reader(fh, validate_crcs=True).iter_messages()) == 40
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "stream"])
+def test_damage_inside_a_chunk_is_an_error_naming_the_bag(tmp_path: Path, indexed: bool) -> None:
+    """4 KB of random bytes in the second chunk: the frames of the first chunk, then an error
+    (before chunk CRCs: a silently different frame and exit 0)."""
+    path, stamps = big_clip(tmp_path, "mcap")
+    file = next(path.glob("*.mcap"))
+    (start, length), _ = chunk_spans(file)[1], None
+    data = bytearray(file.read_bytes())
+    middle = start + length // 2
+    data[middle : middle + 4096] = np.random.default_rng(0).bytes(4096)
+    file.write_bytes(bytes(data))
+    if not indexed:
+        (path / "metadata.yaml").unlink()
+    got: list[int] = []
+    with pytest.raises(BagReadError, match=r"(?i)checksum|crc") as info:
+        got.extend(frame.stamp_ns for frame in BagFrameReader(path, CAM))
+    assert got == stamps[: len(got)] and len(got) >= 3
+    assert str(path) in str(info.value)
     assert info.value.last_good_stamp_ns == got[-1]
-    assert str(file) in str(info.value) and f"after the frame stamped {got[-1]} ns" in str(
-        info.value
-    )
+
+
+def test_bags_record_how_their_run_ended(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_frames(tmp_path / "done", [1, 2])
+    assert bag_status(tmp_path / "done") == "complete"
+    assert not is_unfinished_bag(tmp_path / "done")
+
+    def stopped() -> None:
+        with BagWriter(tmp_path / "stopped") as bag:
+            bag.write_rgb(CAM, np.zeros((2, 2, 3), np.uint8), 7, "cam")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stopped()
+    assert bag_status(tmp_path / "stopped") == "interrupted"
+    assert is_unfinished_bag(tmp_path / "stopped")
+    reader = BagFrameReader(tmp_path / "stopped", CAM)
+    assert reader.incomplete is not None and "interrupted" in caplog.text
+    assert [f.stamp_ns for f in reader] == [7]
+
+    with pytest.raises(RuntimeError), BagWriter(tmp_path / "failed"):
+        raise RuntimeError
+    assert bag_status(tmp_path / "failed") == "failed"
+
+    # a killed rosbags writer: only <name>.mcap; another tool's bag or folder: never unfinished
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "killed.mcap").write_bytes(next((tmp_path / "done").glob("*.mcap")).read_bytes())
+    assert is_unfinished_bag(killed)
+    (killed / "notes.txt").write_text("")
+    assert not is_unfinished_bag(killed)
+    foreign = tmp_path / "foreign"
+    write_frames(foreign, [1])
+    meta = foreign / "metadata.yaml"
+    meta.write_text(meta.read_text().replace("vcups.status: complete", "other: x"))
+    assert bag_status(foreign) is None and not is_unfinished_bag(foreign)
+    assert not is_unfinished_bag(tmp_path / "missing")
+
+
+def test_write_synthetic_bag_is_atomic(world: SyntheticWorld, tmp_path: Path) -> None:
+    class BoomError(Exception):
+        pass
+
+    def frames() -> Any:
+        yield from list(world.frames())[:2]
+        raise BoomError
+
+    class Broken:
+        height, width = world.height, world.width
+
+        def __len__(self) -> int:
+            return 8
+
+        def frames(self) -> Any:
+            return frames()
+
+    with pytest.raises(BoomError):
+        write_synthetic_bag(Broken(), tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []  # nothing under the final name, no temporary
+    write_synthetic_bag(world, tmp_path / "b")
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_synthetic_bag(world, tmp_path / "b")
+    write_synthetic_bag(world, tmp_path / "b", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+    assert len(list(BagFrameReader(tmp_path / "b", CAM))) == 8
 
 
 def test_corrupt_sqlite_delivers_frames_before_the_damage(tmp_path: Path) -> None:
