@@ -6,6 +6,11 @@ each), ``--frames DIR [DIR ...]`` (folders of images in name order, one clip eac
 ``--dataset NAME:ROOT [--split S]`` (any registered reader). ``--shard I/N`` takes every N-th
 clip starting at I; under ``torchrun`` the shard is the process's ``RANK``/``WORLD_SIZE``.
 
+``--oracle-labels`` writes a synthetic bag's ground truth (its ``/gt/instance`` and
+``/gt/semantic`` topics) as the labels instead, in the same store layout
+(:mod:`vcups_core.pseudo.oracle_store`): for ablations, never a result. Only ``height``/``width``
+of ``--config`` apply to it.
+
 Exit codes: 0 every clip of the shard done; 1 a clip failed (reasons in the manifest and on
 stderr) or a bag is damaged; 2 a usage error (one line on stderr); 130 interrupted (Ctrl-C or
 SIGTERM; re-run to resume).
@@ -56,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace a store made with another config (its clips are removed)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--oracle-labels",
+        action="store_true",
+        help="write the synthetic bag's ground truth as the labels: for ablations, never a result "
+        "(--bag only; of --config only height/width apply)",
+    )
 
 
 def resolve_shard(text: str | None) -> tuple[int, int]:
@@ -131,14 +142,17 @@ def run_pseudo_labels_cli(args: argparse.Namespace) -> int:
     spec = source_spec(args)
     cfg = load_pseudo_label_config(args.config)
     out = Path(args.out)
-    code = run_pseudo_labels(
-        spec,
-        out,
-        cfg,
-        shard=shard,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    if getattr(args, "oracle_labels", False):
+        code = run_oracle_labels(spec, out, cfg, shard=shard, overwrite=args.overwrite)
+    else:
+        code = run_pseudo_labels(
+            spec,
+            out,
+            cfg,
+            shard=shard,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
     summary = read_manifest(out)["summary"]
     print(
         f"{out}: {summary['done']} clips done, {summary['failed']} failed, "
@@ -152,3 +166,39 @@ def run_pseudo_labels_cli(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def run_oracle_labels(
+    spec: SourceSpec,
+    out: Path,
+    cfg: PseudoLabelConfig,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+) -> int:
+    """``--oracle-labels``: the bags' ground truth as a store at ``cfg``'s label size.
+
+    Returns:
+        0 if every clip of the shard is done, 1 if any failed.
+
+    Raises:
+        ValueError: the source is not ``--bag``, or a bag has no ground-truth topics (as
+            :func:`~vcups_core.pseudo.oracle_store.write_oracle_store`).
+    """
+    from vcups_core.jobs import select_shard
+    from vcups_core.pseudo.oracle_store import OracleLabelConfig, write_oracle_store
+    from vcups_core.pseudo.store import read_manifest
+
+    if spec.kind != "bag" or spec.topic is None:
+        raise ValueError(
+            "--oracle-labels needs --bag: synthetic bags with ground truth (vcups synth), not "
+            f"--{spec.kind}"
+        )
+    oracle_cfg = OracleLabelConfig(height=cfg.height, width=cfg.width)
+    write_oracle_store(
+        spec.paths, out, topic=spec.topic, cfg=oracle_cfg, shard=shard, overwrite=overwrite
+    )
+    mine = {str(p.resolve()) for p in select_shard(spec.paths, *shard)}
+    clips = read_manifest(out)["clips"].values()
+    failed = [c for c in clips if c["source"].get("path") in mine and c["status"] != "done"]
+    return 1 if failed else 0

@@ -23,10 +23,10 @@ write the same file at the same time, and the last one to finish leaves the comp
 
 Resume rule: a clip is *finished* if its record says ``done`` under the same config hash and its
 ``instance/`` folder holds exactly one PNG per recorded frame (with the semantic stage on,
-``semantic.weights`` set, also ``semantic/`` and a ``thing_stuff`` statistic in the record). Any
-other clip is redone from
-scratch (its folder and record are removed first). A store made under another config is refused
-unless ``overwrite`` is set, which removes the clips of the other config.
+``semantic.weights`` set, also ``semantic/`` and a ``thing_stuff`` statistic in the record; with a
+fixed split, also ``semantic/``). Any other clip is redone from scratch (its folder and record
+are removed first). A store made under another config is refused unless ``overwrite`` is set,
+which removes the clips of the other config.
 
 Manifest keys (``clips`` sorted by name)::
 
@@ -36,12 +36,19 @@ Manifest keys (``clips`` sorted by name)::
     thing_stuff {num_classes, n_in, n_all} (semantic stage only: the sum of the done clips'
     statistics), thing_classes, stuff_classes (semantic stage only: :func:`thing_stuff_split` of
     that sum with ``cfg.thing_stuff_threshold``; recomputed at every rebuild, so the last shard to
-    finish leaves the split of all clips, equal to an unsharded run's),
+    finish leaves the split of all clips, equal to an unsharded run's; a config with a fixed
+    split, see :func:`fixed_split`, gives exactly that split instead),
     summary {clips, done, failed, interrupted, frames, pending: [clips of the last run's source
     without a record]},
     clips {<clip>: {status, frames, error, seconds, height, width, source, stems[, thing_stuff]}}
 
-Keys that other stages add to the manifest are kept when it is rebuilt under the same config.
+Keys that other stages add to the manifest (``extra`` of :func:`write_manifest`) are kept when it
+is rebuilt under the same config.
+
+Fixed split: a store whose classes are known beforehand (the synthetic world's ground truth,
+:mod:`vcups_core.pseudo.oracle_store`) sets ``fixed_split {thing_classes, stuff_classes}`` in its
+config. The manifest then lists exactly these classes whatever the statistics, and a clip is
+finished only with its ``semantic/`` PNGs (see :func:`fixed_split`).
 """
 
 from __future__ import annotations
@@ -300,6 +307,7 @@ def build_manifest(
     *,
     backends: Mapping[str, str] | None = None,
     expected_clips: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of ``store`` from ``cfg`` and the status records (not written).
 
@@ -309,7 +317,15 @@ def build_manifest(
         backends: cue backends of this process (merged over those of the records).
         expected_clips: every clip of the source (all shards); those without a record are
             listed in ``summary.pending``.
+        extra: top-level keys of this stage (JSON-able), e.g. ``{"labels": "oracle-ground-truth"}``;
+            kept by later rebuilds under the same config.
+
+    Raises:
+        ValueError: an ``extra`` key is one the manifest owns (``config``, ``clips``, ...).
     """
+    owned = sorted(set(extra or {}) & set(_OWNED_KEYS))
+    if owned:
+        raise ValueError(f"manifest keys {owned} are owned by the store; extra cannot set them")
     store = Path(store)
     cfg_dict = config_to_dict(cfg)
     digest = config_hash(cfg_dict)
@@ -336,6 +352,7 @@ def build_manifest(
     }
     if previous.get("config_hash") == digest:
         manifest.update({k: v for k, v in previous.items() if k not in _OWNED_KEYS})
+    manifest.update(extra or {})
     manifest["summary"] = {
         "clips": len(records),
         "done": statuses.count("done"),
@@ -354,9 +371,42 @@ def semantics_enabled(cfg: Any) -> bool:
     return bool(getattr(getattr(cfg, "semantics", None), "weights", ""))
 
 
+def fixed_split(cfg: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The thing/stuff split ``cfg`` fixes, or None (the split comes from the clips' statistics).
+
+    A config fixes it with a ``fixed_split`` field (attribute of a dataclass, or key of a
+    mapping) holding ``thing_classes`` and ``stuff_classes`` (attributes or keys, sequences of
+    pseudo-class ids; things in head order, stuff in semantic-channel order). Being part of the
+    config, the split is in the config hash and in ``manifest["config"]``.
+
+    Raises:
+        ValueError: ``fixed_split`` is set but has no ``thing_classes``/``stuff_classes``, holds a
+            class twice or in both lists, or a class outside ``[0, 255)``.
+    """
+
+    def field(obj: Any, name: str) -> Any:
+        return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+    split = field(cfg, "fixed_split")
+    if split is None:
+        return None
+    things, stuff = field(split, "thing_classes"), field(split, "stuff_classes")
+    if things is None or stuff is None:
+        raise ValueError("fixed_split: expected thing_classes and stuff_classes")
+    out = tuple(int(c) for c in things), tuple(int(c) for c in stuff)
+    listed = out[0] + out[1]
+    if len(set(listed)) != len(listed) or not all(0 <= c < 255 for c in listed):
+        raise ValueError(
+            f"fixed_split: thing_classes {list(out[0])} and stuff_classes {list(out[1])} must be "
+            "disjoint pseudo-classes in [0, 255), without repeats"
+        )
+    return out
+
+
 def _thing_stuff_keys(cfg: Any, records: Iterable[ClipRecord]) -> dict[str, Any]:
     """``thing_stuff``, ``thing_classes``, ``stuff_classes`` from the done clips' statistics
-    (none without the semantic stage)."""
+    (none without the semantic stage), or the config's fixed split (with the statistics' sum
+    if the records have statistics)."""
     from vcups_core.pseudo.thingstuff import ThingStuffStats, thing_stuff_split
 
     parts = [
@@ -364,6 +414,10 @@ def _thing_stuff_keys(cfg: Any, records: Iterable[ClipRecord]) -> dict[str, Any]
         for r in records
         if r.status == "done" and r.thing_stuff is not None
     ]
+    fixed = fixed_split(cfg)
+    if fixed is not None:
+        out: dict[str, Any] = {"thing_stuff": ThingStuffStats.sum(parts).to_dict()} if parts else {}
+        return {**out, "thing_classes": list(fixed[0]), "stuff_classes": list(fixed[1])}
     if not parts and not semantics_enabled(cfg):
         return {}
     total = ThingStuffStats.sum(parts, num_classes=int(cfg.semantics.num_classes))
@@ -381,6 +435,7 @@ def write_manifest(
     *,
     backends: Mapping[str, str] | None = None,
     expected_clips: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """(Re)build ``STORE/manifest.json`` atomically under the store's lock (see
     :func:`build_manifest`); call it at the end of every process. Returns the manifest."""
@@ -390,7 +445,9 @@ def write_manifest(
     with file_lock(status_dir / LOCK_FILE):
         # Under the lock nobody else writes the manifest: any temporary file is a killed run's.
         remove_temp_files(store, temp_name_prefix(store / MANIFEST))
-        manifest = build_manifest(store, cfg, backends=backends, expected_clips=expected_clips)
+        manifest = build_manifest(
+            store, cfg, backends=backends, expected_clips=expected_clips, extra=extra
+        )
         atomic_write_json(store / MANIFEST, manifest)
     return manifest
 
@@ -479,7 +536,8 @@ class StoreWriter:
 
     def is_finished(self, clip: str) -> bool:
         """True if the clip is done under this config with one instance PNG per frame (and, with
-        the semantic stage on, one semantic PNG per frame and its thing/stuff statistic)."""
+        the semantic stage on, one semantic PNG per frame and its thing/stuff statistic; with a
+        fixed split, one semantic PNG per frame)."""
         record = self.record(clip)
         if record is None or record.status != "done" or record.config_hash != self.config_hash:
             return False
@@ -487,6 +545,8 @@ class StoreWriter:
         if semantics_enabled(self.cfg):
             if record.thing_stuff is None:
                 return False
+            folders.append(SEMANTIC_DIR)
+        elif fixed_split(self.cfg) is not None:
             folders.append(SEMANTIC_DIR)
         expected = {f"{s}{PNG}" for s in record.stems}
         for sub in folders:
@@ -563,9 +623,12 @@ class StoreWriter:
         *,
         backends: Mapping[str, str] | None = None,
         expected_clips: Sequence[str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """:func:`write_manifest` of this store and config."""
-        return write_manifest(self.root, self.cfg, backends=backends, expected_clips=expected_clips)
+        return write_manifest(
+            self.root, self.cfg, backends=backends, expected_clips=expected_clips, extra=extra
+        )
 
 
 # --------------------------------------------------------------------------------------------------
