@@ -109,3 +109,49 @@ def test_missing_predictions_are_a_clear_error(
     )
     assert code == 2
     assert "no predictions for clip '0003'" in capsys.readouterr().err
+
+
+def test_thing_stuff_of_predictions_comes_from_the_descriptor(tmp_path: Path) -> None:
+    # Persons predicted as rider (12): KITTI-STEP keeps instance ids only on person and car, so
+    # the written prediction has no instance on 12 and "has instance pixels" would call it stuff
+    # (matched to a stuff class). The descriptor's Cityscapes split makes 12 a thing -> person.
+    rider = np.arange(256, dtype=np.uint8)
+    rider[cs.PERSON] = cs.RIDER
+    gt, pred = clips(permute=False), clips(permute=False)
+    relabelled = [PanopticLabel(rider[lab.semantic], lab.instance) for lab in pred[0].labels]
+    write_kitti_step(gt, tmp_path / "gt")
+    write_kitti_step([LabeledClip("3", pred[0].images, tuple(relabelled))], tmp_path / "pred")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--dataset", "kitti-step", "--gt", str(tmp_path / "gt")]
+    assert main([*args, "--pred", str(tmp_path / "pred"), "--out", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["class_mapping"][str(cs.RIDER)] == "person"
+    assert report["SQ"] == pytest.approx(1.0)
+
+
+def test_evaluation_config_file_is_read(tmp_path: Path) -> None:
+    import argparse
+
+    from training.evaluate import evaluation_config, run_evaluate
+
+    write_kitti_step(clips(permute=False), tmp_path / "gt")
+    write_kitti_step(clips(permute=False), tmp_path / "pred")
+    cfg_file = tmp_path / "evaluation.yaml"
+    cfg_file.write_text("pred_void: false_negative\nvpq_window_sizes: [1, 2]\nmatch: none\n")
+    ns = argparse.Namespace(
+        config=str(cfg_file),
+        dataset="kitti-step",
+        match=None,  # not given on the command line: the file's value stands
+        gt=str(tmp_path / "gt"),
+        pred=str(tmp_path / "pred"),
+        split=None,
+        out=str(tmp_path / "r.json"),
+        quiet=True,
+    )
+    cfg = evaluation_config(ns)
+    assert (cfg.dataset, cfg.match, cfg.pred_void) == ("kitti-step", "none", "false_negative")
+    assert run_evaluate(ns) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["protocol"]["pred_void"] == "false_negative"
+    assert list(report["VPQ_per_window"]) == ["1", "2"]
+    assert "class_mapping" not in report  # match: none

@@ -197,7 +197,9 @@ def test_report_scores_the_oracle_against_the_bag_ground_truth(
     # the oracle predicts the ground truth (stuff smoothed over 3 frames; objects under 4 px not
     # detected, which costs AQ at this tiny size), so the scores are high but not perfect
     assert data["metrics"]["AQ"] > 0.8
-    assert data["metrics"]["SQ"] > 0.8
+    # SQ as deeplab2 counts it: the oracle's void (undetected small objects) adds a void bin with
+    # IoU 0 to the 10 classes' mean (0.81 with void as false negatives only, x 10/11 = 0.73)
+    assert data["metrics"]["SQ"] > 0.7
     assert data["metrics"]["class_mapping"]["0"] == "car"
 
 
@@ -218,7 +220,7 @@ def test_report_scores_against_a_dataset_folder(
     assert main([*args, "--gt-dataset", f"kitti-step:{tmp_path / 'kitti'}"]) == 0
     data = json.loads(report.read_text())
     assert data["ground_truth"] == f"kitti-step:{tmp_path / 'kitti'}"
-    assert data["metrics"]["AQ"] > 0.8 and data["metrics"]["SQ"] > 0.8
+    assert data["metrics"]["AQ"] > 0.8 and data["metrics"]["SQ"] > 0.7  # void bin, as above
     assert data["metrics"]["class_mapping"]["0"] == "car"
 
     short = SyntheticWorld(height=48, width=96, num_frames=5, seed=4)

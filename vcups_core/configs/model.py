@@ -94,6 +94,11 @@ class InferenceSection:
     )
     stuff_area_limit: int = option(4096, "stuff segments with fewer pixels become void", ge=0)
     detections_per_image: int = option(100, "maximum detections per frame", gt=0)
+    resize: bool = option(
+        False,
+        "scale inputs to min_size/max_size at inference (false: native resolution, as the paper "
+        "evaluates, method 5; training never resizes)",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,13 @@ class ModelConfig:
     name: str = option("vcups_r50", "model name (published in PanopticInfo.model_name)")
     num_thing_classes: int = option(5, "pseudo-thing classes (detection/mask/track heads)", ge=1)
     num_stuff_classes: int = option(22, "pseudo-stuff classes (semantic head adds 1 'thing')", ge=1)
-    min_size: int = option(640, "inputs are resized so the short side is at least this", gt=0)
-    max_size: int = option(1280, "and the long side at most this", gt=0)
+    min_size: int = option(
+        640,
+        "with inference.resize: inputs are scaled (up or down) so that the short side is this, "
+        "unless the long side would then exceed max_size",
+        gt=0,
+    )
+    max_size: int = option(1280, "upper bound of the scaled long side (see min_size)", gt=0)
     pixel_mean: tuple[float, float, float] = option(
         (0.485, 0.456, 0.406), "RGB mean of inputs in [0, 1]"
     )

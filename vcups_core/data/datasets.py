@@ -19,10 +19,12 @@ class DatasetDescriptor:
     Attributes:
         name: registry key, e.g. ``"kitti-step"``.
         class_names: name of each class id ``0..N-1`` used in :class:`~vcups_core.data.clip.PanopticLabel`.
-        thing_ids: classes whose pixels carry instance ids in the ground truth.
-        tracked_ids: classes whose tracks count for AQ (KITTI-STEP: only person and car).
-        evaluated_ids: classes that exist in the ground truth and are scored (Waymo lacks wall,
-            fence and terrain).
+        thing_ids: the taxonomy's thing classes: the thing/stuff split of pseudo-class matching
+            (``docs/method.md`` §6.1; KITTI-STEP and Waymo use the Cityscapes 8 things, [S A.1]).
+        tracked_ids: the thing classes whose ground truth carries instance (track) ids: the
+            things of STQ/AQ and VPQ (KITTI-STEP: only person and car; elsewhere all things).
+        evaluated_ids: classes that exist in the ground truth and are matched and scored (Waymo
+            lacks wall, fence and terrain); ground truth of any other class is void.
         ignore_label: semantic value of void pixels.
         is_video: whether instance ids are consistent over time.
         annotated_every: every how many frames a label exists (1 = every frame).
@@ -47,6 +49,15 @@ class DatasetDescriptor:
     def stuff_ids(self) -> frozenset[int]:
         return frozenset(range(self.num_classes)) - self.thing_ids
 
+    def __post_init__(self) -> None:
+        every = frozenset(range(self.num_classes))
+        for name in ("thing_ids", "tracked_ids", "evaluated_ids"):
+            bad = sorted(getattr(self, name) - every)
+            if bad:
+                raise ValueError(f"{self.name}: {name} has {bad}, not a class id < {len(every)}")
+        if not self.tracked_ids <= self.thing_ids:
+            raise ValueError(f"{self.name}: tracked_ids must be thing classes")
+
 
 _ALL19 = frozenset(range(19))
 
@@ -62,7 +73,7 @@ CITYSCAPES_VPS = DatasetDescriptor(
 KITTI_STEP = DatasetDescriptor(
     name="kitti-step",
     class_names=cs.CLASS_NAMES,
-    thing_ids=frozenset({cs.PERSON, cs.CAR}),
+    thing_ids=cs.THING_IDS,
     tracked_ids=frozenset({cs.PERSON, cs.CAR}),
     evaluated_ids=_ALL19,
     fps=10.0,

@@ -88,8 +88,8 @@ def _load_label(path: Path) -> PanopticLabel:
             f"0..{KITTI_STEP.num_classes - 1} or {IGNORE_LABEL}"
         )
     instance = bgr[:, :, 1].astype(np.int32) * 256 + bgr[:, :, 0].astype(np.int32)
-    things = np.isin(semantic, np.fromiter(KITTI_STEP.thing_ids, np.int64))
-    return PanopticLabel(semantic, np.where(things, instance, 0).astype(np.int32))
+    tracked = np.isin(semantic, np.fromiter(KITTI_STEP.tracked_ids, np.int64))
+    return PanopticLabel(semantic, np.where(tracked, instance, 0).astype(np.int32))
 
 
 def write_kitti_step(clips: Iterable[LabeledClip], root: Path, split: str = "val") -> None:
@@ -107,7 +107,7 @@ def write_kitti_step(clips: Iterable[LabeledClip], root: Path, split: str = "val
     """
     root = Path(root)
     seen: set[int] = set()
-    things = np.fromiter(KITTI_STEP.thing_ids, np.int64)
+    tracked = np.fromiter(KITTI_STEP.tracked_ids, np.int64)
     for clip in clips:
         if not clip.name.isdigit() or int(clip.name) > 9999:
             raise ValueError(f"clip name {clip.name!r}: expected a sequence number 0..9999")
@@ -130,11 +130,11 @@ def write_kitti_step(clips: Iterable[LabeledClip], root: Path, split: str = "val
             if label.shape != image.shape[:2]:
                 raise ValueError(f"{where}: label {label.shape} != image {image.shape[:2]}")
             label_dir.mkdir(parents=True, exist_ok=True)
-            _write_png(label_dir / f"{pos:06d}.png", _encode(where, label, things))
+            _write_png(label_dir / f"{pos:06d}.png", _encode(where, label, tracked))
 
 
 def _encode(
-    where: str, label: PanopticLabel, things: npt.NDArray[np.int64]
+    where: str, label: PanopticLabel, tracked: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.uint8]:
     """BGR panoptic map of a label (``R`` = class, ``G * 256 + B`` = instance)."""
     sem = label.semantic
@@ -144,7 +144,7 @@ def _encode(
             f"{where}: class id {int(sem[bad][0])} is not a train id "
             f"0..{KITTI_STEP.num_classes - 1} or {IGNORE_LABEL}"
         )
-    inst = np.where(np.isin(sem, things), label.instance, 0)
+    inst = np.where(np.isin(sem, tracked), label.instance, 0)
     if inst.size and (int(inst.min()) < 0 or int(inst.max()) > _MAX_INSTANCE):
         raise ValueError(
             f"{where}: instance ids must be in [0, {_MAX_INSTANCE}], got "

@@ -17,10 +17,11 @@ from vcups_core.metrics.rules import (
     kitti_step_rule,
     restrict_to_tracks,
     stq_for,
+    void_unevaluated,
     vpq_for,
     waymo_crowd_small_tracks,
 )
-from vcups_core.metrics.stq import STQResult, STQuality, iou_from_confusion
+from vcups_core.metrics.stq import PredVoidRule, STQResult, STQuality, iou_from_confusion
 from vcups_core.metrics.tables import classwise_table
 from vcups_core.metrics.vpq import VideoPanopticQuality, VPQResult, WindowResult
 
@@ -32,6 +33,7 @@ __all__ = [
     "ClassMatch",
     "HistogramBuilder",
     "JointHistogram",
+    "PredVoidRule",
     "STQResult",
     "STQuality",
     "VPQResult",
@@ -46,6 +48,7 @@ __all__ = [
     "match_classes",
     "restrict_to_tracks",
     "stq_for",
+    "void_unevaluated",
     "vpq_for",
     "waymo_crowd_small_tracks",
 ]

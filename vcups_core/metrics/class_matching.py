@@ -12,6 +12,9 @@ ground-truth class from their pixel overlap ``confusion[k, c]`` (pseudo-class ``
    (many-to-one; ties go to the lowest class id). GT classes left unmatched are never predicted.
 4. A pseudo-class whose block has no GT class at all maps to ``ignore_label`` (its pixels become
    void, which the metrics count as false negatives of the ground truth there).
+
+GT classes outside ``gt_evaluated`` (a dataset's classes that are not scored, e.g. Waymo's wall,
+fence and terrain) take no part: no pseudo-class is ever mapped to them.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ def match_classes(
     *,
     adhere_thing_stuff: bool = True,
     ignore_label: int = IGNORE_LABEL,
+    gt_evaluated: npt.ArrayLike | None = None,
 ) -> ClassMatch:
     """Map pseudo-classes to GT classes by Hungarian matching plus majority vote (module rule).
 
@@ -112,6 +116,7 @@ def match_classes(
         gt_is_thing: ``bool[num_gt]``: GT class is a thing.
         adhere_thing_stuff: match things to things and stuff to stuff (else one block).
         ignore_label: id given to pseudo-classes whose block has no GT class.
+        gt_evaluated: ``bool[num_gt]``: GT classes that may be matched (default: all).
 
     Raises:
         ValueError: if ``confusion`` is not a non-negative 2-D array or a flag vector's length
@@ -130,11 +135,16 @@ def match_classes(
         raise ValueError(f"ignore_label must be >= num_gt={num_gt}, got {ignore_label}")
     pred_thing = _flags(pred_is_thing, "pred_is_thing", num_pseudo, "rows")
     gt_thing = _flags(gt_is_thing, "gt_is_thing", num_gt, "columns")
+    allowed = (
+        np.ones(num_gt, np.bool_)
+        if gt_evaluated is None
+        else _flags(gt_evaluated, "gt_evaluated", num_gt, "columns")
+    )
 
     if adhere_thing_stuff:
-        blocks = [(pred_thing, gt_thing), (~pred_thing, ~gt_thing)]
+        blocks = [(pred_thing, gt_thing & allowed), (~pred_thing, ~gt_thing & allowed)]
     else:
-        blocks = [(np.ones(num_pseudo, np.bool_), np.ones(num_gt, np.bool_))]
+        blocks = [(np.ones(num_pseudo, np.bool_), allowed)]
     mapping = np.full(num_pseudo, ignore_label, np.int64)
     pairs: list[tuple[int, int]] = []
     for row_sel, col_sel in blocks:

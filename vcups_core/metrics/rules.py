@@ -4,9 +4,13 @@ Rules never modify their inputs (arrays a rule leaves unchanged may be returned 
 results are passed to the metrics' ``update``. Which classes are tracked comes from :class:`~vcups_core.data.datasets.DatasetDescriptor`
 (:func:`stq_for` / :func:`vpq_for` build metrics with the right ``things``):
 
-* **KITTI-STEP**: only person (11) and car (13) are tracked; predicted instances of any other
-  class are dropped (:func:`kitti_step_rule`), so those classes count only semantically, and the
-  STQ ``things`` are ``{11, 13}``.
+* **Every dataset**: ground truth of a class outside the descriptor's ``evaluated_ids`` is void,
+  and so is a prediction of such a class (:func:`void_unevaluated`; Waymo scores 16 classes, no
+  wall, fence or terrain). Matching never maps a pseudo-class to such a class either.
+* **KITTI-STEP**: the Cityscapes 8 things are things for class matching, but only person (11) and
+  car (13) are tracked; predicted instances of any other class are dropped
+  (:func:`kitti_step_rule`), so those classes count only semantically, and the STQ and VPQ
+  ``things`` are ``{11, 13}``.
 * **Waymo**: ground-truth tracks with a mean area under 400 pixels per frame (over the frames
   where they appear) become crowd (:func:`waymo_crowd_small_tracks`).
 * **MOTS**: two classes, background 0 (stuff) and person 1 (thing) (:data:`MOTS_THINGS`).
@@ -23,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.data.datasets import KITTI_STEP, MOTS, DatasetDescriptor
-from vcups_core.metrics.stq import PredTubeRule, STQuality
+from vcups_core.metrics.stq import PredTubeRule, PredVoidRule, STQuality
 from vcups_core.metrics.vpq import VideoPanopticQuality
 from vcups_core.types import DEFAULT_LABEL_BIT_SHIFT, IGNORE_LABEL
 
@@ -46,6 +50,7 @@ def stq_for(
     label_bit_shift: int = DEFAULT_LABEL_BIT_SHIFT,
     *,
     pred_tubes: PredTubeRule = "deeplab2",
+    pred_void: PredVoidRule = "deeplab2",
 ) -> STQuality:
     """STQ metric of a dataset: its classes, its *tracked* classes as things, its void id."""
     return STQuality(
@@ -54,6 +59,7 @@ def stq_for(
         descriptor.ignore_label,
         label_bit_shift,
         pred_tubes=pred_tubes,
+        pred_void=pred_void,
     )
 
 
@@ -62,10 +68,14 @@ def vpq_for(
     window_sizes: Iterable[int] = (1, 2, 3, 4),
     label_bit_shift: int = DEFAULT_LABEL_BIT_SHIFT,
 ) -> VideoPanopticQuality:
-    """VPQ metric of a dataset: its classes, its thing classes, its void id."""
+    """VPQ metric of a dataset: its classes, its *tracked* classes as things, its void id.
+
+    Tracked, not :attr:`~vcups_core.data.datasets.DatasetDescriptor.thing_ids`: a thing class
+    without ground-truth instances (KITTI-STEP's rider) would otherwise be all crowd.
+    """
     return VideoPanopticQuality(
         descriptor.num_classes,
-        descriptor.thing_ids,
+        descriptor.tracked_ids,
         descriptor.ignore_label,
         window_sizes,
         label_bit_shift,
@@ -103,6 +113,30 @@ def kitti_step_rule(
         gt_inst,
         pred_sem,
         drop_untracked_instances(pred_sem, pred_inst, KITTI_STEP_TRACKED),
+    )
+
+
+def void_unevaluated(
+    sem: IntArray, inst: IntArray, evaluated: Iterable[int], ignore_label: int = IGNORE_LABEL
+) -> tuple[IntArray, IntArray]:
+    """``(sem, inst)`` with every pixel of a class outside ``evaluated`` made void (instance 0).
+
+    Applied to ground truth and prediction alike: a class the benchmark does not score is neither
+    a target nor a prediction (Waymo: wall, fence, terrain). Returns the inputs themselves when
+    no pixel changes.
+
+    Raises:
+        ValueError: on shape mismatch.
+    """
+    s, i = np.asarray(sem), np.asarray(inst)
+    if s.shape != i.shape:
+        raise ValueError(f"instance shape {i.shape} != semantic shape {s.shape}")
+    drop = ~np.isin(s, np.fromiter(evaluated, np.int64)) & (s != ignore_label)
+    if not drop.any():
+        return sem, inst
+    return (
+        np.where(drop, ignore_label, s).astype(s.dtype),
+        np.where(drop, 0, i).astype(i.dtype),
     )
 
 

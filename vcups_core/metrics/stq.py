@@ -1,18 +1,27 @@
 """Segmentation and Tracking Quality STQ = sqrt(AQ * SQ) (Weber et al., NeurIPS 2021 D&B track).
 
-Semantics follow deeplab2's numpy ``STQuality``, with one stated deviation in SQ and an optional
-stricter predicted-tube rule, both below. Frames are ``(gt_sem, gt_inst, pred_sem, pred_inst)``
-integer maps of one shape; classes are ``0..num_classes-1``, ``ignore_label`` is void, ``things``
-are the tracked classes. Panoptic (tube) ids are ``(semantic << label_bit_shift) + instance``.
+By default the numbers equal those of deeplab2's numpy ``STQuality``
+(``segmentation_and_tracking_quality.py``) exactly; two named options, ``pred_void`` and
+``pred_tubes``, give the alternatives below. Frames are ``(gt_sem, gt_inst, pred_sem,
+pred_inst)`` integer maps of one shape; classes are ``0..num_classes-1``, ``ignore_label`` is void,
+``things`` are the tracked classes. Panoptic (tube) ids are ``(semantic << label_bit_shift) +
+instance``.
 
-**SQ** (segmentation quality, a mean IoU): one ``num_classes x num_classes`` confusion over every
-pixel whose ground truth is not void, over all frames of all sequences. A labelled pixel predicted
-as void is a false negative of its ground-truth class and a false positive of no class.
-``IoU_c = TP / (TP + FP + FN)``; SQ is the mean over classes with a non-zero union (a class that is
-predicted but absent from the ground truth has IoU 0 and counts). *Deviation from deeplab2:* when
-``ignore_label >= num_classes`` deeplab2 adds the void column as an extra class, whose IoU is 0
-whenever some labelled pixel is predicted void, so its mIoU counts ``num_classes + 1`` classes and
-drops; we count predicted void only as FN, following eq. 5 of the STQ supplement.
+**SQ** (segmentation quality, a mean IoU): one ``(num_classes + 1)``-square confusion (index
+``num_classes`` is void) over all frames of all sequences; the void *row* (ground-truth void) is
+dropped, so predictions on GT void count nowhere. ``IoU_c = TP / (TP + FP + FN)``; a labelled pixel
+predicted as void is a false negative of its ground-truth class.
+
+* ``pred_void="deeplab2"`` (default, the official code): the void *column* is an extra bin of the
+  mean. Its TP and FN are 0 and its FP is the number of labelled pixels predicted void, so
+  whenever some labelled pixel is predicted void it enters the mean with IoU 0:
+  ``SQ = Σ_c IoU_c / (#{c: union_c > 0} + [some labelled pixel predicted void])``.
+* ``pred_void="false_negative"``: predicted void is only a false negative; the mean runs over the
+  real classes with a non-zero union (eq. 5 of the STQ supplement; ``docs/method.md`` §6.2). On
+  the same counts this is the default's SQ times ``(n + 1) / n`` when void is predicted.
+
+In both, a class that is predicted but absent from the ground truth has IoU 0 and counts.
+``IoU_per_class`` holds the real classes only (the void bin's IoU is always 0).
 
 **AQ** (association quality), per sequence:
 
@@ -58,6 +67,9 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 PredTubeRule = Literal["deeplab2", "labelled"]
+PredVoidRule = Literal["deeplab2", "false_negative"]
+"""How SQ treats labelled pixels predicted as void (module docstring)."""
+PRED_VOID_RULES: tuple[PredVoidRule, ...] = ("deeplab2", "false_negative")
 
 
 class STQResult(TypedDict):
@@ -76,18 +88,25 @@ class STQResult(TypedDict):
     Length_per_seq: dict[Hashable, int]
 
 
-def iou_from_confusion(confusion: I64, num_classes: int) -> tuple[F64, float]:
+def iou_from_confusion(
+    confusion: I64, num_classes: int, *, pred_void: PredVoidRule = "deeplab2"
+) -> tuple[F64, float]:
     """Per-class IoU and their mean from a confusion with a void row and column.
 
     Args:
         confusion: ``int64[C + 1, C + 1]``, rows ground truth, columns prediction; index ``C`` is
-            void. The void row is ignored; the void column counts as false negatives only.
+            void. The void row is ignored; the void column counts as false negatives of the
+            ground-truth classes.
         num_classes: ``C``.
+        pred_void: ``"deeplab2"``: the void column is also an extra bin of the mean, with IoU 0,
+            whenever it holds a pixel (deeplab2); ``"false_negative"``: it is not.
 
     Returns:
         ``(iou, mean)``: ``float64[C]`` IoU (0 where the union is 0) and the mean over classes
-        with a non-zero union (0 if there is none).
+        with a non-zero union, plus the void bin under ``"deeplab2"`` (0 if there is none).
     """
+    if pred_void not in PRED_VOID_RULES:
+        raise ValueError(f"pred_void must be 'deeplab2' or 'false_negative', got {pred_void!r}")
     c = num_classes
     labelled = confusion[:c]
     tp = np.diagonal(labelled).astype(np.float64)
@@ -96,7 +115,10 @@ def iou_from_confusion(confusion: I64, num_classes: int) -> tuple[F64, float]:
     union = tp + fp + fn
     present = union > 0
     iou = np.divide(tp, union, out=np.zeros(c, np.float64), where=present)
-    mean = float(iou[present].mean()) if present.any() else 0.0
+    counted = int(np.count_nonzero(present))
+    if pred_void == "deeplab2" and labelled[:, c].sum() > 0:
+        counted += 1  # the void bin: TP 0, FP = labelled pixels predicted void, IoU 0
+    mean = float(iou[present].sum() / counted) if counted else 0.0
     return iou, mean
 
 
@@ -126,6 +148,8 @@ class STQuality:
         label_bit_shift: panoptic id ``= (semantic << shift) + instance``; instance ids must be
             ``< 2**shift``.
         pred_tubes: ``"deeplab2"`` (default) or ``"labelled"``, see the module docstring.
+        pred_void: ``"deeplab2"`` (default) or ``"false_negative"``: SQ's treatment of labelled
+            pixels predicted void, see the module docstring.
 
     Raises:
         ValueError: on invalid arguments.
@@ -139,15 +163,19 @@ class STQuality:
         label_bit_shift: int = DEFAULT_LABEL_BIT_SHIFT,
         *,
         pred_tubes: PredTubeRule = "deeplab2",
+        pred_void: PredVoidRule = "deeplab2",
     ) -> None:
         check_label_params(num_classes, ignore_label, label_bit_shift)
         if pred_tubes not in ("deeplab2", "labelled"):
             raise ValueError(f"pred_tubes must be 'deeplab2' or 'labelled', got {pred_tubes!r}")
+        if pred_void not in PRED_VOID_RULES:
+            raise ValueError(f"pred_void must be 'deeplab2' or 'false_negative', got {pred_void!r}")
         self.num_classes = num_classes
         self.things = check_things(things, num_classes)
         self.ignore_label = ignore_label
         self.label_bit_shift = label_bit_shift
         self.pred_tubes: PredTubeRule = pred_tubes
+        self.pred_void: PredVoidRule = pred_void
         # is_thing[c] for c in 0..num_classes; index num_classes (void) is False.
         self._is_thing = np.zeros(num_classes + 1, np.bool_)
         self._is_thing[list(self.things)] = True
@@ -243,10 +271,10 @@ class STQuality:
             aq_sum_all += aq_sum
             tubes_all += len(seq.gt_tubes)
             aq = aq_sum / len(seq.gt_tubes) if seq.gt_tubes else 0.0
-            iou = iou_from_confusion(seq.confusion, c)[1]
+            iou = iou_from_confusion(seq.confusion, c, pred_void=self.pred_void)[1]
             aq_seq[sid], iou_seq[sid], length[sid] = aq, iou, seq.length
             stq_seq[sid] = math.sqrt(aq * iou)
-        iou_per_class, sq = iou_from_confusion(total, c)
+        iou_per_class, sq = iou_from_confusion(total, c, pred_void=self.pred_void)
         aq_all = aq_sum_all / tubes_all if tubes_all else 0.0
         return STQResult(
             STQ=math.sqrt(aq_all * sq),

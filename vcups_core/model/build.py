@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from vcups_core.configs.model import ModelConfig
@@ -16,11 +19,31 @@ from vcups_core.model.track_head import TrackHead
 from vcups_core.types import CategoryTable
 
 
+class InputTransform(GeneralizedRCNNTransform):  # type: ignore[misc]  # torchvision is untyped
+    """torchvision's transform (normalise, resize to ``min_size``/``max_size``, pad to 32), except
+    that in eval mode the resize only happens with ``resize_at_inference``: by default inference
+    runs at the input's native resolution (``ModelConfig.inference.resize``, method §5). Training
+    follows torchvision (``_skip_resize=True`` keeps the input size)."""
+
+    def __init__(self, *args: Any, resize_at_inference: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resize_at_inference = resize_at_inference
+
+    def resize(
+        self, image: Tensor, target: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        if not self.training and not self.resize_at_inference:
+            return image, target
+        resized: tuple[Tensor, dict[str, Tensor] | None] = super().resize(image, target)
+        return resized
+
+
 def build_model(
     cfg: ModelConfig,
     categories: CategoryTable | None = None,
     *,
     drop_loss_iou: float = 0.5,
+    video_drop_loss: bool = True,
 ) -> PanopticCascadeMaskTrack:
     """Build the network described by ``cfg`` (random weights, or local backbone weights).
 
@@ -28,7 +51,11 @@ def build_model(
         cfg: the model config (``config/model/*.yaml``).
         categories: category names and pseudo-class ids; default: generic names for
             ``cfg.num_thing_classes`` things and ``cfg.num_stuff_classes`` stuff.
-        drop_loss_iou: Video DropLoss ``tau`` (``TrainingConfig.drop_loss_iou``; training only).
+        drop_loss_iou: Video DropLoss ``tau`` (``TrainingConfig.drop_loss_iou``; training only);
+            also the IoU that makes a key-frame proposal a positive of the tracking loss.
+        video_drop_loss: False turns Video DropLoss off (``TrainingConfig.video_drop_loss``, for
+            ablations): plain cross-entropy on every proposal and the MaskTrack "new object"
+            target for instances missing from the reference frame.
 
     Returns:
         The model in training mode, with ``model.config = cfg``.
@@ -49,12 +76,17 @@ def build_model(
     channels = cfg.backbone.fpn_channels
     inference = cfg.inference
     model = PanopticCascadeMaskTrack(
-        transform=GeneralizedRCNNTransform(
+        transform=InputTransform(
             min_size=cfg.min_size,
             max_size=cfg.max_size,
             image_mean=list(cfg.pixel_mean),
             image_std=list(cfg.pixel_std),
             size_divisible=32,
+            # Training keeps the size the data pipeline made (crop + resolution jitter, method
+            # §4.3), as detectron2's mappers do; min/max size apply at inference only, and only
+            # with inference.resize (default: native resolution, method §5).
+            _skip_resize=True,
+            resize_at_inference=inference.resize,
         ),
         backbone=ResNetFPN(
             depth=cfg.backbone.depth,
@@ -83,7 +115,7 @@ def build_model(
             bbox_reg_weights=cfg.cascade.bbox_reg_weights,
             batch_size_per_image=cfg.cascade.batch_size_per_image,
             positive_fraction=cfg.cascade.positive_fraction,
-            drop_loss_iou=drop_loss_iou,
+            drop_loss_iou=drop_loss_iou if video_drop_loss else None,
             score_threshold=inference.score_threshold,
             nms_threshold=inference.nms_threshold,
             detections_per_image=inference.detections_per_image,
@@ -108,6 +140,7 @@ def build_model(
             pooler_resolution=cfg.track.pooler_resolution,
             loss_weight=cfg.track.loss_weight,
             positive_iou=drop_loss_iou,
+            drop_missing_counterpart=video_drop_loss,
         ),
         categories=categories,
         merge=MergeSettings(

@@ -144,7 +144,8 @@ class CascadeRoIHeads(nn.Module):
         bbox_reg_weights: box-coder weights ``(wx, wy, ww, wh)`` of every stage.
         batch_size_per_image: RoIs sampled per image at stage 0 (512).
         positive_fraction: fraction of positives in that sample (0.25).
-        drop_loss_iou: Video DropLoss ``tau`` (0.5).
+        drop_loss_iou: Video DropLoss ``tau`` (0.5); None turns DropLoss off (plain
+            cross-entropy on every proposal, for ablations).
         smooth_l1_beta: beta of the box loss (detectron2's default 0.0 is plain L1).
         score_threshold: inference: keep ``score > score_threshold``.
         nms_threshold: inference: per-class NMS IoU.
@@ -170,7 +171,7 @@ class CascadeRoIHeads(nn.Module):
         ),
         batch_size_per_image: int = 512,
         positive_fraction: float = 0.25,
-        drop_loss_iou: float = 0.5,
+        drop_loss_iou: float | None = 0.5,
         smooth_l1_beta: float = 0.0,
         score_threshold: float = 0.5,
         nms_threshold: float = 0.5,
@@ -296,11 +297,18 @@ class CascadeRoIHeads(nn.Module):
             logits, deltas = stage(x)
             coder = self.box_coders[k]
             regressed = coder.decode_single(deltas, flat)
-            weights = torch.cat(
-                [
-                    drop_loss_weights(r, g, self.drop_loss_iou)
-                    for r, g in zip(torch.split(regressed.detach(), counts), gt_boxes, strict=True)
-                ]
+            tau = self.drop_loss_iou
+            weights = (
+                None
+                if tau is None
+                else torch.cat(
+                    [
+                        drop_loss_weights(r, g, tau)
+                        for r, g in zip(
+                            torch.split(regressed.detach(), counts), gt_boxes, strict=True
+                        )
+                    ]
+                )
             )
             cls_targets = torch.cat(labels)
             losses[f"loss_cls_stage{k}"] = weighted_cross_entropy(logits, cls_targets, weights)

@@ -126,6 +126,7 @@ class TorchPredictor:
         if half:
             self.model.half()
         self.categories = model.categories
+        self.settings = model.merge  # the model config's inference thresholds, as exported ones
         self.model_name = model.name
         self.checksum = weights_sha256(model.state_dict())
 

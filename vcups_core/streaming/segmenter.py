@@ -106,9 +106,16 @@ class StreamingSegmenter:
 
     @classmethod
     def from_config(
-        cls, predictor: Predictor, cfg: NodeConfig, *, stuff_area_limit: int = 4096
+        cls, predictor: Predictor, cfg: NodeConfig, *, stuff_area_limit: int | None = None
     ) -> StreamingSegmenter:
-        """Build from the node's parameters (the one place that reads them for streaming)."""
+        """Build from the node's parameters (the one place that reads them for streaming).
+
+        ``stuff_area_limit=None`` takes the model config's ``inference.stuff_area_limit`` from
+        the predictor's merge settings (``predictor.settings``; 4096 for a predictor without).
+        """
+        if stuff_area_limit is None:
+            settings = getattr(predictor, "settings", None)
+            stuff_area_limit = int(getattr(settings, "stuff_area_limit", 4096))
         t = cfg.tracker
         return cls(
             predictor,

@@ -29,8 +29,9 @@ def pair(gt: str, pred: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return (*frame(gt), *frame(pred))
 
 
-def reference_stq(sequences, num_classes, things, rule="deeplab2"):
-    """Naive per-pixel STQ (deeplab2 AQ, SQ with predicted void as FN only).
+def reference_stq(sequences, num_classes, things, rule="deeplab2", pred_void="deeplab2"):
+    """Naive per-pixel STQ (deeplab2 AQ; SQ with predicted void as an extra IoU-0 bin of the mean
+    under ``pred_void="deeplab2"``, as FN only under ``"false_negative"``).
 
     ``sequences``: {sequence_id: [(gs, gi, ps, pi), ...]}. Returns (STQ, AQ, SQ, AQ_per_seq).
     """
@@ -67,7 +68,8 @@ def reference_stq(sequences, num_classes, things, rule="deeplab2"):
         aq_seq[sid] = s / len(gt_sz) if gt_sz else 0.0
     tp = np.diag(total[:, :c]).astype(float)
     union = total.sum(1) + total[:, :c].sum(0) - tp
-    sq = float(np.mean(tp[union > 0] / union[union > 0])) if (union > 0).any() else 0.0
+    bins = int((union > 0).sum()) + int(pred_void == "deeplab2" and total[:, c].sum() > 0)
+    sq = float(np.sum(tp[union > 0] / union[union > 0]) / bins) if bins else 0.0
     aq = aq_sum / tubes if tubes else 0.0
     return math.sqrt(aq * sq), aq, sq, aq_seq
 

@@ -30,6 +30,22 @@ def test_more_pseudo_than_gt_leftovers_go_to_majority() -> None:
     np.testing.assert_array_equal(m.matched_confusion, [[13, 1], [1, 13]])
 
 
+def test_unevaluated_gt_classes_are_never_targets() -> None:
+    # GT 1 is not evaluated (e.g. Waymo's wall). Pseudo 1 overlaps it most (8 px). With GT 1 out
+    # of the block the columns are GT 0 and 2: Hungarian takes 0->0, 1->2 (10 + 0 = 10) over
+    # 0->2, 1->0 (0 + 2 = 2), so pseudo 1 lands on GT 2 although it never overlaps it.
+    conf = np.array([[10, 0, 0], [2, 8, 0]])
+    m = match_classes(conf, np.zeros(2, bool), ALL_STUFF3, gt_evaluated=[True, False, True])
+    np.testing.assert_array_equal(m.mapping, [0, 2])
+    assert 1 not in m.mapping.tolist()
+    # Without the restriction pseudo 1 goes to GT 1.
+    np.testing.assert_array_equal(
+        match_classes(conf, np.zeros(2, bool), ALL_STUFF3).mapping, [0, 1]
+    )
+    with pytest.raises(ValueError, match="gt_evaluated must have length 3"):
+        match_classes(conf, np.zeros(2, bool), ALL_STUFF3, gt_evaluated=[True])
+
+
 def test_thing_stuff_separation() -> None:
     conf = np.array([[9, 1, 0], [0, 0, 5], [0, 3, 7]])
     pred_thing = np.array([True, False, True])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from metric_frames import VOID, frame
 
-from vcups_core.data.datasets import KITTI_STEP, MOTS
+from vcups_core.data import cityscapes_classes as cs
+from vcups_core.data.datasets import KITTI_STEP, MOTS, WAYMO, DatasetDescriptor
 from vcups_core.metrics import (
     KITTI_STEP_TRACKED,
     MOTS_NUM_CLASSES,
@@ -16,6 +17,7 @@ from vcups_core.metrics import (
     kitti_step_rule,
     restrict_to_tracks,
     stq_for,
+    void_unevaluated,
     vpq_for,
     waymo_crowd_small_tracks,
 )
@@ -38,8 +40,37 @@ def test_mots_classes() -> None:
 def test_descriptor_metrics() -> None:
     stq = stq_for(KITTI_STEP)
     assert stq.things == {11, 13} and stq.num_classes == 19
+    assert stq.pred_void == "deeplab2" and stq_for(MOTS, pred_void="false_negative").pred_void == (
+        "false_negative"
+    )
+    # KITTI-STEP: VPQ things are the tracked classes too (rider has no GT instances).
+    assert vpq_for(KITTI_STEP).things == {11, 13}
     vpq = vpq_for(MOTS, window_sizes=(1, 2))
     assert vpq.things == {1} and vpq.num_classes == 2 and vpq.window_sizes == (1, 2)
+
+
+def test_descriptor_thing_split_and_evaluated_classes() -> None:
+    # Class matching uses the Cityscapes 8-thing / 11-stuff split on KITTI-STEP and Waymo.
+    assert KITTI_STEP.thing_ids == WAYMO.thing_ids == cs.THING_IDS
+    assert KITTI_STEP.tracked_ids == {cs.PERSON, cs.CAR}
+    assert len(WAYMO.evaluated_ids) == 16
+    assert WAYMO.evaluated_ids.isdisjoint({cs.WALL, cs.FENCE, cs.TERRAIN})
+    with pytest.raises(ValueError, match="tracked_ids must be thing classes"):
+        DatasetDescriptor("x", ("a", "b"), frozenset({1}), frozenset({0}), frozenset({0, 1}))
+    with pytest.raises(ValueError, match=r"evaluated_ids has \[2\]"):
+        DatasetDescriptor("x", ("a", "b"), frozenset({1}), frozenset({1}), frozenset({2}))
+
+
+def test_void_unevaluated() -> None:
+    sem, inst = frame("0 3.4 13.2 v")
+    out_sem, out_inst = void_unevaluated(sem, inst, WAYMO.evaluated_ids)
+    np.testing.assert_array_equal(out_sem, [[0, VOID, 13, VOID]])  # wall (3) becomes void
+    np.testing.assert_array_equal(out_inst, [[0, 0, 2, 0]])
+    assert out_sem.dtype == sem.dtype and out_inst.dtype == inst.dtype
+    kept = frame("0 13.2")
+    assert void_unevaluated(*kept, WAYMO.evaluated_ids)[0] is kept[0]  # nothing to change
+    with pytest.raises(ValueError, match="instance shape"):
+        void_unevaluated(sem, inst[:, :2], WAYMO.evaluated_ids)
 
 
 def test_waymo_crowds_small_tracks() -> None:

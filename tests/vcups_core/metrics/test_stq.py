@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from metric_frames import VOID, frame, pair, reference_stq
 
-from vcups_core.metrics import HistogramBuilder, STQuality
+from vcups_core.metrics import HistogramBuilder, STQuality, iou_from_confusion
 
 C, THINGS = 3, {1, 2}
 
@@ -25,8 +25,8 @@ CAR1 = """
 """
 
 
-def stq(*frames, sequence_id=0, rule="deeplab2"):
-    metric = STQuality(C, THINGS, pred_tubes=rule)
+def stq(*frames, sequence_id=0, rule="deeplab2", pred_void="deeplab2"):
+    metric = STQuality(C, THINGS, pred_tubes=rule, pred_void=pred_void)
     for f in frames:
         metric.update(*f, sequence_id=sequence_id)
     return metric.result()
@@ -133,15 +133,100 @@ def test_crowd_is_ignored_for_aq_but_counted_for_sq() -> None:
     assert r["SQ"] == pytest.approx((0.5 + 2 / 3) / 2)
 
 
-def test_void_prediction_is_a_false_negative_only() -> None:
+@pytest.mark.parametrize(
+    ("pred_void", "expected"),
+    [
+        # road: TP 12, FN 4 (predicted void) -> IoU 12/16 = 0.75; car and person: union 0.
+        # deeplab2 (default): the void bin has FP 4 -> union 4 > 0, IoU 0, and enters the mean:
+        # SQ = (0.75 + 0) / 2 = 0.375. "false_negative": SQ = 0.75 / 1 = 0.75.
+        ("deeplab2", 0.375),
+        ("false_negative", 0.75),
+    ],
+)
+def test_void_prediction_on_one_class(pred_void: str, expected: float) -> None:
     gt = "\n".join(["0 0 0 0"] * 4)
     pred = "\n".join(["v v 0 0", "v v 0 0", "0 0 0 0", "0 0 0 0"])
-    # road: TP 12, FN 4 (predicted void) -> IoU 0.75. Void is no class: SQ = 0.75 (deeplab2 would
-    # add a void class with IoU 0 and report 0.375). No GT tube: AQ = 0, STQ = 0.
-    r = stq(pair(gt, pred))
-    np.testing.assert_allclose(r["IoU_per_class"], [0.75, 0.0, 0.0])
-    assert r["SQ"] == pytest.approx(0.75)
-    assert r["AQ"] == 0.0 and r["STQ"] == 0.0
+    r = stq(pair(gt, pred), pred_void=pred_void)
+    np.testing.assert_allclose(r["IoU_per_class"], [0.75, 0.0, 0.0])  # real classes only
+    assert r["SQ"] == pytest.approx(expected)
+    assert r["AQ"] == 0.0 and r["STQ"] == 0.0  # no GT tube
+
+
+CAR1_ROAD_VOID = """
+1.1 1.1 v v
+1.1 1.1 0 0
+0   0   0 0
+0   0   0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("pred_void", "sq"),
+    [
+        # road: TP 10, FN 2 (predicted void), FP 0 -> 10/12 = 5/6; car 4/4 = 1; person union 0.
+        # deeplab2: 2 classes + the void bin (FP 2, IoU 0): SQ = (5/6 + 1 + 0) / 3 = 11/18.
+        ("deeplab2", 11 / 18),
+        # false_negative: SQ = (5/6 + 1) / 2 = 11/12 (= 11/18 * 3/2, the issue's n -> n + 1).
+        ("false_negative", 11 / 12),
+    ],
+)
+def test_void_prediction_with_things(pred_void: str, sq: float) -> None:
+    r = stq(pair(CAR1, CAR1_ROAD_VOID), pred_void=pred_void)
+    np.testing.assert_allclose(r["IoU_per_class"], [5 / 6, 1.0, 0.0])
+    assert r["SQ"] == pytest.approx(sq)
+    assert r["AQ"] == 1.0  # the car tube is exact; void on stuff does not touch AQ
+    assert r["STQ"] == pytest.approx(math.sqrt(sq))
+
+
+@pytest.mark.parametrize("pred_void", ["deeplab2", "false_negative"])
+def test_void_prediction_on_void_ground_truth_adds_no_bin(pred_void: str) -> None:
+    gt = CAR1.replace("1.1 1.1 0 0", "1.1 1.1 v v", 1)
+    # The two GT-void pixels are predicted void: the void row is dropped, so the void column
+    # holds no labelled pixel and there is no bin: road 10/10, car 4/4 -> SQ 1 under both rules.
+    assert stq(pair(gt, gt), pred_void=pred_void)["SQ"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("pred_void", "pooled", "seq_b"),
+    [
+        # "a": CAR1 exact (road 12/12, car 4/4, no void) -> 1 under both rules.
+        # "b": road everywhere, 4 px predicted void -> road 12/16 = 0.75; deeplab2 adds the bin:
+        #      0.75 / 2 = 0.375; false_negative: 0.75.
+        # pooled: road TP 24, FN 4 -> 24/28 = 6/7; car 1; deeplab2: (6/7 + 1 + 0) / 3 = 13/21,
+        #         false_negative: (6/7 + 1) / 2 = 13/14.
+        ("deeplab2", 13 / 21, 0.375),
+        ("false_negative", 13 / 14, 0.75),
+    ],
+)
+def test_void_bin_per_sequence_and_pooled(pred_void: str, pooled: float, seq_b: float) -> None:
+    metric = STQuality(C, THINGS, pred_void=pred_void)
+    metric.update(*pair(CAR1, CAR1), sequence_id="a")
+    road = "\n".join(["0 0 0 0"] * 4)
+    voided = "\n".join(["v v 0 0", "v v 0 0", "0 0 0 0", "0 0 0 0"])
+    metric.update(*pair(road, voided), sequence_id="b")
+    r = metric.result()
+    assert r["SQ"] == pytest.approx(pooled)
+    assert r["IoU_per_seq"] == pytest.approx({"a": 1.0, "b": seq_b})
+
+
+def test_iou_from_confusion_by_hand() -> None:
+    # rows GT (road, car, void), columns prediction (road, car, void); C = 2.
+    confusion = np.array(
+        [
+            [6, 1, 3],  # road: TP 6, FN 1 + 3 (3 predicted void)
+            [2, 4, 0],  # car: TP 4, FN 2
+            [5, 5, 9],  # GT void: dropped
+        ],
+        np.int64,
+    )
+    # road: union = 6 + FP 2 + FN 4 = 12 -> 0.5; car: union = 4 + FP 1 + FN 2 = 7 -> 4/7.
+    iou, mean = iou_from_confusion(confusion, 2)
+    np.testing.assert_allclose(iou, [0.5, 4 / 7])
+    assert mean == pytest.approx((0.5 + 4 / 7) / 3)  # deeplab2: + void bin (FP 3, IoU 0)
+    _, mean_fn = iou_from_confusion(confusion, 2, pred_void="false_negative")
+    assert mean_fn == pytest.approx((0.5 + 4 / 7) / 2)
+    with pytest.raises(ValueError, match="pred_void"):
+        iou_from_confusion(confusion, 2, pred_void="other")  # type: ignore[arg-type]
 
 
 def test_empty_prediction() -> None:
@@ -267,12 +352,13 @@ def test_things_restrict_tracking() -> None:
     assert metric.result()["AQ"] == 0.0
 
 
+@pytest.mark.parametrize("pred_void", ["deeplab2", "false_negative"])
 @pytest.mark.parametrize("rule", ["deeplab2", "labelled"])
 @pytest.mark.parametrize("run_fraction", [0.0, 1.0])
-def test_matches_naive_reference(rule: str, run_fraction: float) -> None:
+def test_matches_naive_reference(rule: str, run_fraction: float, pred_void: str) -> None:
     rng = np.random.default_rng(7)
     sequences = {}
-    metric = STQuality(C, THINGS, pred_tubes=rule)
+    metric = STQuality(C, THINGS, pred_tubes=rule, pred_void=pred_void)
     # Feed histograms from a builder forced onto one counting path (public update_histogram).
     builder = HistogramBuilder(C, max_run_fraction=run_fraction)
     for sid in ("x", "y"):
@@ -285,7 +371,7 @@ def test_matches_naive_reference(rule: str, run_fraction: float) -> None:
             frames.append((gs, gi, ps, pi))
             metric.update_histogram(builder(gs, gi, ps, pi), sequence_id=sid)
         sequences[sid] = frames
-    expected = reference_stq(sequences, C, THINGS, rule)
+    expected = reference_stq(sequences, C, THINGS, rule, pred_void)
     r = metric.result()
     assert (r["STQ"], r["AQ"], r["SQ"]) == pytest.approx(expected[:3])
     assert r["AQ_per_seq"] == pytest.approx(expected[3])
@@ -342,6 +428,7 @@ def test_failing_block_adds_no_frame() -> None:
         ((3, 5), {}, "things must be an iterable"),
         ((3, {1}), {"label_bit_shift": 32}, "label_bit_shift"),
         ((3, {1}), {"pred_tubes": "other"}, "pred_tubes"),
+        ((3, {1}), {"pred_void": "other"}, "pred_void"),
     ],
 )
 def test_constructor_checks(args, kwargs, message: str) -> None:
