@@ -62,6 +62,7 @@ setup(
         "torch>=2.2",
         "torchvision>=0.17",
         "kornia>=0.7",
+        "tensorboard>=2.14",
     ],
     extras_require={"export": ["onnx>=1.15", "onnxruntime>=1.17"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

@@ -130,6 +130,12 @@ def _cmd_semantic_train(args: argparse.Namespace) -> int:
     return run_semantic_train_cli(args)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.train import run_train_cli
+
+    return run_train_cli(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--no-gt", action="store_true", help="bags: omit the /gt/* topics")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.add_argument("--overwrite", action="store_true", help="replace a finished bag at --out")
     synth.set_defaults(func=_cmd_synth)
 
     extract = sub.add_parser("extract", help="write a bag's camera frames as PNGs plus an index")
@@ -228,22 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--stuff-area-limit",
         type=int,
-        default=4096,
-        help="stuff segments with fewer pixels become void",
+        default=None,
+        help="stuff segments with fewer pixels become void (default: the model's "
+        "inference.stuff_area_limit)",
     )
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.add_argument("--overwrite", action="store_true", help="replace a finished bag at --out")
     replay.set_defaults(func=_cmd_replay)
 
     ev = sub.add_parser("evaluate", help="STQ/AQ/SQ and VPQ of predictions in a dataset's format")
     ev.add_argument(
-        "--dataset", required=True, choices=["cityscapes-vps", "kitti-step", "mots", "waymo"]
+        "--dataset",
+        choices=["cityscapes-vps", "kitti-step", "mots", "waymo"],
+        help="dataset format and rules (default: the config's dataset)",
     )
+    ev.add_argument("--config", help="evaluation config YAML (default: config/evaluation.yaml's)")
     ev.add_argument("--gt", required=True, help="ground-truth root (the dataset's layout)")
     ev.add_argument("--pred", required=True, help="predictions root, same layout and encoding")
     ev.add_argument("--split", help="split (default: the reader's, e.g. val)")
     ev.add_argument(
         "--match",
-        default="hungarian",
+        default=None,
         choices=["hungarian", "none"],
         help="map pseudo-classes to classes (hungarian), or take them as class ids",
     )
@@ -276,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_semantic_train_arguments(semantic)
     semantic.set_defaults(func=_cmd_semantic_train)
+
+    from training.train import add_arguments as add_train_arguments
+
+    train = sub.add_parser(
+        "train",
+        help="pseudo-label store -> trained checkpoint (resumable; torchrun for several GPUs)",
+    )
+    add_train_arguments(train)
+    train.set_defaults(func=_cmd_train)
 
     demo = sub.add_parser(
         "demo",

@@ -220,7 +220,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if gt_topics and args.gt_dataset:
         raise ValueError("give one ground truth: --gt-topics or --gt-dataset, not both")
     # the outputs are checked (and their leftovers from a killed run removed) before any work
-    overwrite = bool(getattr(args, "overwrite", False))  # a flag of the CLI, where it has one
+    overwrite = bool(getattr(args, "overwrite", False))
     bag_out = _staged(stack, "--out", args.out, bag=True, overwrite=overwrite)
     video_out = _staged(stack, "--video", args.video)
     report_out = _staged(stack, "--report", args.report)

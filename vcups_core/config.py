@@ -15,6 +15,7 @@ The schemas themselves live in :mod:`vcups_core.configs` (one module per compone
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -392,3 +393,45 @@ def _convert_dataclass(value: Any, cls: type[Any], key: str, problems: list[Prob
         problems.append(Problem(key, dict(value), str(exc), "invalid"))
         return None
     return instance
+
+
+def apply_overrides(cfg: T, overrides: Sequence[str], schema: type[T]) -> T:
+    """``cfg`` with ``KEY=VALUE`` overrides (dotted keys, YAML values), validated like a file.
+
+    Example: ``["epochs=2", "optimizer.learning_rate=1e-4", "augmentation.resolutions=[[64,128]]"]``.
+
+    Raises:
+        ConfigError: a malformed override, an unknown key, a wrong type or an out-of-range
+            value (every problem listed; the source is ``--set``).
+    """
+    data = config_to_dict(cfg)
+    problems: list[Problem] = []
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(text, text, "KEY=VALUE", "invalid"))
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            problems.append(Problem(key, raw, "a YAML value", "invalid"))
+            continue
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as text; on a command line it means the number
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                node = None
+                break
+            node = child
+        if not isinstance(node, dict) or parts[-1] not in node:
+            problems.append(Problem(key, raw, "a key of the schema", "unknown key"))
+            continue
+        node[parts[-1]] = value
+    if problems:
+        raise ConfigError("--set", problems)
+    return config_from_dict(data, schema, source="--set")

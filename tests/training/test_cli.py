@@ -38,6 +38,7 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
         "replay",
         "semantic-train",
         "synth",
+        "train",
     ]
     for name in sub.choices:
         assert name in proc.stdout

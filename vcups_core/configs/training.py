@@ -68,7 +68,18 @@ class TrainingConfig:
     drop_loss_iou: float = option(
         0.5, "Video DropLoss tau_IoU: proposals below it get no background loss", ge=0.0, le=1.0
     )
+    video_drop_loss: bool = option(
+        True, "Video DropLoss on (off: plain cross-entropy and 'new object' targets; ablations)"
+    )
     checkpoint_every: int = option(1000, "iterations between checkpoints", ge=1)
+    micro_batch: int = option(
+        0,
+        "clips per forward pass on each rank, gradients accumulated (0: the rank's whole share)",
+        ge=0,
+    )
+    only_with_instances: bool = option(
+        True, "train only on key frames with at least one thing instance (as CUPS)"
+    )
     backend: Literal["auto", "nccl", "gloo"] = option(
         "auto", "torch.distributed backend (auto: nccl on GPUs, gloo on CPUs)"
     )

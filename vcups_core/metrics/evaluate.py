@@ -57,6 +57,7 @@ def evaluate(
     pred_is_thing: Sequence[bool] | None = None,
     window_sizes: Sequence[int] | None = None,
     progress: Callable[[Iterator[Frame]], Iterator[Frame]] | None = None,
+    class_match: ClassMatch | None = None,
 ) -> dict[str, Any]:
     """Score predictions against ground truth; returns a JSON-serialisable report.
 
@@ -73,6 +74,8 @@ def evaluate(
             predictions in the dataset's own class ids).
         window_sizes: overrides ``config.vpq_window_sizes``.
         progress: optional wrapper of the second pass's iterator (e.g. ``tqdm``).
+        class_match: with ``hungarian``, this matching instead of one made on ``frames``
+            (:func:`match_pseudo_classes`; e.g. the whole set's matching for a subset).
 
     Raises:
         ValueError: from the metrics, naming the array and value, on malformed labels.
@@ -82,9 +85,10 @@ def evaluate(
     windows = tuple(window_sizes) if window_sizes is not None else cfg.vpq_window_sizes
     shift = cfg.label_bit_shift
     ignore = descriptor.ignore_label
-    class_match: ClassMatch | None = None
-    if mode == "hungarian":
-        class_match = _match(
+    if mode != "hungarian":
+        class_match = None
+    elif class_match is None:
+        class_match = match_pseudo_classes(
             frames, descriptor, num_pred_classes, pred_is_thing, cfg.adhere_thing_stuff
         )
     stq = stq_for(descriptor, shift, pred_tubes=cfg.pred_tubes, pred_void=cfg.pred_void)
@@ -149,14 +153,16 @@ def evaluate(
     return report
 
 
-def _match(
+def match_pseudo_classes(
     frames: FrameSource,
     descriptor: DatasetDescriptor,
     num_pred_classes: int | None,
     pred_is_thing: Sequence[bool] | None,
     adhere_thing_stuff: bool = True,
 ) -> ClassMatch:
-    """First pass: the pseudo-class x class confusion, thing flags, then the matching."""
+    """The protocol's class matching over every frame of ``frames`` (the first pass of
+    :func:`evaluate`): the pseudo-class x class confusion, thing flags, then
+    :func:`~vcups_core.metrics.class_matching.match_classes`."""
     ignore = descriptor.ignore_label
     n_gt = descriptor.num_classes
     confusion = np.zeros((0, n_gt), np.int64)
