@@ -1,8 +1,7 @@
-"""Every field of the evaluation and model schemas is read by the code it configures.
+"""Every field of the evaluation, model and training schemas is read by the code it configures.
 
 A field is "read" when ``.<name>`` appears in a module outside ``vcups_core/configs`` (attribute
-access on the loaded config). The training, pseudo-label and node schemas are wired by their own
-components' work and are not checked here yet.
+access on the loaded config). The pseudo-label and node schemas are not checked here yet.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vcups_core.configs import EvaluationConfig, ModelConfig
+from vcups_core.configs import EvaluationConfig, ModelConfig, TrainingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [
@@ -40,7 +39,12 @@ TEXT = "\n".join(p.read_text() for p in SOURCES)
 
 
 @pytest.mark.parametrize(
-    "key", [*leaf_fields(EvaluationConfig), *(f"model.{k}" for k in leaf_fields(ModelConfig))]
+    "key",
+    [
+        *leaf_fields(EvaluationConfig),
+        *(f"model.{k}" for k in leaf_fields(ModelConfig)),
+        *(f"training.{k}" for k in leaf_fields(TrainingConfig)),
+    ],
 )
 def test_field_is_read(key: str) -> None:
     name = key.rsplit(".", 1)[-1]

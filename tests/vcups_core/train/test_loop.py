@@ -230,6 +230,8 @@ def test_vcups_train_writes_a_checkpoint_that_replay_accepts(store: Path, tmp_pa
     assert vcups(_cli_args(store, out, 2)) == 0
     checkpoint = out / "model_final.pt"
     _, meta = read_checkpoint(checkpoint)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard scalars
+    assert [m["step"] for m in _metrics(out)] == [1, 2]
     assert meta["categories"]["num_things"] == 2  # the store's split: car, person
     bag = tmp_path / "held_out"
     write_synthetic_bag(SyntheticWorld(height=H, width=W, num_frames=3, seed=9), bag)
@@ -257,3 +259,38 @@ def test_vcups_train_usage_errors_are_one_line(
     assert "no manifest" in capsys.readouterr().err
     assert vcups(_cli_args(store, tmp_path / "z", 1, "epochs=zero")) == 2
     assert "epochs" in capsys.readouterr().err
+
+
+def test_finetune_from_a_checkpoint_on_a_datasets_ground_truth(store: Path, tmp_path: Path) -> None:
+    """--finetune-from CKPT --dataset NAME:ROOT: the dataset's classes replace the pseudo-classes,
+    the backbone comes from the checkpoint, the class-specific layers start afresh."""
+    from training.synth import labeled_clip
+    from vcups_core.data.datasets import KITTI_STEP
+    from vcups_core.data.kitti_step import write_kitti_step
+
+    pretrained = train(_options(store, tmp_path / "pre", 1, "copy_paste.enabled=false"))
+    assert pretrained.checkpoint is not None
+    root = tmp_path / "kitti"
+    write_kitti_step(
+        [labeled_clip(SyntheticWorld(height=H, width=W, num_frames=4, seed=3), every=1)],
+        root,
+        split="val",
+    )
+    out = tmp_path / "ft"
+    args = _cli_args(store, out, 1, "copy_paste.enabled=false")
+    args[args.index("--store") : args.index("--store") + 2] = [
+        "--finetune-from",
+        str(pretrained.checkpoint),
+        "--dataset",
+        f"kitti-step:{root}",
+        "--split",
+        "val",
+    ]
+    assert vcups(args) == 0
+    tuned, meta = read_checkpoint(out / "model_final.pt")
+    before, _ = read_checkpoint(pretrained.checkpoint)
+    assert meta["categories"]["num_things"] == len(KITTI_STEP.thing_ids)
+    assert meta["categories"]["pseudo_class_ids"][:8] == sorted(KITTI_STEP.thing_ids)
+    stem = "backbone.body.layer4.1.conv2.weight"
+    # one AdamW step away from the checkpoint's weights, not from a fresh initialisation
+    assert float((tuned[stem] - before[stem]).abs().max()) < 2e-3
