@@ -62,6 +62,16 @@ class TrackerSection:
         "MaskTrack weights of (log detection score, box IoU, same class)",
         ge=0.0,
     )
+    mask_iou_weight: float = option(
+        2.0, "weight of the mask IoU with a recently seen track (0: MaskTrack's cues only)", ge=0.0
+    )
+    propagation_bonus: bool = option(
+        True, "mask IoU >= iou_threshold with a recently seen track adds the same-class weight"
+    )
+    assignment: Literal["hungarian", "greedy"] = option(
+        "hungarian",
+        "one-to-one assignment: hungarian (optimal) or greedy (MaskTrack: best-scoring first)",
+    )
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,33 @@ def assign(
         if c < m and scores[r, c] > _NEG / 2:
             out[r] = c
     return out
+
+
+def assign_greedy(
+    pair_scores: npt.NDArray[np.floating],
+    new_scores: npt.NDArray[np.floating],
+    det_scores: npt.NDArray[np.floating],
+) -> npt.NDArray[np.int64]:
+    """MaskTrack R-CNN's online matching: detections in descending detection score each take
+    the best track still free, if it beats their "new object" score.
+
+    Args:
+        pair_scores: ``float[N, M]`` detection-to-track scores.
+        new_scores: ``float[N]`` score of starting a new track.
+        det_scores: ``float[N]`` detection scores (the order of the greedy pass).
+
+    Returns:
+        ``int64[N]``: matched track column, or -1 for a new track (also on a tie).
+    """
+    n, m = pair_scores.shape
+    out = np.full(n, -1, np.int64)
+    taken = np.zeros(m, bool)
+    for i in np.argsort(-np.asarray(det_scores), kind="stable").tolist():
+        if m == 0:
+            break
+        row = np.where(taken, -np.inf, np.asarray(pair_scores[i], np.float64))
+        j = int(np.argmax(row))
+        if np.isfinite(row[j]) and row[j] > new_scores[i]:
+            out[i] = j
+            taken[j] = True
+    return out

@@ -33,7 +33,12 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.streaming.association import assign, association_scores, label_map_iou
+from vcups_core.streaming.association import (
+    assign,
+    assign_greedy,
+    association_scores,
+    label_map_iou,
+)
 from vcups_core.types import FramePrediction, TrackState
 
 
@@ -70,7 +75,11 @@ class OnlineTracker:
         iou_threshold: minimum mask IoU with a recently seen track's last mask.
         window: "recently seen" means within this many frames.
         match_coeffs: MaskTrack weights of (log detection score, box IoU, same class).
-        mask_coeff: weight of the mask IoU in the association score.
+        mask_coeff: weight of the mask IoU in the association score (0: MaskTrack's cues only).
+        propagation_bonus: a mask IoU of at least ``iou_threshold`` with a track seen within
+            ``window`` frames adds the same-class weight (False: MaskTrack's cues only).
+        assignment: ``"hungarian"`` (optimal one-to-one) or ``"greedy"`` (MaskTrack R-CNN's
+            online matching: detections by descending score each take their best free option).
         mask_stride: masks are compared on every ``mask_stride``-th pixel (cost ~ 1/stride²);
             ``None`` picks ``max(1, min(H, W) // 128)`` per frame (8 px at 1024 rows: IoU
             decisions at 0.4 need no finer masks).
@@ -86,6 +95,8 @@ class OnlineTracker:
         match_coeffs: tuple[float, float, float] = (1.0, 2.0, 10.0),
         mask_coeff: float = 2.0,
         mask_stride: int | None = None,
+        propagation_bonus: bool = True,
+        assignment: str = "hungarian",
     ) -> None:
         if (
             max_age < 0
@@ -99,6 +110,10 @@ class OnlineTracker:
             )
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold: expected 0..1, got {iou_threshold}")
+        if assignment not in ("hungarian", "greedy"):
+            raise ValueError(f"assignment: expected hungarian or greedy, got {assignment!r}")
+        self.propagation_bonus = propagation_bonus
+        self.assignment = assignment
         self.max_age, self.min_hits, self.window = max_age, min_hits, window
         self.iou_threshold = iou_threshold
         self.match_coeffs, self.mask_coeff = match_coeffs, mask_coeff
@@ -148,8 +163,12 @@ class OnlineTracker:
                 coeffs=self.match_coeffs,
                 mask_coeff=self.mask_coeff,
             )
-            pair += self.match_coeffs[2] * (mious >= max(self.iou_threshold, 1e-9))
-            matches = assign(pair, new)
+            if self.propagation_bonus:
+                pair += self.match_coeffs[2] * (mious >= max(self.iou_threshold, 1e-9))
+            if self.assignment == "hungarian":
+                matches = assign(pair, new)
+            else:
+                matches = assign_greedy(pair, new, prediction.scores)
         else:
             matches = np.full(n, -1, np.int64)
 

@@ -55,3 +55,35 @@ def test_assign_solves_conflicts_and_prefers_new_when_better() -> None:
     allowed = np.array([[False, True], [True, True], [True, True]])
     assert assign(pair, new, allowed).tolist() == [1, 0, -1]
     assert assign(np.zeros((0, 3)), np.zeros(0)).tolist() == []
+
+
+def test_greedy_assignment_follows_detection_scores_not_the_optimum() -> None:
+    from vcups_core.streaming.association import assign_greedy
+
+    # one track; detection 0 (score 0.9) fits it with 5, detection 1 (score 0.8) with 7
+    pair = np.array([[5.0], [7.0]])
+    new = np.array([0.0, 0.0])
+    assert assign_greedy(pair, new, np.array([0.9, 0.8])).tolist() == [0, -1]
+    assert assign(pair, new).tolist() == [-1, 0]  # Hungarian takes the better total
+    # a track must beat "new object"; with no track everything is new
+    assert assign_greedy(np.array([[1.0]]), np.array([1.0]), np.array([0.5])).tolist() == [-1]
+    assert assign_greedy(np.zeros((2, 0)), np.zeros(2), np.ones(2)).tolist() == [-1, -1]
+
+
+def test_segmenter_passes_the_tracker_settings() -> None:
+    from vcups_core.config import apply_overrides
+    from vcups_core.configs.node import NodeConfig
+    from vcups_core.streaming.segmenter import StreamingSegmenter
+
+    cfg = apply_overrides(
+        NodeConfig(),
+        [
+            "tracker.assignment=greedy",
+            "tracker.propagation_bonus=false",
+            "tracker.mask_iou_weight=0",
+        ],
+        NodeConfig,
+    )
+    seg = StreamingSegmenter.from_config(object(), cfg, stuff_area_limit=0)  # type: ignore[arg-type]
+    assert seg.tracker.assignment == "greedy"
+    assert seg.tracker.propagation_bonus is False and seg.tracker.mask_coeff == 0.0

@@ -1,0 +1,311 @@
+"""Stream every clip of a dataset through the node's path, one result file per finished clip.
+
+Each clip gets a fresh :class:`~vcups_core.streaming.segmenter.StreamingSegmenter` (fresh tracker
+and smoother, track ids from 1) and is fed its frames in order with the known frame gaps; the
+tracker sees every frame from the clip's first through its last annotated one, labelled or not
+(Cityscapes-VPS: the whole 30-frame snippet, labels on every 5th frame). What is kept is the
+panoptic output of the annotated frames: a :class:`ClipResult` of category ids (the predictor's
+:class:`~vcups_core.types.CategoryTable`, before any class matching) and track ids, stored as
+``<folder>/<clip>.npz``.
+
+Resuming: a result file is written atomically (:func:`~vcups_core.jobs.atomic_write_bytes`) once
+its clip is finished, so it doubles as the clip's done marker: :func:`run_clips` skips clips whose
+file exists and removes what a killed run left of its own clips' files. Clips are independent, so
+any split of the clips over processes (``--shard``, torchrun ranks) gives the same files.
+
+The ground-truth oracle (:func:`oracle_segmenter`) is the check of this path: it knows only the
+annotated frames, so it is fed only those, with smoothing off, no stuff area limit and a
+full-resolution stuff grid, so a correct path reproduces the ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.configs.node import NodeConfig
+from vcups_core.data import cityscapes_classes as cs
+from vcups_core.data.clip import Clip, ClipFrame
+from vcups_core.data.datasets import DatasetDescriptor
+from vcups_core.data.synthetic import SyntheticFrame
+from vcups_core.jobs import StagedOutput, atomic_write_bytes
+from vcups_core.streaming.oracle import THING_CLASSES, OraclePredictor
+from vcups_core.streaming.segmenter import StreamingSegmenter
+from vcups_core.types import IGNORE_LABEL
+
+RESULT_SUFFIX = ".npz"
+"""Suffix of a clip's result file (``<clip name>.npz``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipResult:
+    """The streamed panoptic output of one clip's annotated frames.
+
+    Attributes:
+        name: the clip's name.
+        frames: clip frame index (:attr:`ClipFrame.index`) of each annotated frame, in order.
+        semantic: per annotated frame, ``uint8[H, W]`` category ids of the predictor,
+            :data:`~vcups_core.types.IGNORE_LABEL` on void.
+        track: per annotated frame, ``int32[H, W]`` track ids, 0 on stuff and void; renumbered
+            ``1..n`` over the clip in order of appearance (the tracker's own ids skip numbers).
+        streamed: frames given to the segmenter (annotated or not).
+    """
+
+    name: str
+    frames: tuple[int, ...]
+    semantic: tuple[npt.NDArray[np.uint8], ...]
+    track: tuple[npt.NDArray[np.int32], ...]
+    streamed: int
+
+    def __post_init__(self) -> None:
+        if not len(self.frames) == len(self.semantic) == len(self.track):
+            raise ValueError(
+                f"clip {self.name!r}: {len(self.frames)} frames, {len(self.semantic)} semantic "
+                f"and {len(self.track)} track maps"
+            )
+
+    def to_bytes(self) -> bytes:
+        """The result as a compressed ``.npz`` (one array per map)."""
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "name": np.array(self.name),
+            "frames": np.asarray(self.frames, np.int64),
+            "streamed": np.array(self.streamed, np.int64),
+        }
+        for k, (sem, trk) in enumerate(zip(self.semantic, self.track, strict=True)):
+            arrays[f"semantic_{k}"] = sem
+            arrays[f"track_{k}"] = trk
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, path: Path) -> ClipResult:
+        """Read a result file written by :meth:`to_bytes`.
+
+        Raises:
+            ValueError: the file is not such a result (names the file).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                frames = tuple(int(i) for i in data["frames"])
+                return cls(
+                    str(data["name"]),
+                    frames,
+                    tuple(data[f"semantic_{k}"].astype(np.uint8) for k in range(len(frames))),
+                    tuple(data[f"track_{k}"].astype(np.int32) for k in range(len(frames))),
+                    int(data["streamed"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable clip result ({exc})") from None
+
+
+def result_path(folder: Path, clip_name: str) -> Path:
+    """``<folder>/<clip_name>.npz``.
+
+    Raises:
+        ValueError: a clip name that cannot be a file name.
+    """
+    if not clip_name or clip_name.startswith(".") or "/" in clip_name or "\\" in clip_name:
+        raise ValueError(f"clip name {clip_name!r} cannot name a result file")
+    return Path(folder) / f"{clip_name}{RESULT_SUFFIX}"
+
+
+def frames_to_stream(clip: Clip, *, annotated_only: bool = False) -> tuple[ClipFrame, ...]:
+    """The frames a clip is streamed with: every frame through the last annotated one (later
+    frames cannot change a causal result), or only the annotated ones."""
+    if annotated_only:
+        return clip.annotated
+    last = max((i for i, f in enumerate(clip.frames) if f.annotated), default=-1)
+    return clip.frames[: last + 1]
+
+
+def stream_clip(
+    clip: Clip,
+    segmenter: StreamingSegmenter,
+    frames: Sequence[ClipFrame],
+    on_frame: Callable[[], None] | None = None,
+) -> ClipResult:
+    """Run ``frames`` of ``clip`` (in order) through ``segmenter``; keep the annotated ones.
+
+    The gap passed with each frame is the difference of clip frame indices, so frames left out
+    (the oracle's unlabelled ones) count as skipped frames for the tracker and the smoother.
+
+    Args:
+        clip: the clip (names the result).
+        segmenter: a fresh segmenter (its tracker starts empty).
+        frames: frames of ``clip`` in order.
+        on_frame: called after each frame (progress).
+    """
+    semantic: list[npt.NDArray[np.uint8]] = []
+    track: list[npt.NDArray[np.int64]] = []
+    indices: list[int] = []
+    previous: int | None = None
+    for frame in frames:
+        gap = None if previous is None else frame.index - previous
+        result = segmenter.step(frame.image(), gap=gap)
+        previous = frame.index
+        if frame.annotated:
+            indices.append(frame.index)
+            semantic.append(result.semantic)
+            track.append(result.track_ids)
+        if on_frame is not None:
+            on_frame()
+    return ClipResult(
+        clip.name, tuple(indices), tuple(semantic), compact_tracks(track), len(frames)
+    )
+
+
+def compact_tracks(
+    maps: Sequence[npt.NDArray[np.integer]],
+) -> tuple[npt.NDArray[np.int32], ...]:
+    """Renumber the nonzero track ids of a clip's maps ``1..n`` in order of first appearance
+    (row-major within a frame); 0 stays 0."""
+    numbers: dict[int, int] = {}
+    out = []
+    for ids in maps:
+        values, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        for k in np.argsort(first, kind="stable").tolist():
+            value = int(values[k])
+            if value != 0 and value not in numbers:
+                numbers[value] = len(numbers) + 1
+        lut = np.array([numbers.get(int(v), 0) for v in values.tolist()], np.int32)
+        out.append(lut[inverse].reshape(ids.shape))
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What :func:`run_clips` did.
+
+    Attributes:
+        clips: clips given.
+        skipped: of those, finished before (result file present).
+        frames: frames streamed now.
+        seconds: wall time of the streaming.
+    """
+
+    clips: int
+    skipped: int
+    frames: int
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_clips(
+    clips: Sequence[Clip],
+    folder: Path,
+    make_segmenter: Callable[[Clip], StreamingSegmenter],
+    *,
+    annotated_only: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Stream every unfinished clip of ``clips`` and write its :class:`ClipResult`.
+
+    Args:
+        clips: this process's clips (e.g. one shard).
+        folder: where the result files go (created if missing).
+        make_segmenter: a fresh segmenter for a clip (called once per unfinished clip).
+        annotated_only: stream only the annotated frames (the oracle).
+        progress: show a ``tqdm`` bar of frames (with frames/s) and finished clips.
+
+    Raises:
+        ValueError: a clip name that cannot name a file.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM under
+            :func:`~vcups_core.jobs.terminate_as_interrupt`); finished clips stay finished.
+    """
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for clip in clips:
+        path = result_path(folder, clip.name)
+        StagedOutput(path).remove_leftovers()  # a killed run's temporary files of this clip
+        if not path.exists():
+            todo.append(clip)
+    total = sum(len(frames_to_stream(c, annotated_only=annotated_only)) for c in todo)
+    streamed = 0
+    start = time.perf_counter()
+    with tqdm(total=total, desc="evaluate", unit="frame", disable=not progress) as bar:
+        for done, clip in enumerate(todo, start=1):
+            frames = frames_to_stream(clip, annotated_only=annotated_only)
+            result = stream_clip(clip, make_segmenter(clip), frames, lambda: bar.update(1))
+            atomic_write_bytes(result_path(folder, clip.name), result.to_bytes())
+            streamed += len(frames)
+            bar.set_postfix_str(f"clips {done}/{len(todo)}")
+    return RunSummary(len(clips), len(clips) - len(todo), streamed, time.perf_counter() - start)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OracleFrame:
+    """An annotated frame in the shape :class:`OraclePredictor` reads (image, labels, index)."""
+
+    rgb: npt.NDArray[np.uint8]
+    semantic: npt.NDArray[np.uint8]
+    instance: npt.NDArray[np.int32]
+    index: int
+
+
+ORACLE_DATASETS = ("cityscapes-vps", "kitti-step", "mots", "waymo")
+"""Datasets whose ground truth :func:`oracle_segmenter` can turn into predictions."""
+
+
+def oracle_labels(
+    semantic: npt.NDArray[np.uint8], instance: npt.NDArray[np.int32], descriptor: DatasetDescriptor
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]:
+    """Ground truth in the oracle's classes (Cityscapes train ids of its categories).
+
+    Cityscapes-class datasets keep their ids; MOTS person becomes person and background road.
+    Instances stay only on the oracle's things (car, person); other things and stuff classes
+    the oracle lacks end up void in its prediction.
+
+    Raises:
+        ValueError: a dataset whose classes the oracle cannot express.
+    """
+    if descriptor.name == "mots":
+        person = semantic == 1
+        sem = np.where(person, cs.PERSON, np.where(semantic == IGNORE_LABEL, IGNORE_LABEL, cs.ROAD))
+        return sem.astype(np.uint8), np.where(person, instance, 0).astype(np.int32)
+    if descriptor.class_names != cs.CLASS_NAMES:
+        raise ValueError(
+            f"--oracle: no oracle for {descriptor.name!r}; expected one of "
+            f"{', '.join(ORACLE_DATASETS)}"
+        )
+    things = np.isin(semantic, np.asarray(THING_CLASSES))
+    return semantic, np.where(things, instance, 0).astype(np.int32)
+
+
+def oracle_segmenter(
+    clip: Clip, descriptor: DatasetDescriptor, cfg: NodeConfig
+) -> StreamingSegmenter:
+    """A segmenter whose predictor is ``clip``'s ground truth (annotated frames only).
+
+    The node's tracker settings of ``cfg`` apply; smoothing is off, no stuff segment is too
+    small and the stuff grid is at full resolution, so on the oracle's classes (car, person and
+    the synthetic world's stuff, :data:`~vcups_core.streaming.oracle.CATEGORIES`) the output
+    equals the ground truth wherever the tracker keeps ids right. Every object of one pixel or
+    more is detected.
+    """
+    frames = []
+    for frame in clip.annotated:
+        label = frame.label()
+        if label is None:  # pragma: no cover - annotated frames have labels
+            continue
+        sem, inst = oracle_labels(label.semantic, label.instance, descriptor)
+        frames.append(_OracleFrame(frame.image().image, sem, inst, frame.index))
+    # OraclePredictor reads only rgb, semantic, instance and index of a SyntheticFrame
+    predictor = OraclePredictor(cast(list[SyntheticFrame], frames), min_area=1)
+    exact = dataclasses.replace(cfg, smoothing=dataclasses.replace(cfg.smoothing, enabled=False))
+    segmenter = StreamingSegmenter.from_config(predictor, exact, stuff_area_limit=0)
+    segmenter.smoother.grid_stride = 1
+    return segmenter
