@@ -1,9 +1,49 @@
-"""``vcups evaluate``: score predictions stored in a dataset's own format against its ground truth.
+"""``vcups evaluate``: STQ/AQ/SQ and VPQ of a checkpoint (or the oracle) on a dataset folder, or of
+stored predictions.
 
-Predictions carry the dataset's own class ids (a dataset format has no others), so a predicted
-class is a thing or stuff as the dataset descriptor says (``DatasetDescriptor.thing_ids``; for
-KITTI-STEP and Waymo the Cityscapes 8 things), not by whether its pixels carry instance ids (a
-reader keeps instance ids only on tracked classes). The protocol's settings come from an
+**Run form**: ``vcups evaluate (--checkpoint C | --oracle) --dataset NAME:ROOT [--split S]
+--out DIR``. Every clip of the split goes through the node's streaming path (predictor, causal
+tracker, smoothing, panoptic frame; :mod:`vcups_core.streaming.dataset_run`), a fresh tracker per
+clip, the tracker seeing every frame between the labelled ones. Then, once every clip is done:
+
+1. one class matching for the whole set (the protocol's Hungarian + majority rule on the
+   pseudo-class x class confusion of every annotated frame; ``match: none`` takes the model's
+   category ids as class ids);
+2. the predictions, mapped to the dataset's class ids, written in the dataset's own format under
+   ``DIR/predictions/`` (:mod:`vcups_core.data.predictions`);
+3. the protocol's scores over the whole set in ``DIR/report.json`` (``STQ``, ``AQ``, ``SQ``,
+   ``VPQ``, per class and sequence, ``class_mapping`` and ``category_mapping``) with plots next to
+   it (``DIR/report_*.png``).
+
+Class ids of the written predictions: the dataset's, not the model's pseudo-classes. The formats
+hold nothing else (KITTI-STEP's R channel and Cityscapes-VPS's ``category_id`` are train ids
+0..18, MOTS has car/pedestrian, Waymo its raw ids), and the official tools score class ids as they
+are, so a submission must already be matched. The protocol's matching is one mapping made from
+the whole set, so it is made after every clip is streamed and before any file is written; the
+pseudo-class output stays in ``DIR/clips/`` and the mapping is in the report.
+
+Resuming, shards and torchrun: the streamed output of each finished clip is one file,
+``DIR/clips/<clip>.npz``, written atomically, so a killed run re-run skips the finished clips.
+``--shard I/N`` (or torchrun's ``RANK``/``WORLD_SIZE``) takes clips ``I, I+N, ...``. The steps
+1-3 run in the process that sees every clip finished: the unsharded run, the last shard to finish
+(earlier ones exit 0 saying so), or under torchrun rank 0 after a barrier of all ranks. They
+re-read every clip's file and compute the statistics in one pass over the whole set; nothing is
+summed across processes, so the report is exact and the same however the clips were split. A
+re-run with every clip done repeats only steps 1-3 (e.g. with another ``--config``).
+``DIR/run.json`` records what ran (dataset, root, split, predictor, node settings): a re-run
+with other ones is refused rather than mixed in.
+
+The oracle (ground truth as the predictor, as in ``vcups replay``) checks this path: it must score
+1.0. It knows only the annotated frames, so only those are streamed, with smoothing off (see
+:func:`~vcups_core.streaming.dataset_run.oracle_segmenter`).
+
+**Stored form**: ``vcups evaluate --dataset NAME --gt ROOT --pred ROOT --out REPORT.json`` scores
+predictions stored in a dataset's own format. They carry the dataset's class ids (a dataset format
+has no others), so a predicted class is a thing or stuff as the dataset descriptor says
+(``DatasetDescriptor.thing_ids``; for KITTI-STEP and Waymo the Cityscapes 8 things), not by
+whether its pixels carry instance ids (a reader keeps instance ids only on tracked classes).
+
+Both forms take the protocol's settings from an
 :class:`~vcups_core.configs.evaluation.EvaluationConfig` (``args.config``, a YAML file, when the
 parser provides it; else the defaults of ``config/evaluation.yaml``); ``--dataset`` and
 ``--match`` override its ``dataset`` and ``match``.
@@ -12,17 +52,55 @@ parser provides it; else the defaults of ``config/evaluation.yaml``); ``--datase
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from vcups_core.config import load_config, replace
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.config import config_to_dict, load_config, replace
 from vcups_core.configs.evaluation import EvaluationConfig
-from vcups_core.data.datasets import get_descriptor
-from vcups_core.data.registry import open_dataset
-from vcups_core.metrics.evaluate import Frame, descriptor_thing_flags, evaluate
+from vcups_core.configs.node import NodeConfig
+from vcups_core.data.clip import Clip, PanopticLabel
+from vcups_core.data.datasets import DatasetDescriptor, get_descriptor
+from vcups_core.data.predictions import PREDICTION_FORMATS, ClipPredictions, write_predictions
+from vcups_core.data.registry import READERS, open_dataset
+from vcups_core.jobs import (
+    StagedOutput,
+    atomic_write_json,
+    file_lock,
+    select_shard,
+    terminate_as_interrupt,
+)
+from vcups_core.metrics.class_matching import ClassMatch
+from vcups_core.metrics.evaluate import (
+    Frame,
+    descriptor_thing_flags,
+    evaluate,
+    match_pseudo_classes,
+)
+from vcups_core.streaming.dataset_run import ClipResult, result_path
+from vcups_core.streaming.segmenter import StreamingSegmenter
+from vcups_core.types import CategoryTable
 from vcups_core.viz.plots import plot_report
+
+RUN_FILE = "run.json"
+"""What a run folder holds results of (checked when a run resumes)."""
+REPORT_FILE = "report.json"
+CLIPS_DIR = "clips"
+PREDICTIONS_DIR = "predictions"
+BARRIER_TIMEOUT = timedelta(hours=24)
+"""How long torchrun ranks wait for each other at the end of the streaming."""
+
+
+# ------------------------------------------------------------------------------------------------
+# stored predictions
 
 
 def frame_pairs(dataset: str, gt_root: Path, pred_root: Path, split: str | None) -> Iterator[Frame]:
@@ -54,22 +132,52 @@ def frame_pairs(dataset: str, gt_root: Path, pred_root: Path, split: str | None)
 
 def evaluation_config(args: argparse.Namespace) -> EvaluationConfig:
     """The protocol settings of a ``vcups evaluate`` call: ``args.config`` (if the parser has it
-    and it is set) or the defaults, with ``--dataset`` and ``--match`` (when given) on top.
+    and it is set) or the defaults, with ``--dataset`` (its name) and ``--match`` (when given)
+    on top.
 
     Raises:
         ConfigError: if the file is invalid (names the file, key and allowed values).
     """
     path = getattr(args, "config", None)
     cfg = load_config(path, EvaluationConfig) if path else EvaluationConfig()
-    changes = {
-        key: getattr(args, key)
-        for key in ("dataset", "match")
-        if getattr(args, key, None) is not None
-    }
+    changes: dict[str, Any] = {}
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None:
+        changes["dataset"] = dataset.partition(":")[0]
+    match = getattr(args, "match", None)
+    if match is not None:
+        changes["match"] = match
     return replace(cfg, **changes) if changes else cfg
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """``vcups evaluate`` in either form; returns the exit code.
+
+    Raises:
+        ValueError: a mix of the two forms' options, or any one-line user error below.
+    """
+    if getattr(args, "checkpoint", None) or getattr(args, "oracle", False):
+        return run_dataset_evaluation(args)
+    for flag in ("shard",):
+        if getattr(args, flag, None):
+            raise ValueError(f"--{flag} needs --checkpoint or --oracle (the run form)")
+    if not getattr(args, "gt", None) or not getattr(args, "pred", None):
+        raise ValueError(
+            "give --checkpoint C or --oracle with --dataset NAME:ROOT (run a model on a "
+            "dataset), or --gt ROOT and --pred ROOT (score stored predictions)"
+        )
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None and ":" in dataset:
+        raise ValueError(
+            f"--dataset {dataset}: with --gt/--pred give the dataset NAME only "
+            "(NAME:ROOT is for --checkpoint/--oracle)"
+        )
+    if dataset is not None and dataset not in PREDICTION_FORMATS:
+        raise ValueError(f"--dataset {dataset}: expected one of {', '.join(PREDICTION_FORMATS)}")
+    return _score_stored(args)
+
+
+def _score_stored(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     cfg = evaluation_config(args)
@@ -96,11 +204,354 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report["plots"] = [str(p) for p in plot_report(report, out.with_suffix(""))]
     out.write_text(json.dumps(report, indent=2) + "\n")
+    _print_scores(report)
+    print(f"report: {out} (plots: {', '.join(report['plots'])})")
+    return 0
+
+
+def _print_scores(report: dict[str, Any]) -> None:
     print(
-        f"{descriptor.name}: STQ {100 * report['STQ']:.1f}  AQ {100 * report['AQ']:.1f}  "
+        f"{report['dataset']}: STQ {100 * report['STQ']:.1f}  AQ {100 * report['AQ']:.1f}  "
         f"SQ {100 * report['SQ']:.1f}  VPQ {100 * report['VPQ']:.1f}  "
         f"({report['frames']} frames, {report['sequences']} sequences)"
     )
     print(report["classwise_table"])
-    print(f"report: {out} (plots: {', '.join(report['plots'])})")
+
+
+# ------------------------------------------------------------------------------------------------
+# run form
+
+
+def parse_dataset_spec(spec: str | None) -> tuple[str, Path]:
+    """``NAME:ROOT`` of ``--dataset`` as ``(name, root)``.
+
+    Raises:
+        ValueError: a malformed spec or a dataset without a prediction writer.
+    """
+    name, sep, root = (spec or "").partition(":")
+    if not sep or not name or not root:
+        raise ValueError(
+            f"--dataset: expected NAME:ROOT with --checkpoint/--oracle (e.g. "
+            f"kitti-step:/data/kitti-step), got {spec!r}"
+        )
+    if name not in PREDICTION_FORMATS:
+        raise ValueError(
+            f"--dataset {name}: expected one of {', '.join(PREDICTION_FORMATS)} (the formats "
+            "predictions can be written in)"
+        )
+    return name, Path(root)
+
+
+def default_split(dataset: str) -> str:
+    """The split a dataset's reader reads when none is given."""
+    default = inspect.signature(READERS[dataset]).parameters["split"].default
+    return str(default)
+
+
+def run_dataset_evaluation(args: argparse.Namespace) -> int:
+    """The run form (see the module docstring); returns the exit code (0 also when this shard
+    is done but others are not)."""
+    with terminate_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from training.pseudo_labels import resolve_shard
+
+    if getattr(args, "gt", None) or getattr(args, "pred", None):
+        raise ValueError(
+            "--gt/--pred score stored predictions; --checkpoint/--oracle run on --dataset"
+        )
+    name, root = parse_dataset_spec(getattr(args, "dataset", None))
+    descriptor = get_descriptor(name)
+    cfg = evaluation_config(args)
+    split = args.split or default_split(name)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; the run form writes a folder")
+    shard = resolve_shard(getattr(args, "shard", None))
+    world = _torchrun_world()
+    clips = list(open_dataset(name, root, split))
+    if not any(clip.annotated for clip in clips):
+        raise ValueError(f"{root} ({name}, split {split}): no annotated frame to score")
+    node_cfg = load_config(args.node_config, NodeConfig) if args.node_config else NodeConfig()
+    oracle = bool(args.oracle)
+    quiet = bool(args.quiet) or (world > 1 and shard[0] != 0)  # torchrun: rank 0's bar only
+    make_segmenter, categories, predictor_id = _segmenter_factory(args, descriptor, node_cfg)
+    identity = json.loads(
+        json.dumps(
+            {
+                "dataset": name,
+                "root": str(root.resolve()),
+                "split": split,
+                "predictor": predictor_id,
+                "categories": _categories_dict(categories),
+                "node_config": config_to_dict(node_cfg),
+                "stuff_area_limit": None if oracle else args.stuff_area_limit,
+            }
+        )
+    )
+    _claim(out, identity)
+    distributed = world > 1 and _start_group()
+    try:
+        from vcups_core.streaming.dataset_run import run_clips
+
+        mine = select_shard(clips, *shard)
+        summary = run_clips(
+            mine, out / CLIPS_DIR, make_segmenter, annotated_only=oracle, progress=not quiet
+        )
+        where = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
+        print(
+            f"streamed {summary.frames} frames of {summary.clips - summary.skipped} clips"
+            f"{where} in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} frames/s); "
+            f"{summary.skipped} clips finished before"
+        )
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            if shard[0] != 0:
+                return 0
+        missing = [c.name for c in clips if not result_path(out / CLIPS_DIR, c.name).exists()]
+        if missing:
+            print(
+                f"{len(clips) - len(missing)} of {len(clips)} clips finished; the report is "
+                f"written by the run that finishes the last one (missing: "
+                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
+            )
+            return 0
+        with file_lock(out / ".finish.lock"):
+            report = finish_run(
+                out, clips, descriptor, categories, cfg, split, identity, quiet=bool(args.quiet)
+            )
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    _print_scores(report)
+    print(
+        f"predictions: {out / PREDICTIONS_DIR} ({name} format, dataset class ids); "
+        f"report: {out / REPORT_FILE}"
+    )
     return 0
+
+
+def _torchrun_world() -> int:
+    """torchrun's ``WORLD_SIZE`` (1 without torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
+
+
+def _start_group() -> bool:
+    """Start a gloo process group from torchrun's environment (only a barrier is needed, so
+    gloo serves GPU runs too); True once started."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    return True
+
+
+def _device(device: str) -> str:
+    """``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun (one GPU per rank)."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if device == "cuda" and local else device
+
+
+def _segmenter_factory(
+    args: argparse.Namespace, descriptor: DatasetDescriptor, node_cfg: NodeConfig
+) -> tuple[Callable[[Clip], StreamingSegmenter], CategoryTable, Any]:
+    """``(clip -> fresh segmenter, the predictor's categories, the predictor's identity)``."""
+    from vcups_core.streaming.dataset_run import oracle_segmenter
+    from vcups_core.streaming.oracle import CATEGORIES
+
+    if args.oracle:
+
+        def oracle(clip: Clip) -> StreamingSegmenter:
+            return oracle_segmenter(clip, descriptor, node_cfg)
+
+        return oracle, CATEGORIES, "oracle"
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"--checkpoint {path}: not found")
+    from vcups_core.model.predictor import load_predictor
+
+    predictor = load_predictor(path, backend=args.backend, device=_device(args.device))
+
+    def model(clip: Clip) -> StreamingSegmenter:
+        return StreamingSegmenter.from_config(
+            predictor, node_cfg, stuff_area_limit=args.stuff_area_limit
+        )
+
+    identity = {"checkpoint": str(path.resolve()), "sha256": _file_sha256(path)}
+    return model, predictor.categories, identity
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _categories_dict(categories: CategoryTable) -> dict[str, Any]:
+    return {
+        "names": list(categories.names),
+        "num_things": categories.num_things,
+        "pseudo_class_ids": list(categories.pseudo_class_ids),
+    }
+
+
+def _claim(out: Path, identity: dict[str, Any]) -> None:
+    """Record ``identity`` in ``out/run.json``, or check it against the one there.
+
+    Raises:
+        ValueError: ``out`` holds results of another run (names what differs).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUN_FILE
+    with file_lock(out / ".run.lock"):
+        if not path.exists():
+            atomic_write_json(path, identity)
+            return
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"{path}: unreadable ({exc}); remove the folder to start over"
+            ) from None
+        differ = sorted(
+            k for k in identity if not isinstance(old, dict) or old.get(k) != identity[k]
+        )
+        if differ:
+            raise ValueError(
+                f"--out {out}: holds results of a run with another {', '.join(differ)} "
+                f"(see {RUN_FILE}); choose another --out or remove it"
+            )
+
+
+def finish_run(
+    out: Path,
+    clips: list[Clip],
+    descriptor: DatasetDescriptor,
+    categories: CategoryTable,
+    cfg: EvaluationConfig,
+    split: str,
+    identity: dict[str, Any],
+    *,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Steps 1-3 of the module docstring on the finished clips; returns the report written.
+
+    Raises:
+        ValueError: a result file that does not fit its clip (names it; remove it to redo the
+            clip), or a prediction the dataset's writer refuses.
+    """
+    from tqdm import tqdm
+
+    results = out / CLIPS_DIR
+    flags = list(categories.is_thing)
+
+    def source() -> Iterator[Frame]:
+        for clip, result in _results(clips, results):
+            position = {index: k for k, index in enumerate(result.frames)}
+            for frame in clip.annotated:
+                label, k = frame.label(), position.get(frame.index)
+                if label is None or k is None:
+                    raise ValueError(
+                        f"{result.path}: no result for annotated frame {frame.index}; remove it "
+                        "to redo the clip"
+                    )
+                semantic, track = result.maps(k)
+                if semantic.shape != label.shape:
+                    raise ValueError(
+                        f"{result.path}: frame {frame.index} is {semantic.shape}, its ground "
+                        f"truth {label.shape}"
+                    )
+                yield clip.name, label.semantic, label.instance, semantic, track
+
+    match = None
+    if cfg.match == "hungarian":
+        match = match_pseudo_classes(
+            source, descriptor, len(categories), flags, cfg.adhere_thing_stuff
+        )
+    streamed = 0
+
+    def mapped() -> Iterator[ClipPredictions]:
+        nonlocal streamed
+        for clip, result in _results(clips, results):
+            streamed += result.streamed
+            yield clip, _MappedLabels(result, match)
+
+    with StagedOutput(out / PREDICTIONS_DIR, overwrite=True) as staged:
+        write_predictions(descriptor.name, mapped(), staged.path, split)
+    total = sum(len(c.annotated) for c in clips)
+
+    def progress(it: Iterator[Frame]) -> Iterator[Frame]:
+        return iter(tqdm(it, total=total, desc="score", unit="frame", disable=quiet))
+
+    report = evaluate(
+        source,
+        descriptor,
+        cfg,
+        num_pred_classes=len(categories),
+        pred_is_thing=flags,
+        progress=progress,
+        class_match=match,
+    )
+    report["predictor"] = identity["predictor"]
+    report["split"] = split
+    report["clips"] = len(clips)
+    report["frames_streamed"] = streamed
+    report["predictions"] = PREDICTIONS_DIR
+    report["prediction_class_ids"] = (
+        "dataset class ids (categories mapped by class_mapping before writing)"
+        if match is not None
+        else "the model's category ids taken as dataset class ids (match: none)"
+    )
+    if "class_mapping" in report:
+        report["category_mapping"] = {
+            categories.names[int(k)]: v for k, v in report["class_mapping"].items()
+        }
+    report["plots"] = [p.name for p in plot_report(report, out / Path(REPORT_FILE).stem)]
+    atomic_write_json(out / REPORT_FILE, report)
+    return report
+
+
+def _results(clips: list[Clip], folder: Path) -> Iterator[tuple[Clip, ClipResult]]:
+    """Each clip with its open result file (closed when the next one is reached)."""
+    for clip in clips:
+        with ClipResult(result_path(folder, clip.name)) as result:
+            if result.name != clip.name:
+                raise ValueError(f"{result.path}: holds clip {result.name!r}, not {clip.name!r}")
+            yield clip, result
+
+
+class _MappedLabels(Mapping[int, PanopticLabel]):
+    """A clip's predicted labels in dataset class ids by frame index, decoded when asked for
+    (the writers take one frame at a time)."""
+
+    def __init__(self, result: ClipResult, match: ClassMatch | None) -> None:
+        self._result, self._match = result, match
+        self._position = {index: k for k, index in enumerate(result.frames)}
+
+    def __getitem__(self, index: int) -> PanopticLabel:
+        semantic, track = self._result.maps(self._position[index])
+        return PanopticLabel(_to_classes(semantic, self._match), track)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._result.frames)
+
+    def __len__(self) -> int:
+        return len(self._result.frames)
+
+
+def _to_classes(semantic: npt.NDArray[np.uint8], match: ClassMatch | None) -> npt.NDArray[np.uint8]:
+    """Category ids -> dataset class ids (void stays void); ``None``: ids taken as they are."""
+    if match is None:
+        return semantic
+    return np.asarray(match.apply(semantic)).astype(np.uint8)

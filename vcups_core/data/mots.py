@@ -1,4 +1,4 @@
-"""MOTS (MOTSChallenge and KITTI-MOTS, Voigtlaender et al., CVPR 2019): reader.
+"""MOTS (MOTSChallenge and KITTI-MOTS, Voigtlaender et al., CVPR 2019): reader and txt writer.
 
 On-disk layout::
 
@@ -24,6 +24,15 @@ pedestrian → class 1 "person" with instance ``id % 1000`` (1000 when that is 0
 "background" (MOTS is scored on persons only); ignore regions → void 255. (CUPS maps ignore regions
 to background; we make them void so that they count neither as person nor as background.)
 Everything else is background 0 with instance 0.
+
+Writing (:func:`write_mots`): the txt form from :class:`~vcups_core.data.clip.LabeledClip` s in
+the ``"mots"`` descriptor's classes, laid out as ``<root>/<split>/images/<seq>/<frame:06d>.png``
+(lossless PNG) and ``<root>/<split>/instances_txt/<seq>.txt``, so that :func:`read_mots` reads the
+labels back equal. A person of instance ``k`` (1..1000) is object ``2000 + k % 1000`` (class 2),
+one line per frame it is in; void is one ignore region per frame (id 10000, class 10); the
+background is not written. Person pixels without an instance (MOTS has no crowd) are written
+into the ignore region, so they read back as void. MOTS annotates every frame: a frame written
+without a label reads back as all background.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 from pycocotools import mask as mask_utils
 
-from vcups_core.data.clip import Clip, ClipFrame, PanopticLabel
+from vcups_core.data.clip import Clip, ClipFrame, LabeledClip, PanopticLabel
 from vcups_core.data.datasets import MOTS
 from vcups_core.types import IGNORE_LABEL
 
@@ -48,6 +57,7 @@ CAR_CLASS = 1
 PEDESTRIAN_CLASS = 2
 IGNORE_CLASS = 10
 _PERSON = 1  # class id of the "mots" descriptor
+_MAX_INSTANCE = 1000  # object id 2000 + k % 1000 reads back as k for k in 1..1000
 _IMAGE_SUFFIXES = (".jpg", ".png")
 
 
@@ -279,3 +289,109 @@ def _paint(
     else:  # car: background
         semantic[mask] = 0
         instance[mask] = 0
+
+
+def write_mots(
+    clips: Iterable[LabeledClip],
+    root: Path,
+    split: str = "train",
+    *,
+    frame_numbers: Mapping[str, Sequence[int]] | None = None,
+) -> None:
+    """Write clips as a MOTS split in the txt form (see the module docstring for the layout).
+
+    Args:
+        clips: each clip's name is its sequence (folder and txt name); labels in the ``"mots"``
+            descriptor's classes: 0 background, 1 person (instance 1..1000), 255 void.
+        root: dataset root; created if missing, existing files of the same names are replaced.
+        split: split folder.
+        frame_numbers: per clip name, the number of each frame: its image name and txt
+            ``time_frame`` (MOTSChallenge counts from 1, KITTI-MOTS from 0); default 0, 1, 2, ...
+
+    Raises:
+        ValueError: on an unusable or repeated clip name, frame numbers that are not one
+            distinct non-negative number per frame, a class other than 0, 1 or 255, a person
+            instance outside 1..1000, or an image/label size mismatch.
+        OSError: if a file cannot be written.
+    """
+    root = Path(root)
+    seen: set[str] = set()
+    for clip in clips:
+        name = clip.name
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"clip name {name!r}: expected a sequence name usable as a folder")
+        if name in seen:
+            raise ValueError(f"clip name {name!r}: sequence written twice")
+        seen.add(name)
+        numbers = _numbers(name, len(clip.images), frame_numbers)
+        image_dir = root / split / "images" / name
+        image_dir.mkdir(parents=True, exist_ok=True)
+        lines: list[str] = []
+        for pos, (image, label) in enumerate(zip(clip.images, clip.labels, strict=True)):
+            where = f"clip {name!r} frame {pos}"
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(
+                    f"{where}: image must be uint8[H, W, 3], got {image.dtype}{list(image.shape)}"
+                )
+            _write_png(image_dir / f"{numbers[pos]:06d}.png", image[:, :, ::-1])
+            if label is None:
+                continue
+            if label.shape != image.shape[:2]:
+                raise ValueError(f"{where}: label {label.shape} != image {image.shape[:2]}")
+            lines += _object_lines(where, numbers[pos], label)
+        txt_dir = root / split / "instances_txt"
+        txt_dir.mkdir(parents=True, exist_ok=True)
+        (txt_dir / f"{name}.txt").write_text("".join(lines))
+
+
+def _numbers(name: str, count: int, frame_numbers: Mapping[str, Sequence[int]] | None) -> list[int]:
+    """The frame numbers of clip ``name`` (default ``0..count-1``), checked."""
+    if frame_numbers is None or name not in frame_numbers:
+        return list(range(count))
+    numbers = [int(n) for n in frame_numbers[name]]
+    if len(numbers) != count or len(set(numbers)) != count or any(n < 0 for n in numbers):
+        raise ValueError(
+            f"frame_numbers[{name!r}]: expected {count} distinct numbers >= 0, got {numbers[:10]}"
+        )
+    return numbers
+
+
+def _object_lines(where: str, number: int, label: PanopticLabel) -> list[str]:
+    """The txt lines of one frame: persons by object id, then the ignore region (if any)."""
+    sem, inst = label.semantic, label.instance
+    bad = (sem != 0) & (sem != _PERSON) & (sem != IGNORE_LABEL)
+    if bad.any():
+        raise ValueError(
+            f"{where}: class {int(sem[bad][0])} is not a MOTS class (0 background, "
+            f"{_PERSON} person, {IGNORE_LABEL} void)"
+        )
+    person = sem == _PERSON
+    ids = inst[person & (inst != 0)]
+    if ids.size and (int(ids.min()) < 1 or int(ids.max()) > _MAX_INSTANCE):
+        raise ValueError(
+            f"{where}: person instance ids must be in [1, {_MAX_INSTANCE}], got "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    height, width = label.shape
+    lines = []
+    for k in sorted(np.unique(ids).tolist(), key=lambda k: k % 1000):  # by object id
+        object_id = PEDESTRIAN_CLASS * 1000 + k % 1000
+        rle = _encode_rle(person & (inst == k))
+        lines.append(f"{number} {object_id} {PEDESTRIAN_CLASS} {height} {width} {rle}\n")
+    ignore = (sem == IGNORE_LABEL) | (person & (inst == 0))
+    if ignore.any():
+        rle = _encode_rle(ignore)
+        lines.append(f"{number} {IGNORE_CLASS * 1000} {IGNORE_CLASS} {height} {width} {rle}\n")
+    return lines
+
+
+def _encode_rle(mask: npt.NDArray[np.bool_]) -> str:
+    """COCO compressed RLE string of a ``bool[H, W]`` mask."""
+    encoded = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    counts = encoded["counts"]
+    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
+
+
+def _write_png(path: Path, bgr: npt.NDArray[np.uint8]) -> None:
+    if not cv2.imwrite(str(path), np.ascontiguousarray(bgr)):
+        raise OSError(f"{path}: could not write the PNG")

@@ -4,14 +4,15 @@ Each clip gets a fresh :class:`~vcups_core.streaming.segmenter.StreamingSegmente
 and smoother, track ids from 1) and is fed its frames in order with the known frame gaps; the
 tracker sees every frame from the clip's first through its last annotated one, labelled or not
 (Cityscapes-VPS: the whole 30-frame snippet, labels on every 5th frame). What is kept is the
-panoptic output of the annotated frames: a :class:`ClipResult` of category ids (the predictor's
+panoptic output of the annotated frames: category ids (the predictor's
 :class:`~vcups_core.types.CategoryTable`, before any class matching) and track ids, stored as
-``<folder>/<clip>.npz``.
+``<folder>/<clip>.npz`` (:class:`ClipResultWriter`, read back frame by frame with
+:class:`ClipResult`, so memory stays one frame plus a clip's compressed maps).
 
 Resuming: a result file is written atomically (:func:`~vcups_core.jobs.atomic_write_bytes`) once
 its clip is finished, so it doubles as the clip's done marker: :func:`run_clips` skips clips whose
 file exists and removes what a killed run left of its own clips' files. Clips are independent, so
-any split of the clips over processes (``--shard``, torchrun ranks) gives the same files.
+any split of the clips over processes (``--shard``, torchrun ranks) gives byte-identical files.
 
 The ground-truth oracle (:func:`oracle_segmenter`) is the check of this path: it knows only the
 annotated frames, so it is fed only those, with smoothing off, no stuff area limit and a
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
@@ -44,66 +46,112 @@ RESULT_SUFFIX = ".npz"
 """Suffix of a clip's result file (``<clip name>.npz``)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ClipResult:
-    """The streamed panoptic output of one clip's annotated frames.
+class ClipResultWriter:
+    """Builds a clip's result file in memory, one annotated frame at a time.
 
-    Attributes:
+    Each frame's maps are deflated as they arrive (``.npz`` members), so a long clip costs its
+    compressed size, not ``frames x H x W x 5`` bytes. Track ids are renumbered ``1..n`` over the
+    clip in order of first appearance (row-major within a frame); 0 stays 0.
+
+    Args:
         name: the clip's name.
-        frames: clip frame index (:attr:`ClipFrame.index`) of each annotated frame, in order.
-        semantic: per annotated frame, ``uint8[H, W]`` category ids of the predictor,
-            :data:`~vcups_core.types.IGNORE_LABEL` on void.
-        track: per annotated frame, ``int32[H, W]`` track ids, 0 on stuff and void; renumbered
-            ``1..n`` over the clip in order of appearance (the tracker's own ids skip numbers).
-        streamed: frames given to the segmenter (annotated or not).
     """
 
-    name: str
-    frames: tuple[int, ...]
-    semantic: tuple[npt.NDArray[np.uint8], ...]
-    track: tuple[npt.NDArray[np.int32], ...]
-    streamed: int
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._buffer = io.BytesIO()
+        self._zip = zipfile.ZipFile(self._buffer, "w", zipfile.ZIP_DEFLATED)
+        self._frames: list[int] = []
+        self._numbers: dict[int, int] = {}
 
-    def __post_init__(self) -> None:
-        if not len(self.frames) == len(self.semantic) == len(self.track):
-            raise ValueError(
-                f"clip {self.name!r}: {len(self.frames)} frames, {len(self.semantic)} semantic "
-                f"and {len(self.track)} track maps"
-            )
+    def add(
+        self, index: int, semantic: npt.NDArray[np.uint8], track: npt.NDArray[np.integer]
+    ) -> None:
+        """Add annotated frame ``index``: ``uint8[H, W]`` category ids, ``int[H, W]`` track ids."""
+        k = len(self._frames)
+        self._member(f"semantic_{k}", np.asarray(semantic, np.uint8))
+        self._member(f"track_{k}", self._renumber(track))
+        self._frames.append(index)
 
-    def to_bytes(self) -> bytes:
-        """The result as a compressed ``.npz`` (one array per map)."""
-        arrays: dict[str, npt.NDArray[np.generic]] = {
-            "name": np.array(self.name),
-            "frames": np.asarray(self.frames, np.int64),
-            "streamed": np.array(self.streamed, np.int64),
-        }
-        for k, (sem, trk) in enumerate(zip(self.semantic, self.track, strict=True)):
-            arrays[f"semantic_{k}"] = sem
-            arrays[f"track_{k}"] = trk
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+    def to_bytes(self, streamed: int) -> bytes:
+        """The finished file's bytes (``streamed``: frames given to the segmenter)."""
+        self._member("name", np.array(self.name))
+        self._member("frames", np.asarray(self._frames, np.int64))
+        self._member("streamed", np.array(streamed, np.int64))
+        self._zip.close()
+        return self._buffer.getvalue()
 
-    @classmethod
-    def load(cls, path: Path) -> ClipResult:
-        """Read a result file written by :meth:`to_bytes`.
+    def _member(self, key: str, array: npt.NDArray[np.generic]) -> None:
+        # a fixed date: equal results give equal bytes, however the clips were split
+        info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with self._zip.open(info, "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, array, allow_pickle=False)
+
+    def _renumber(self, track: npt.NDArray[np.integer]) -> npt.NDArray[np.int32]:
+        values, first, inverse = np.unique(track, return_index=True, return_inverse=True)
+        for k in np.argsort(first, kind="stable").tolist():
+            value = int(values[k])
+            if value != 0 and value not in self._numbers:
+                self._numbers[value] = len(self._numbers) + 1
+        lut = np.array([self._numbers.get(int(v), 0) for v in values.tolist()], np.int32)
+        renumbered: npt.NDArray[np.int32] = lut[inverse].reshape(track.shape)
+        return renumbered
+
+
+class ClipResult:
+    """A clip's result file (from :class:`ClipResultWriter`), read lazily: the small fields at
+    once, the maps frame by frame. Use it as a context manager (it holds the file open).
+
+    Attributes:
+        path: the file.
+        name: the clip's name.
+        frames: clip frame index (:attr:`ClipFrame.index`) of each annotated frame, in order.
+        streamed: frames given to the segmenter (annotated or not).
+
+    Raises:
+        ValueError: the file is not such a result (names the file).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._data = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{self.path}: not a readable clip result ({exc})") from None
+        try:
+            self.name = str(self._data["name"])
+            self.frames = tuple(int(i) for i in self._data["frames"])
+            self.streamed = int(self._data["streamed"])
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+            self._data.close()
+            raise ValueError(f"{self.path}: not a readable clip result ({exc})") from None
+
+    def maps(self, k: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]:
+        """``(semantic, track)`` of the ``k``-th annotated frame: ``uint8[H, W]`` category ids
+        (:data:`~vcups_core.types.IGNORE_LABEL` = void) and ``int32[H, W]`` track ids (0 on
+        stuff and void).
 
         Raises:
-            ValueError: the file is not such a result (names the file).
+            ValueError: ``k`` out of range, or a damaged file.
         """
+        if not 0 <= k < len(self.frames):
+            raise ValueError(f"{self.path}: frame {k} of {len(self.frames)} requested")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                frames = tuple(int(i) for i in data["frames"])
-                return cls(
-                    str(data["name"]),
-                    frames,
-                    tuple(data[f"semantic_{k}"].astype(np.uint8) for k in range(len(frames))),
-                    tuple(data[f"track_{k}"].astype(np.int32) for k in range(len(frames))),
-                    int(data["streamed"]),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable clip result ({exc})") from None
+            semantic = self._data[f"semantic_{k}"].astype(np.uint8, copy=False)
+            track = self._data[f"track_{k}"].astype(np.int32, copy=False)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{self.path}: frame {k} unreadable ({exc})") from None
+        return semantic, track
+
+    def close(self) -> None:
+        self._data.close()
+
+    def __enter__(self) -> ClipResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def result_path(folder: Path, clip_name: str) -> Path:
@@ -131,8 +179,9 @@ def stream_clip(
     segmenter: StreamingSegmenter,
     frames: Sequence[ClipFrame],
     on_frame: Callable[[], None] | None = None,
-) -> ClipResult:
-    """Run ``frames`` of ``clip`` (in order) through ``segmenter``; keep the annotated ones.
+) -> bytes:
+    """Run ``frames`` of ``clip`` (in order) through ``segmenter``; return the result file's
+    bytes with the annotated frames' output (:class:`ClipResult`).
 
     The gap passed with each frame is the difference of clip frame indices, so frames left out
     (the oracle's unlabelled ones) count as skipped frames for the tracker and the smoother.
@@ -143,41 +192,17 @@ def stream_clip(
         frames: frames of ``clip`` in order.
         on_frame: called after each frame (progress).
     """
-    semantic: list[npt.NDArray[np.uint8]] = []
-    track: list[npt.NDArray[np.int64]] = []
-    indices: list[int] = []
+    writer = ClipResultWriter(clip.name)
     previous: int | None = None
     for frame in frames:
         gap = None if previous is None else frame.index - previous
         result = segmenter.step(frame.image(), gap=gap)
         previous = frame.index
         if frame.annotated:
-            indices.append(frame.index)
-            semantic.append(result.semantic)
-            track.append(result.track_ids)
+            writer.add(frame.index, result.semantic, result.track_ids)
         if on_frame is not None:
             on_frame()
-    return ClipResult(
-        clip.name, tuple(indices), tuple(semantic), compact_tracks(track), len(frames)
-    )
-
-
-def compact_tracks(
-    maps: Sequence[npt.NDArray[np.integer]],
-) -> tuple[npt.NDArray[np.int32], ...]:
-    """Renumber the nonzero track ids of a clip's maps ``1..n`` in order of first appearance
-    (row-major within a frame); 0 stays 0."""
-    numbers: dict[int, int] = {}
-    out = []
-    for ids in maps:
-        values, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        for k in np.argsort(first, kind="stable").tolist():
-            value = int(values[k])
-            if value != 0 and value not in numbers:
-                numbers[value] = len(numbers) + 1
-        lut = np.array([numbers.get(int(v), 0) for v in values.tolist()], np.int32)
-        out.append(lut[inverse].reshape(ids.shape))
-    return tuple(out)
+    return writer.to_bytes(len(frames))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +264,8 @@ def run_clips(
     with tqdm(total=total, desc="evaluate", unit="frame", disable=not progress) as bar:
         for done, clip in enumerate(todo, start=1):
             frames = frames_to_stream(clip, annotated_only=annotated_only)
-            result = stream_clip(clip, make_segmenter(clip), frames, lambda: bar.update(1))
-            atomic_write_bytes(result_path(folder, clip.name), result.to_bytes())
+            data = stream_clip(clip, make_segmenter(clip), frames, lambda: bar.update(1))
+            atomic_write_bytes(result_path(folder, clip.name), data)
             streamed += len(frames)
             bar.set_postfix_str(f"clips {done}/{len(todo)}")
     return RunSummary(len(clips), len(clips) - len(todo), streamed, time.perf_counter() - start)
@@ -294,7 +319,8 @@ def oracle_segmenter(
     small and the stuff grid is at full resolution, so on the oracle's classes (car, person and
     the synthetic world's stuff, :data:`~vcups_core.streaming.oracle.CATEGORIES`) the output
     equals the ground truth wherever the tracker keeps ids right. Every object of one pixel or
-    more is detected.
+    more is detected. The clip's annotated images are held in memory (the oracle looks frames up
+    by their content).
     """
     frames = []
     for frame in clip.annotated:

@@ -1,0 +1,191 @@
+"""Predictions for a dataset's clips, written in that dataset's own format and frame layout.
+
+A prediction folder reads back through the dataset's reader
+(:func:`~vcups_core.data.registry.open_dataset`) with the ground truth's clips and frame
+positions, and names its frames as the ground truth does wherever the format names them by
+number. So ``vcups evaluate --gt ROOT --pred FOLDER`` pairs the frames, and the label files can go
+to a dataset's official tools:
+
+* ``kitti-step``: ``panoptic_maps/<split>/<seq>/<n:06d>.png`` with ``n`` the ground truth's frame
+  number (its image name), in the ground truth's encoding.
+* ``waymo``: ``<split>/<scene>/<n>_semantic.png`` and ``_instance.png`` with the ground truth's
+  ``n`` (:func:`~vcups_core.data.waymo.write_waymo`).
+* ``mots``: ``<split>/instances_txt/<seq>.txt`` whose ``time_frame`` is the ground truth's image
+  number (:func:`~vcups_core.data.mots.write_mots`).
+* ``cityscapes-vps``: the writer's layout with frames at their snippet positions (from the
+  stamps) and the writer's own image ids (city ``vcups``, see
+  :mod:`~vcups_core.data.cityscapes_vps`), not the ground truth's ids.
+
+Images: the readers list a clip's frames by its image files, so a prediction folder holds one
+image per ground-truth frame, as a black placeholder of the frame's size (a few hundred bytes of
+PNG) rather than a copy of the input. Labels: only for the frames given (the scored ones), taken
+from the given mapping one at a time as they are written (it may decode them lazily).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import cast, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from vcups_core.data.cityscapes_vps import write_cityscapes_vps
+from vcups_core.data.clip import Clip, ClipFrame, LabeledClip, PanopticLabel
+from vcups_core.data.datasets import CITYSCAPES_VPS
+from vcups_core.data.kitti_step import write_kitti_step
+from vcups_core.data.mots import write_mots
+from vcups_core.data.waymo import write_waymo
+
+PREDICTION_FORMATS = ("cityscapes-vps", "kitti-step", "mots", "waymo")
+"""Datasets :func:`write_predictions` can write."""
+
+ClipPredictions = tuple[Clip, Mapping[int, PanopticLabel]]
+"""A ground-truth clip and its predicted labels (dataset class ids) by clip frame index."""
+
+
+def write_predictions(
+    dataset: str, predictions: Iterable[ClipPredictions], root: Path, split: str
+) -> None:
+    """Write predicted labels in ``dataset``'s format under ``root`` (see the module docstring).
+
+    Args:
+        dataset: one of :data:`PREDICTION_FORMATS`.
+        predictions: per ground-truth clip, its predicted labels by frame index, in the dataset's
+            class ids and encoding rules (e.g. MOTS: 0 background, 1 person, 255 void).
+        root: the prediction folder (the dataset's root layout); created if missing.
+        split: the split folder to write (the ground truth's split, so the same ``--split``
+            reads both).
+
+    Raises:
+        ValueError: an unknown dataset, a label for a frame the clip does not have, a frame
+            layout the format cannot hold, or a label the writer refuses (named by the writer).
+        OSError: if a file cannot be written.
+    """
+    root = Path(root)
+    if dataset == "cityscapes-vps":
+        clips = (
+            _positional(clip, labels, _snippet_position, CITYSCAPES_VPS.annotated_every)
+            for clip, labels in predictions
+        )
+        write_cityscapes_vps(clips, root, split)
+    elif dataset == "kitti-step":
+        for clip, labels in predictions:
+            write_kitti_step([_positional(clip, labels, _stem_number, 1)], root, split)
+    elif dataset == "waymo":
+        for clip, labels in predictions:
+            numbers = [_waymo_number(f) for f in clip.frames]
+            write_waymo([_in_order(clip, labels)], root, split, frame_numbers={clip.name: numbers})
+    elif dataset == "mots":
+        for clip, labels in predictions:
+            numbers = [_stem_number(f) for f in clip.frames]
+            write_mots([_in_order(clip, labels)], root, split, frame_numbers={clip.name: numbers})
+    else:
+        raise ValueError(
+            f"no prediction writer for dataset {dataset!r}; expected one of "
+            f"{', '.join(PREDICTION_FORMATS)}"
+        )
+
+
+def _stem_number(frame: ClipFrame) -> int:
+    """The frame number in the image's name (``000012.png`` -> 12)."""
+    return int(frame.image_path.stem)
+
+
+def _waymo_number(frame: ClipFrame) -> int:
+    """The frame number of a Waymo export image (``12_image.png`` -> 12)."""
+    return int(frame.image_path.name.removesuffix("_image.png"))
+
+
+def _snippet_position(frame: ClipFrame) -> int:
+    """A Cityscapes-VPS frame's position in its 30-frame snippet, from its stamp."""
+    return round(frame.stamp_ns * CITYSCAPES_VPS.fps / 1e9)
+
+
+def _placeholder(clip: Clip, labels: Mapping[int, PanopticLabel]) -> npt.NDArray[np.uint8]:
+    """A black ``uint8[H, W, 3]`` image of the clip's frame size."""
+    for label in labels.values():
+        return np.zeros((*label.shape, 3), np.uint8)
+    if not clip.frames:
+        return np.zeros((1, 1, 3), np.uint8)
+    return np.zeros_like(clip.frames[0].image().image)
+
+
+def _check_indices(clip: Clip, labels: Mapping[int, PanopticLabel]) -> None:
+    extra = sorted(set(labels) - {f.index for f in clip.frames})
+    if extra:
+        raise ValueError(
+            f"clip {clip.name!r}: predictions for frame(s) {extra[:5]} it does not have "
+            f"({len(clip.frames)} frames)"
+        )
+
+
+class _LazyLabels(Sequence["PanopticLabel | None"]):
+    """The labels of a written clip by position, each taken from ``labels`` when the writer
+    reaches it, so a long clip is never held in memory at once (``labels`` may decode lazily)."""
+
+    def __init__(
+        self, length: int, index_at: Mapping[int, int], labels: Mapping[int, PanopticLabel]
+    ) -> None:
+        self._length, self._index_at, self._labels = length, index_at, labels
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, position: int) -> PanopticLabel | None: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[PanopticLabel | None]: ...
+
+    def __getitem__(
+        self, position: int | slice
+    ) -> PanopticLabel | Sequence[PanopticLabel | None] | None:
+        if isinstance(position, slice):
+            return [self[p] for p in range(*position.indices(self._length))]
+        if not -self._length <= position < self._length:
+            raise IndexError(position)
+        index = self._index_at.get(position % self._length)
+        return None if index is None else self._labels[index]
+
+
+def _labeled_clip(
+    clip: Clip,
+    labels: Mapping[int, PanopticLabel],
+    length: int,
+    position_of: Mapping[int, int],
+) -> LabeledClip:
+    """``length`` placeholder frames with frame ``i``'s label (if any) at ``position_of[i]``."""
+    _check_indices(clip, labels)
+    image = _placeholder(clip, labels)
+    index_at = {position_of[i]: i for i in labels}
+    lazy = _LazyLabels(length, index_at, labels)
+    # the writers only take len() and iterate (tuple is LabeledClip's type for in-memory clips)
+    return LabeledClip(
+        clip.name,
+        tuple(image for _ in range(length)),
+        cast("tuple[PanopticLabel | None, ...]", lazy),
+    )
+
+
+def _in_order(clip: Clip, labels: Mapping[int, PanopticLabel]) -> LabeledClip:
+    """One placeholder image per clip frame, in order, with the given labels."""
+    return _labeled_clip(
+        clip, labels, len(clip.frames), {f.index: k for k, f in enumerate(clip.frames)}
+    )
+
+
+def _positional(
+    clip: Clip,
+    labels: Mapping[int, PanopticLabel],
+    position: Callable[[ClipFrame], int],
+    multiple: int,
+) -> LabeledClip:
+    """A clip for a writer that names frames by position: frame ``f`` at ``position(f)``,
+    placeholders from 0 through the last position (rounded up to a multiple of ``multiple``)."""
+    where = {f.index: position(f) for f in clip.frames}
+    if len(set(where.values())) != len(where) or any(p < 0 for p in where.values()):
+        raise ValueError(f"clip {clip.name!r}: frames do not have distinct positions >= 0")
+    length = max(where.values(), default=-1) + 1
+    return _labeled_clip(clip, labels, -(-length // multiple) * multiple, where)
