@@ -189,16 +189,21 @@ def load_finetune_weights(model: PanopticCascadeMaskTrack, path: Path) -> list[s
 
 
 def run_signature(options: TrainOptions, index: StoreIndex, world_size: int) -> dict[str, Any]:
-    """What must match for a state to be resumed (config, store, world size, init)."""
+    """What must match for a state to be resumed: the config (except ``epochs``,
+    ``num_workers``, ``checkpoint_every``), the store, the world size, the initial weights."""
     manifest = read_manifest(options.store)
+    # what does not change the data order or the updates may differ: a run can be extended
+    # (more epochs or --max-steps) or resumed with other checkpointing or workers
+    training = config_to_dict(options.training)
+    for key in ("epochs", "num_workers", "checkpoint_every"):
+        training.pop(key)
     return {
-        "training": config_hash(options.training),
+        "training": config_hash(training),
         "model": config_hash(options.model),
         "store": manifest.get("config_hash"),
         "store_data": config_hash({"keys": [list(k) for k in index.keys]}),
         "world_size": world_size,
         "micro_batch": options.micro_batch,
-        "max_steps": options.max_steps,
         "finetune_from": str(options.finetune_from) if options.finetune_from else None,
     }
 

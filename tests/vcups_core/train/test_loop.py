@@ -127,16 +127,37 @@ def test_resume_after_sigkill_gives_the_losses_of_an_uninterrupted_run(
     assert meta["extra"]["step"] == steps
 
 
-def test_interrupt_saves_state_and_a_finished_run_is_not_redone(
-    store: Path, tmp_path: Path
-) -> None:
+def test_a_finished_run_is_not_redone_and_can_be_extended(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = train(_options(store, out, 2))
     assert first.steps == 2
     again = train(_options(store, out, 2))  # same command: nothing left to do
     assert again.steps == 2 and again.losses == []
+    longer = train(_options(store, out, 3, "checkpoint_every=5"))  # extended: one more step
+    assert longer.steps == 3 and len(longer.losses) == 1
+    assert [m["step"] for m in _metrics(out)] == [1, 2, 3]
     with pytest.raises(TrainingError, match="another config"):
         train(_options(store, out, 2, "seed=5"))
+
+
+def test_ctrl_c_saves_the_state_of_the_last_finished_step(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vcups_core.train.loop as loop
+
+    real = loop._log_step
+
+    def interrupted_after_two(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        if args[2] == 2:  # the step just logged
+            raise KeyboardInterrupt  # what SIGTERM becomes inside the loop
+
+    monkeypatch.setattr(loop, "_log_step", interrupted_after_two)
+    out = tmp_path / "ctrl_c"
+    result = train(_options(store, out, 4, "checkpoint_every=10", "copy_paste.enabled=false"))
+    assert result.interrupted and result.steps == 2
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
+    assert not (out / "model_final.pt").exists()
 
 
 def test_non_finite_loss_stops_naming_the_step_and_term(
