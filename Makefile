@@ -9,8 +9,10 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
+# make demo [BAG=path TOPIC=/camera/image_raw | DAVIS=../shared/data/davis2016] [STEPS=N] [OUT=dir]
 demo: setup
-	$(VENV)/bin/vcups demo
+	$(VENV)/bin/vcups demo $(if $(OUT),--out $(OUT)) $(if $(BAG),--bag $(BAG)) \
+		$(if $(TOPIC),--topic $(TOPIC)) $(if $(DAVIS),--davis $(DAVIS)) $(if $(STEPS),--steps $(STEPS))
 
 test: setup lint typecheck pytest
 

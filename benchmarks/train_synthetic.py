@@ -51,10 +51,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcups_core.config import apply_overrides, config_to_dict, load_config, replace  # noqa: E402
+from vcups_core.config import load_config  # noqa: E402
 from vcups_core.configs.model import ModelConfig  # noqa: E402
-from vcups_core.configs.pseudo_labels import PseudoLabelConfig  # noqa: E402
-from vcups_core.configs.training import TrainingConfig  # noqa: E402
 from vcups_core.data.rosbag import write_synthetic_bag  # noqa: E402
 from vcups_core.data.synthetic import SyntheticWorld  # noqa: E402
 from vcups_core.metrics.tables import text_table  # noqa: E402
@@ -69,6 +67,13 @@ from vcups_core.train.heldout import (  # noqa: E402
     score_frames,
 )
 from vcups_core.train.loop import METRICS_FILE, TrainOptions, train  # noqa: E402
+from vcups_core.train.recipe import (  # noqa: E402
+    DEFAULT_LR,
+    cpu_training_config,
+    moving_track_ids,
+    pseudo_label_config,
+    with_startup_epochs,
+)
 
 TOPIC = "/camera/image_raw"
 RUNS = ("full", "no_drop_loss", "no_copy_paste", "oracle_labels")
@@ -95,55 +100,6 @@ def make_bags(
             write_synthetic_bag(world(seed, args.frames, args.size), bag, progress=False)
         bags.append(bag)
     return bags
-
-
-def pseudo_config(size: tuple[int, int], clusters: Path) -> PseudoLabelConfig:
-    cfg = PseudoLabelConfig()
-    merged = config_to_dict(cfg)
-    return replace(
-        cfg,
-        height=size[0],
-        width=size[1],
-        semantic_smoothing_window=3,
-        semantics={**merged["semantics"], "weights": str(clusters), "crf_iterations": 0},
-    )
-
-
-def training_config(args: argparse.Namespace, run: str) -> TrainingConfig:
-    h, w = args.size
-    overrides = [
-        "batch_size=2",
-        "num_workers=0",
-        f"checkpoint_every={max(args.steps // 4, 1)}",
-        f"optimizer.learning_rate={args.lr}",
-        f"augmentation.crop_height={h}",
-        f"augmentation.crop_width={w}",
-        f"augmentation.resolutions=[[{h},{w}],[{h + 32},{w + 64}],[{h - 32},{w - 64}]]",
-        "copy_paste.min_box_size=8",
-        "epochs=1000",
-    ]
-    if run == "no_drop_loss":
-        overrides.append("video_drop_loss=false")
-    if run == "no_copy_paste":
-        overrides.append("copy_paste.enabled=false")
-    cfg = apply_overrides(TrainingConfig(), overrides, TrainingConfig)
-    return cfg
-
-
-def startup_epochs(cfg: TrainingConfig, steps: int, keys: int) -> TrainingConfig:
-    """Copy-paste switches to the model's own tracks after a third of the run."""
-    per_epoch = max(1, keys // cfg.batch_size)
-    epochs = max(1, round(steps / 3 / per_epoch))
-    return replace(cfg, copy_paste={**config_to_dict(cfg.copy_paste), "startup_epochs": epochs})
-
-
-def moving_ids(
-    seeds: Sequence[int], bags: Sequence[Path], args: argparse.Namespace
-) -> dict[str, list[int]]:
-    return {
-        bag.name: [o.track_id for o in world(seed, args.frames, args.size).objects if o.moving]
-        for seed, bag in zip(seeds, bags, strict=True)
-    }
 
 
 def pick(report: dict[str, Any]) -> dict[str, float]:
@@ -235,7 +191,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     train_bags = make_bags(args.train_seeds, "train", args, work)
     eval_bags = make_bags(args.eval_seeds, "eval", args, work)
     clusters = work / "clusters.npz"
-    base = pseudo_config(args.size, clusters)
+    base = pseudo_label_config(args.size, clusters)
     if not clusters.exists():
         train_semantic_clusters(SourceSpec.bag(train_bags, TOPIC), clusters, base)
     t0 = time.perf_counter()
@@ -244,7 +200,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     pseudo_seconds = time.perf_counter() - t0
     write_oracle_store(train_bags, work / "store_oracle")
     truth = [bag_ground_truth(b) for b in eval_bags]
-    moving = moving_ids(args.eval_seeds, eval_bags, args)
+    moving = moving_track_ids(
+        {
+            b.name: world(seed, args.frames, args.size)
+            for seed, b in zip(args.eval_seeds, eval_bags, strict=True)
+        }
+    )
     pseudo_scores = pick(score_frames(pseudo_label_frames(work / "store_eval"), truth, moving))
     model_cfg = load_config(REPO / "config" / "model" / "tiny.yaml", ModelConfig)
     results: dict[str, Any] = {
@@ -262,9 +223,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     curves: dict[str, list[dict[str, Any]]] = {}
     for name in args.runs:
         store = work / ("store_oracle" if name == "oracle_labels" else "store_train")
-        cfg = training_config(args, name)
+        ablation = {
+            "no_drop_loss": ["video_drop_loss=false"],
+            "no_copy_paste": ["copy_paste.enabled=false"],
+        }.get(name, [])
+        cfg = cpu_training_config(args.size, args.steps, lr=args.lr, overrides=ablation)
         keys = sum(1 for _ in (store / ".status").glob("*.json")) * args.frames
-        cfg = startup_epochs(cfg, args.steps, keys)
+        cfg = with_startup_epochs(cfg, args.steps, keys)
         out = work / "runs" / name
         t0 = time.perf_counter()
         result = train(
@@ -333,7 +298,7 @@ def print_results(res: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=300, help="training steps per run")
-    p.add_argument("--lr", type=float, default=2e-4, help="learning rate (tiny model, short run)")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="learning rate (tiny, short run)")
     p.add_argument("--train-seeds", type=int, nargs="+", default=[21, 22, 23, 24, 25, 26])
     p.add_argument("--eval-seeds", type=int, nargs="+", default=[401, 402, 403])
     p.add_argument("--frames", type=int, default=24)

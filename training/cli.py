@@ -137,9 +137,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from training.demo import run_demo
+    from training.demo import run_demo_cli
 
-    return run_demo(Path(args.out), frames=args.frames)
+    return run_demo_cli(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,15 +243,33 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--overwrite", action="store_true", help="replace a finished bag at --out")
     replay.set_defaults(func=_cmd_replay)
 
-    ev = sub.add_parser("evaluate", help="STQ/AQ/SQ and VPQ of predictions in a dataset's format")
+    ev = sub.add_parser(
+        "evaluate",
+        help="STQ/AQ/SQ and VPQ of a checkpoint (or the oracle) on a dataset folder, or of "
+        "predictions stored in a dataset's format",
+        description="Run form: --checkpoint C | --oracle, --dataset NAME:ROOT, --out DIR "
+        "(predictions in the dataset's format under DIR/predictions, DIR/report.json; resumable "
+        "per clip, --shard I/N or torchrun). Stored form: --dataset NAME --gt ROOT --pred ROOT "
+        "--out REPORT.json.",
+    )
+    predictor = ev.add_mutually_exclusive_group()
+    predictor.add_argument(
+        "--checkpoint", help="run this model (.pt; .onnx or .engine with --backend)"
+    )
+    predictor.add_argument(
+        "--oracle",
+        action="store_true",
+        help="run the ground truth as the predictor (checks the path: it must score 1.0)",
+    )
     ev.add_argument(
         "--dataset",
-        choices=["cityscapes-vps", "kitti-step", "mots", "waymo"],
-        help="dataset format and rules (default: the config's dataset)",
+        metavar="NAME[:ROOT]",
+        help="NAME:ROOT to run on (with --checkpoint/--oracle), or the NAME of --gt/--pred "
+        "(default: the config's dataset); NAME is one of cityscapes-vps, kitti-step, mots, waymo",
     )
     ev.add_argument("--config", help="evaluation config YAML (default: config/evaluation.yaml's)")
-    ev.add_argument("--gt", required=True, help="ground-truth root (the dataset's layout)")
-    ev.add_argument("--pred", required=True, help="predictions root, same layout and encoding")
+    ev.add_argument("--gt", help="stored form: ground-truth root (the dataset's layout)")
+    ev.add_argument("--pred", help="stored form: predictions root, same layout and encoding")
     ev.add_argument("--split", help="split (default: the reader's, e.g. val)")
     ev.add_argument(
         "--match",
@@ -259,7 +277,40 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["hungarian", "none"],
         help="map pseudo-classes to classes (hungarian), or take them as class ids",
     )
-    ev.add_argument("--out", required=True, help="JSON report; PNG plots are written next to it")
+    ev.add_argument(
+        "--out",
+        required=True,
+        help="run form: output folder (resumable); stored form: JSON report, PNG plots next to it",
+    )
+    ev.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run form: stream clips I, I+N, ... (default 0/1; under torchrun RANK/WORLD_SIZE); "
+        "the run finishing the last clip writes predictions and report",
+    )
+    ev.add_argument(
+        "--node-config",
+        help="run form: node parameters YAML (tracker, smoothing, score threshold; default: "
+        "config/perception.yaml's defaults)",
+    )
+    ev.add_argument(
+        "--stuff-area-limit",
+        type=int,
+        default=None,
+        help="run form: stuff segments with fewer pixels become void (default: the model's "
+        "inference.stuff_area_limit)",
+    )
+    ev.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="run form: inference backend of --checkpoint",
+    )
+    ev.add_argument(
+        "--device",
+        default="cpu",
+        help="run form: cpu, cuda or cuda:<i> (cuda: one GPU per torchrun rank)",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -298,12 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(func=_cmd_train)
 
+    from training.demo import add_arguments as add_demo_arguments
+
     demo = sub.add_parser(
         "demo",
-        help="run the largest working slice of the pipeline on a built-in clip",
+        help="raw video -> pseudo-labels -> trained model -> replay, perception_node, scores "
+        "(cached steps; synthetic drives, --bag or --davis)",
     )
-    demo.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    demo.add_argument("--frames", type=int, default=20, help="clip length (default 20)")
+    add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 

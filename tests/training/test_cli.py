@@ -1,4 +1,4 @@
-"""The `vcups` command: help, config subcommands and the demo."""
+"""The `vcups` command: help, config and dataset subcommands (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -69,17 +69,6 @@ def test_write_defaults_reproduces_config_dir(tmp_path: Path) -> None:
     assert main(["config", "write-defaults", str(tmp_path)]) == 0
     for path in tmp_path.rglob("*.yaml"):
         assert path.read_text() == (REPO / "config" / path.relative_to(tmp_path)).read_text()
-
-
-def test_demo_runs_end_to_end_on_the_synthetic_clip(tmp_path: Path) -> None:
-    proc = run_vcups("demo", "--out", str(tmp_path), "--frames", "8")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok, 8 PanopticTrackArray messages read back with the input stamps" in proc.stdout
-    assert "/panoptic/tracks  8 messages" in proc.stdout
-    assert "STQ" in proc.stdout and "VPQ" in proc.stdout
-    assert (tmp_path / "overlay_last_frame.png").stat().st_size > 0
-    assert (tmp_path / "overlay.mp4").stat().st_size > 0
-    assert len(list((tmp_path / "frames" / "frames").glob("*.png"))) == 8
 
 
 def test_synth_then_extract_as_in_the_readme(tmp_path: Path) -> None:
