@@ -202,45 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser(
         "replay", help="run the streaming segmenter on a bag: PanopticTrackArray bag, video, report"
     )
-    replay.add_argument("bag", help="rosbag2 folder or .mcap file")
-    replay.add_argument("--topic", required=True, help="camera image topic (raw or compressed)")
-    replay.add_argument("--checkpoint", help="model checkpoint (.pt), .onnx or TensorRT .engine")
-    replay.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    replay.add_argument("--device", default="cpu")
-    replay.add_argument(
-        "--oracle",
-        action="store_true",
-        help="use the bag's ground truth as the predictor (tests the rest of the path)",
-    )
-    replay.add_argument(
-        "--config", help="node parameter file (tracker, smoothing); default: built in"
-    )
-    replay.add_argument("--out", help="output bag (MCAP) with /panoptic/tracks and /panoptic/info")
-    replay.add_argument(
-        "--gt-topics", help="SEMANTIC,INSTANCE ground-truth topics, e.g. /gt/semantic,/gt/instance"
-    )
-    replay.add_argument(
-        "--gt-dataset",
-        metavar="NAME:ROOT",
-        help="ground truth from a dataset folder instead, e.g. kitti-step:/data/kitti_step "
-        "(paired by stamp, else by frame position)",
-    )
-    replay.add_argument("--gt-split", help="split of --gt-dataset (default: the reader's)")
-    replay.add_argument("--gt-clip", help="clip of --gt-dataset (needed when it has several)")
-    replay.add_argument(
-        "--report", help="JSON report (speed, tracks; metrics with --gt-topics or --gt-dataset)"
-    )
-    replay.add_argument("--video", help="overlay video (.mp4)")
-    replay.add_argument("--fps", type=float, default=10.0, help="video frame rate")
-    replay.add_argument(
-        "--stuff-area-limit",
-        type=int,
-        default=None,
-        help="stuff segments with fewer pixels become void (default: the model's "
-        "inference.stuff_area_limit)",
-    )
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
-    replay.add_argument("--overwrite", action="store_true", help="replace a finished bag at --out")
+    from training.replay import add_arguments as add_replay_arguments
+
+    add_replay_arguments(replay)
     replay.set_defaults(func=_cmd_replay)
 
     ev = sub.add_parser(

@@ -555,15 +555,15 @@ def step_seconds(metrics: Path, train_cfg: Any) -> float:
 def replay(checkpoint: Path, bag: Path, fps: float, out: Path, progress: bool) -> StepResult:
     """``vcups replay`` of ``bag`` with the checkpoint, then the output bag read back with
     ``mcap_ros2`` (one message per input frame, same stamps) and overlay frames as PNG."""
-    from training.cli import build_parser
-    from training.replay import run_replay
+    from training.replay import add_arguments, run_replay
 
     panoptic = out / "panoptic_bag"
     video = out / "overlay.mp4"
     report = out / "replay.json"
-    args = build_parser().parse_args(
+    parser = argparse.ArgumentParser(prog="vcups replay")
+    add_arguments(parser)
+    args = parser.parse_args(
         [
-            "replay",
             str(bag),
             "--topic",
             CAMERA,

@@ -48,6 +48,49 @@ from vcups_core.viz.overlay import render_overlay
 from vcups_ros import conversions as conv
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``vcups replay`` options to ``parser`` (the CLI's and the demo's)."""
+    parser.add_argument("bag", help="rosbag2 folder or .mcap file")
+    parser.add_argument("--topic", required=True, help="camera image topic (raw or compressed)")
+    parser.add_argument("--checkpoint", help="model checkpoint (.pt), .onnx or TensorRT .engine")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--oracle",
+        action="store_true",
+        help="use the bag's ground truth as the predictor (tests the rest of the path)",
+    )
+    parser.add_argument(
+        "--config", help="node parameter file (tracker, smoothing); default: built in"
+    )
+    parser.add_argument("--out", help="output bag (MCAP) with /panoptic/tracks and /panoptic/info")
+    parser.add_argument(
+        "--gt-topics", help="SEMANTIC,INSTANCE ground-truth topics, e.g. /gt/semantic,/gt/instance"
+    )
+    parser.add_argument(
+        "--gt-dataset",
+        metavar="NAME:ROOT",
+        help="ground truth from a dataset folder instead, e.g. kitti-step:/data/kitti_step "
+        "(paired by stamp, else by frame position)",
+    )
+    parser.add_argument("--gt-split", help="split of --gt-dataset (default: the reader's)")
+    parser.add_argument("--gt-clip", help="clip of --gt-dataset (needed when it has several)")
+    parser.add_argument(
+        "--report", help="JSON report (speed, tracks; metrics with --gt-topics or --gt-dataset)"
+    )
+    parser.add_argument("--video", help="overlay video (.mp4)")
+    parser.add_argument("--fps", type=float, default=10.0, help="video frame rate")
+    parser.add_argument(
+        "--stuff-area-limit",
+        type=int,
+        default=None,
+        help="stuff segments with fewer pixels become void (default: the model's "
+        "inference.stuff_area_limit)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished bag at --out")
+
+
 @dataclasses.dataclass(frozen=True)
 class GroundTruthFrame:
     """A bag frame with its ground truth, in the shape :class:`OraclePredictor` takes."""
