@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import cv2
 import numpy as np
@@ -66,14 +66,15 @@ def is_temp_file(name: str) -> bool:
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename).
+def atomic_write_stream(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` atomically with ``write(file)`` (temporary file + fsync + rename), e.g.
+    ``atomic_write_stream(p, lambda f: torch.save(obj, f))`` without a copy in memory.
 
     The folder must exist. The file gets the usual permissions (``0o666`` minus the umask).
 
     Raises:
         OSError: the folder is missing or not writable, the disk is full, ...; ``path`` is then
-            unchanged and no temporary file is left.
+            unchanged and no temporary file is left. Whatever ``write`` raises, likewise.
     """
     path = Path(path)
     tmp = path.with_name(
@@ -82,7 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -90,6 +91,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write_stream`)."""
+    atomic_write_stream(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

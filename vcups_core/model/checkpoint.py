@@ -16,9 +16,7 @@ pickled code (``torch.load(weights_only=True)``) and checks the weights' SHA-256
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import torchvision
 from vcups_core import __version__
 from vcups_core.config import ConfigError, config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
+from vcups_core.jobs import atomic_write_stream
 from vcups_core.model.build import build_model
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
 from vcups_core.types import CategoryTable
@@ -122,16 +121,7 @@ def save_checkpoint(
         "metadata": checkpoint_metadata(model, sha256=weights_sha256(state), extra=extra),
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_stream(out, lambda f: torch.save(payload, f))
     return out
 
 

@@ -225,21 +225,17 @@ def _record(
     start: float,
     thing_stuff: dict[str, Any] | None,
 ) -> ClipRecord:
-    record = ClipRecord(
-        clip=clip.name,
-        status=status,
-        stems=tuple(stems),
+    return writer.record_clip(
+        clip.name,
+        status,
+        stems,
         error=error,
         seconds=time.perf_counter() - start,
-        height=None if size is None else size[0],
-        width=None if size is None else size[1],
-        config_hash=writer.config_hash,
-        backends=dict(ORACLE_BACKENDS),
+        size=size,
+        backends=ORACLE_BACKENDS,
         source=clip.source,
         thing_stuff=thing_stuff,
     )
-    writer.finish_clip(record)
-    return record
 
 
 def oracle_labels(

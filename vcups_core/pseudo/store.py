@@ -618,6 +618,37 @@ class StoreWriter:
         """Write the clip's status record atomically (the last step of a clip)."""
         atomic_write_json(self.record_path(record.clip), record.to_json())
 
+    def record_clip(
+        self,
+        clip: str,
+        status: ClipStatus,
+        stems: Sequence[str],
+        *,
+        error: str | None,
+        seconds: float,
+        size: tuple[int, int] | None,
+        backends: Mapping[str, str],
+        source: dict[str, Any],
+        thing_stuff: dict[str, Any] | None = None,
+    ) -> ClipRecord:
+        """Build the clip's :class:`ClipRecord` under this store's config and write it
+        (:meth:`finish_clip`); returns it."""
+        record = ClipRecord(
+            clip=clip,
+            status=status,
+            stems=tuple(stems),
+            error=error,
+            seconds=seconds,
+            height=None if size is None else size[0],
+            width=None if size is None else size[1],
+            config_hash=self.config_hash,
+            backends=dict(backends),
+            source=source,
+            thing_stuff=thing_stuff,
+        )
+        self.finish_clip(record)
+        return record
+
     def write_manifest(
         self,
         *,

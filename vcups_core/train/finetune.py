@@ -287,21 +287,17 @@ def _record(
     source: dict[str, Any],
     thing_stuff: dict[str, Any] | None,
 ) -> ClipRecord:
-    record = ClipRecord(
-        clip=clip.name,
-        status=status,
-        stems=tuple(stems),
+    return writer.record_clip(
+        clip.name,
+        status,
+        stems,
         error=error,
         seconds=time.perf_counter() - start,
-        height=None if size is None else size[0],
-        width=None if size is None else size[1],
-        config_hash=writer.config_hash,
-        backends=dict(GT_BACKENDS),
+        size=size,
+        backends=GT_BACKENDS,
         source=source,
         thing_stuff=thing_stuff,
     )
-    writer.finish_clip(record)
-    return record
 
 
 def _thing_pixels(

@@ -40,8 +40,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -55,7 +53,12 @@ from vcups_core import __version__
 from vcups_core.config import config_to_dict
 from vcups_core.configs.model import ModelConfig
 from vcups_core.configs.training import TrainingConfig
-from vcups_core.jobs import atomic_write_json, atomic_write_text, terminate_as_interrupt
+from vcups_core.jobs import (
+    atomic_write_json,
+    atomic_write_stream,
+    atomic_write_text,
+    terminate_as_interrupt,
+)
 from vcups_core.model.build import build_model
 from vcups_core.model.checkpoint import read_checkpoint, save_checkpoint, weights_sha256
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
@@ -218,16 +221,7 @@ def _save_state(
         "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_stream(path, lambda f: torch.save(payload, f))
 
 
 def _load_state(path: Path) -> dict[str, Any]:
