@@ -255,6 +255,12 @@ class TrackingSection:
     fill_gaps: bool = option(
         True, "insert a track's warped mask into a frame it is missing from (one-frame gaps)"
     )
+    max_lost: int = option(
+        0,
+        "frames a track without detections is remembered (its last mask moved on with the flow) "
+        "so that a later detection matching it at tau_m continues its id; 0 = the paper's rule",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True)

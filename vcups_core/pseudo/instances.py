@@ -44,6 +44,7 @@ class InstanceLabeler:
             cfg.tracking.iou_threshold,
             fill_gaps=cfg.tracking.fill_gaps and cfg.tracking.window >= 3,
             min_containment=cfg.tracking.min_containment,
+            max_lost=cfg.tracking.max_lost,
         )
 
     def push(self, cues: FrameCues) -> list[tuple[int, npt.NDArray[np.uint16]]]:

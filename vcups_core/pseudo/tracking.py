@@ -15,7 +15,15 @@ Stated: a sliding window of 3 frames, Hungarian matching on IoU, acceptance thre
    ``t`` whose mask, warped two steps (``t − 1 → t → t + 1``), matches a detection of ``t + 1``
    with IoU ≥ τ_m is inserted into frame ``t`` as its one-step warped mask, on pixels no other
    instance holds. This is why frame ``t`` is final only once frame ``t + 1``'s detections exist.
-5. Unmatched detections start new track ids, unique within the clip (1, 2, ...).
+5. **Re-linking lost tracks** (``max_lost`` > 0; ours, GUESS): a track that found no detection
+   is remembered for up to ``max_lost`` frames as its last mask, warped on with the flow every
+   frame. Detections still unmatched after step 3 are matched to those remembered masks by the
+   same rule (IoU ≥ τ_m, then the containment pass) and continue the old id; the frames in
+   between stay empty. A motion cue that loses an object for a few frames (the object stops
+   moving relative to the camera, or the flow is noisy) then breaks its track into one id with
+   holes instead of several ids, which is what AQ and best-track J count. ``max_lost`` 0 is the
+   paper's rule.
+6. Unmatched detections start new track ids, unique within the clip (1, 2, ...).
 
 With window 2 (or ``fill_gaps: false``) step 4 is skipped.
 """
@@ -162,16 +170,29 @@ class InstanceTracker:
         iou_threshold: τ_m.
         fill_gaps: insert one-frame gaps (window 3).
         min_containment: the second matching pass of :func:`match_tracks` (0 = off).
+        max_lost: frames a track without detections is remembered for re-linking (step 5;
+            0 = off).
     """
 
     def __init__(
-        self, iou_threshold: float = 0.4, *, fill_gaps: bool = True, min_containment: float = 0.0
+        self,
+        iou_threshold: float = 0.4,
+        *,
+        fill_gaps: bool = True,
+        min_containment: float = 0.0,
+        max_lost: int = 0,
     ) -> None:
+        if max_lost < 0:
+            raise ValueError(f"max_lost must be >= 0, got {max_lost}")
         self.iou_threshold = iou_threshold
         self.min_containment = min_containment
         self.fill_gaps = fill_gaps
+        self.max_lost = max_lost
         self._next_id = 1
         self._last: npt.NDArray[np.uint16] | None = None  # final map of t - 1
+        # lost tracks (step 5): their last masks, warped into frame t - 1, and frames since seen
+        self._lost: npt.NDArray[np.uint16] | None = None
+        self._lost_age: dict[int, int] = {}
         self._pending: tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None = (
             None
         )
@@ -240,6 +261,10 @@ class InstanceTracker:
                 for d, t in match_tracks(iou, contain, self.iou_threshold, self.min_containment):
                     matched_det[d + 1] = track_ids[t]
             unmatched_tracks = [t for t in track_ids if t not in matched_det.values()]
+        lost_warped: npt.NDArray[np.uint16] | None = None
+        if self._lost is not None and flow_prev is not None:
+            lost_warped = warp(self._lost, flow_prev, nearest=True).astype(np.uint16)
+            matched_det.update(self._relink(detections, lost_warped, matched_det))
         n = int(detections.max())
         lut_out = np.zeros(n + 1, np.uint16)
         for d in range(1, n + 1):
@@ -262,8 +287,52 @@ class InstanceTracker:
             and unmatched_tracks
         ):
             result = self._fill_gaps(result, warped, unmatched_tracks, *lookahead)  # type: ignore[arg-type]
+        if self.max_lost > 0:
+            self._remember_lost(result, warped, lost_warped)
         self._last = result
         return index, result
+
+    def _relink(
+        self,
+        detections: npt.NDArray[np.int32],
+        lost_warped: npt.NDArray[np.uint16],
+        matched_det: dict[int, int],
+    ) -> dict[int, int]:
+        """Step 5: unmatched detections (ids) that continue a remembered lost track."""
+        lost_ids = [t for t in self._lost_age if t <= int(lost_warped.max())]
+        n = int(detections.max())
+        free = [d for d in range(1, n + 1) if d not in matched_det]
+        if not lost_ids or not free:
+            return {}
+        tid = np.asarray(lost_ids)
+        lut_t = np.zeros(int(lost_warped.max()) + 1, np.int64)
+        lut_t[tid] = np.arange(1, tid.size + 1)
+        lut_d = np.zeros(n + 1, np.int64)
+        lut_d[free] = np.arange(1, len(free) + 1)
+        iou, contain = pair_overlaps(lut_d[detections], lut_t[lost_warped], len(free), tid.size)
+        pairs = match_tracks(iou, contain, self.iou_threshold, self.min_containment)
+        return {free[d]: lost_ids[t] for d, t in pairs}
+
+    def _remember_lost(
+        self,
+        result: npt.NDArray[np.uint16],
+        warped: npt.NDArray[np.uint16] | None,
+        lost_warped: npt.NDArray[np.uint16] | None,
+    ) -> None:
+        """Age the remembered tracks, forget the re-found and the too old, add the newly lost."""
+        present = set(np.flatnonzero(np.bincount(result.ravel())).tolist()) - {0}
+        ages = {t: a + 1 for t, a in self._lost_age.items() if t not in present}
+        ages = {t: a for t, a in ages.items() if a <= self.max_lost}
+        lost = np.zeros(result.shape, np.uint16) if lost_warped is None else lost_warped.copy()
+        lost[~np.isin(lost, list(ages))] = 0
+        if warped is not None:
+            newly = np.isin(warped, list(set(np.unique(warped).tolist()) - present - {0}))
+            lost[newly] = warped[newly]  # the newest mask wins where remembered masks overlap
+            for t in np.unique(warped[newly]).tolist():
+                ages[int(t)] = 1
+        kept = np.bincount(lost.ravel())
+        self._lost_age = {t: a for t, a in ages.items() if t < kept.size and kept[t] > 0}
+        self._lost = lost if self._lost_age else None
 
     def _fill_gaps(
         self,

@@ -194,3 +194,50 @@ def test_containment_pass_keeps_an_entering_object_and_never_overrides_tau_m() -
     out = dict(run(InstanceTracker(0.4, min_containment=0.8), [(big, None), (nxt, still())]))
     assert out[1][5, 10] == out[0][5, 10]  # the shifted body keeps the track (IoU 0.82)
     assert out[1][6, 5] not in (0, out[0][5, 10])  # the fragment gets an id of its own
+
+
+def gap_frames(missing: int) -> list[tuple[Labels, Flow | None]]:
+    """A square moving 2 px right per frame, detected in frames 0-1, missed in ``missing``
+    frames, then detected again (plus, from then on, an unrelated square elsewhere)."""
+    flow_prev = still()
+    flow_prev[..., 0] = -2.0
+    frames: list[tuple[Labels, Flow | None]] = []
+    for t in range(2 + missing + 2):
+        moving = box(empty(), 6, 14, 2 + 2 * t, 10 + 2 * t)
+        seen = t < 2 or t >= 2 + missing
+        labels = moving if seen else empty()
+        if t >= 2 + missing:
+            labels = box(labels, 18, 22, 30, 36, 2)
+        frames.append((labels, None if t == 0 else flow_prev))
+    return frames
+
+
+@pytest.mark.parametrize("missing", [2, 3])
+def test_a_lost_track_is_relinked_within_max_lost_frames(missing: int) -> None:
+    frames = gap_frames(missing)
+    back = 2 + missing
+    for max_lost, same in ((0, False), (missing - 1, False), (missing, True), (10, True)):
+        out = dict(run(InstanceTracker(max_lost=max_lost), frames))
+        assert out[1].max() == 1
+        for t in range(2, back):
+            assert out[t].max() == 0  # the frames in between stay empty
+        moving = out[back][6:14, 2 + 2 * back : 10 + 2 * back]
+        assert (moving == moving.flat[0]).all()
+        assert (moving.flat[0] == 1) == same, (max_lost, missing)
+        # the unrelated square never takes the lost id, and ids stay consistent afterwards
+        assert out[back][18, 30] not in (0, 1)
+        np.testing.assert_array_equal(out[back + 1] > 0, frames[back + 1][0] > 0)
+        assert out[back + 1][6, 2 + 2 * (back + 1)] == moving.flat[0]
+
+
+def test_a_lost_track_that_moved_elsewhere_is_not_relinked() -> None:
+    frames = gap_frames(3)
+    far = box(empty(), 6, 14, 30, 38)  # comes back where the flow did not carry the old mask
+    frames[5] = (far, frames[5][1])
+    out = dict(run(InstanceTracker(max_lost=5), frames))
+    assert out[5][6, 30] not in (0, 1)
+
+
+def test_max_lost_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="max_lost"):
+        InstanceTracker(max_lost=-1)
