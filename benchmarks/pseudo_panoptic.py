@@ -25,8 +25,9 @@ clips the defaults were not tuned on (``--seeds``, default 301 302 303; ``--fram
 
    * *STQ, AQ, SQ*: :func:`vcups_core.metrics.evaluate.evaluate` on the composed frames with the
      protocol's thing/stuff-split class matching (the split's thing pseudo-classes are the
-     predicted things; GT things = person and car, the only things of the world; all 19
-     Cityscapes classes, SQ = mean IoU over the classes with a non-zero union);
+     predicted things; GT things = person and car, the only things of the world; the ten
+     classes the world renders, :data:`~vcups_core.data.datasets.SYNTHETIC_WORLD`, SQ = mean
+     IoU over the classes with a non-zero union);
    * *mIoU*: the stored (aligned) semantic maps, pseudo-classes matched to GT classes without the
      thing/stuff split (:func:`~vcups_core.metrics.match_classes`, Hungarian + majority),
      the confusion summed over all frames and restricted to the GT classes present (as
@@ -77,7 +78,7 @@ from vcups_core.config import config_to_dict, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 from vcups_core.cues.semantics import SemanticClusterer, rgb_row_features
 from vcups_core.data import cityscapes_classes as cs
-from vcups_core.data.datasets import DatasetDescriptor
+from vcups_core.data.datasets import SYNTHETIC_WORLD
 from vcups_core.data.synthetic import SyntheticWorld
 from vcups_core.metrics import confusion_from, iou_from_confusion, match_classes
 from vcups_core.metrics.evaluate import evaluate
@@ -115,14 +116,6 @@ PAPER_TAU: dict[float, tuple[float, float, float]] = {
     0.5: (12.0, 4.4, 32.3),
 }
 
-SYNTHETIC = DatasetDescriptor(
-    name="synthetic",
-    class_names=cs.CLASS_NAMES,
-    thing_ids=frozenset({cs.PERSON, cs.CAR}),
-    tracked_ids=frozenset({cs.PERSON, cs.CAR}),
-    evaluated_ids=frozenset(range(NUM_GT)),
-)
-"""The world's labels: Cityscapes train ids; only person and car are things (and tracked)."""
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -374,7 +367,7 @@ def panoptic_scores(labels: LabelSet, clips: Sequence[EvalClip], psi: float) -> 
     thing_flags = [c in things for c in range(labels.stats.num_classes)]
     report = evaluate(
         lambda: iter(composed),
-        SYNTHETIC,
+        SYNTHETIC_WORLD,
         num_pred_classes=labels.stats.num_classes,
         pred_is_thing=thing_flags,
         window_sizes=(1,),

@@ -107,12 +107,40 @@ DESCRIPTORS: dict[str, DatasetDescriptor] = {
     d.name: d for d in (CITYSCAPES_VPS, KITTI_STEP, WAYMO, MOTS, DAVIS)
 }
 
+SYNTHETIC_WORLD = DatasetDescriptor(
+    name="synthetic-world",
+    class_names=cs.CLASS_NAMES,
+    thing_ids=frozenset({cs.PERSON, cs.CAR}),
+    tracked_ids=frozenset({cs.PERSON, cs.CAR}),
+    evaluated_ids=frozenset(
+        {
+            cs.ROAD,
+            cs.SIDEWALK,
+            cs.BUILDING,
+            cs.POLE,
+            cs.TRAFFIC_SIGN,
+            cs.VEGETATION,
+            cs.TERRAIN,
+            cs.SKY,
+            cs.PERSON,
+            cs.CAR,
+        }
+    ),
+    fps=10.0,
+)
+"""The synthetic world's own labels (:mod:`vcups_core.data.synthetic`, Cityscapes train ids): the
+ten classes it renders are evaluated, person and car are its things. Like Waymo's missing
+classes, the nine Cityscapes classes the world never draws are not matched or scored: the
+protocol's Hungarian step would otherwise spend pseudo-classes on classes without a single
+ground-truth pixel and count each as an IoU of 0. Scored in memory (no reader), so it is not in
+:data:`DESCRIPTORS`; :func:`get_descriptor` knows it."""
+
 
 def get_descriptor(name: str) -> DatasetDescriptor:
-    """The descriptor of ``name``; raises ``ValueError`` listing the known names."""
+    """The descriptor of ``name`` (a dataset of :data:`DESCRIPTORS`, or ``"synthetic-world"``);
+    raises ``ValueError`` listing the known names."""
+    known = {**DESCRIPTORS, SYNTHETIC_WORLD.name: SYNTHETIC_WORLD}
     try:
-        return DESCRIPTORS[name]
+        return known[name]
     except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; expected one of {', '.join(DESCRIPTORS)}"
-        ) from None
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(known)}") from None

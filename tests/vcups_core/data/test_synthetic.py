@@ -158,3 +158,17 @@ def test_track_ids_persist_along_the_flow(frames: list[SyntheticFrame]) -> None:
             )
             checked += 1
     assert checked > 20
+
+
+def test_the_world_descriptor_evaluates_exactly_the_classes_it_renders(
+    frames: list[SyntheticFrame],
+) -> None:
+    from vcups_core.data.datasets import SYNTHETIC_WORLD, get_descriptor
+
+    assert get_descriptor("synthetic-world") is SYNTHETIC_WORLD
+    drawn = set().union(*(np.unique(f.semantic).tolist() for f in frames)) - {255}
+    assert drawn <= SYNTHETIC_WORLD.evaluated_ids  # nothing the world draws is voided
+    # and every evaluated class is one the world can draw (this clip shows most of them)
+    assert len(drawn) >= 8
+    assert SYNTHETIC_WORLD.evaluated_ids.isdisjoint({cs.WALL, cs.FENCE, cs.RIDER, cs.TRUCK})
+    assert SYNTHETIC_WORLD.thing_ids == {cs.PERSON, cs.CAR}

@@ -102,3 +102,34 @@ def test_config_window_sizes_and_tube_rule_are_read() -> None:
     # so there is no GT tube and AQ is 0
     crowd = EvaluationConfig(match="none", waymo_min_track_area=401)
     assert evaluate(source((gs, gi, gs, gi)), WAYMO, crowd)["AQ"] == 0.0
+
+
+def test_classes_absent_from_the_world_are_not_matched() -> None:
+    """Three stuff pseudo-classes all on road: the Hungarian step sends two of them to classes
+    without a ground-truth pixel when every Cityscapes class is evaluated (road IoU 400/1200,
+    two classes at IoU 0, car 1: SQ = (1/3 + 0 + 0 + 1) / 4); with only the classes the data
+    has (as :data:`~vcups_core.data.datasets.SYNTHETIC_WORLD` for the synthetic world) all three
+    go to road by majority and SQ = 1."""
+    import dataclasses
+
+    from vcups_core.data.datasets import CITYSCAPES_VPS
+
+    gs = np.full((40, 40), cs.ROAD, np.uint8)
+    gi = np.zeros((40, 40), np.int32)
+    gs[20:, :20], gi[20:, :20] = cs.CAR, 1
+    ps = np.zeros((40, 40), np.uint8)
+    ps[10:20] = 1
+    ps[20:] = 3
+    ps[20:, :20] = 2
+    pi = np.where(ps == 2, 5, 0).astype(np.int32)
+    flags = [False, False, True, False]
+    pc = frozenset({cs.PERSON, cs.CAR})
+    everything = dataclasses.replace(CITYSCAPES_VPS, thing_ids=pc, tracked_ids=pc)
+    only_present = dataclasses.replace(everything, evaluated_ids=frozenset({cs.ROAD, cs.CAR}))
+    full = evaluate(source((gs, gi, ps, pi)), everything, pred_is_thing=flags, window_sizes=(1,))
+    assert full["SQ"] == pytest.approx((1 / 3 + 1) / 4)
+    mapped = {int(k): v for k, v in full["class_mapping"].items()}
+    assert sorted(mapped[k] for k in (0, 1, 3)).count("road") == 1
+    own = evaluate(source((gs, gi, ps, pi)), only_present, pred_is_thing=flags, window_sizes=(1,))
+    assert own["SQ"] == pytest.approx(1.0)
+    assert {own["class_mapping"][str(k)] for k in (0, 1, 3)} == {"road"}
