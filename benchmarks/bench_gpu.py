@@ -46,13 +46,11 @@ from vcups_core.export.onnx import compare_predictors
 from vcups_core.model.build import build_model
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack, raw_outputs_to_numpy
 from vcups_core.model.postprocess import frame_prediction_from_raw, image_to_chw
-from vcups_core.model.predictor import (
-    OnnxPredictor,
-    TorchPredictor,
-    image_to_tensor,
-)
+from vcups_core.model.predictors.base import WARMUP_SIZE, warm_up
+from vcups_core.model.predictors.onnx_predictor import OnnxPredictor
+from vcups_core.model.predictors.torch_predictor import TorchPredictor, image_to_tensor
 from vcups_core.runtime import limit_blas_threads
-from vcups_core.streaming.segmenter import WARMUP_SIZE, StreamingSegmenter, warm_up
+from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
 from vcups_core.types import VideoFrame
@@ -110,7 +108,7 @@ def check_parity(tmp: Path) -> None:
     try:
         from vcups_core.export.tensorrt import build_engine
         from vcups_core.export.trt_module import import_tensorrt
-        from vcups_core.model.predictor import TensorRTPredictor
+        from vcups_core.model.predictors.tensorrt_predictor import TensorRTPredictor
 
         trt = import_tensorrt()
     except ImportError as exc:

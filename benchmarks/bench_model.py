@@ -30,7 +30,7 @@ from vcups_core.config import config_from_dict, config_to_dict
 from vcups_core.configs.model import ModelConfig
 from vcups_core.model.build import build_model
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
-from vcups_core.model.predictor import TorchPredictor
+from vcups_core.model.predictors.torch_predictor import TorchPredictor
 
 TARGET_RATIO = 1.4
 
@@ -157,7 +157,7 @@ def main() -> None:
     export_s = 0.0
     if not args.skip_onnx:
         from vcups_core.export.onnx import export_onnx
-        from vcups_core.model.predictor import OnnxPredictor
+        from vcups_core.model.predictors.onnx_predictor import OnnxPredictor
 
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()

@@ -29,13 +29,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from vcups_core.model.postprocess import MergeSettings, RawOutputs, frame_prediction_from_raw
-from vcups_core.rosmsg import MessageTypes
+from vcups_core.rosmsg import MessageTypes, panoptic_frame_to_msg
 from vcups_core.runtime import limit_blas_threads
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
 from vcups_core.types import CategoryTable, FramePrediction, MaskCrops, VideoFrame
-from vcups_ros.conversions import panoptic_frame_to_msg
 
 NUM_STUFF = 22
 NUM_THINGS = 5

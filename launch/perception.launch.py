@@ -1,7 +1,9 @@
 """Run vcups on a robot camera: `ros2 launch vcups_ros perception.launch.py image:=/front/image_raw`.
 
-Arguments: ``image`` (camera topic), ``namespace`` (one node per camera), ``params_file``
-(default: the package's config/perception.yaml), ``use_sim_time``. All node logic lives in
+Arguments: ``image`` (camera topic), ``checkpoint`` (the network: a ``.pt`` from ``vcups train``,
+or an ``.onnx``/``.engine`` with the backend set in the parameter file; overrides
+``model.checkpoint``), ``namespace`` (one node per camera), ``params_file`` (default: the
+package's config/perception.yaml), ``use_sim_time``. All node logic lives in
 ``vcups_ros.launch_helpers.node_arguments`` (tested without ``launch``).
 """
 
@@ -27,6 +29,7 @@ def _node(context, *args, **kwargs):
                 image_topic=value("image"),
                 namespace=value("namespace"),
                 use_sim_time=value("use_sim_time").lower() in ("true", "1"),
+                checkpoint=value("checkpoint"),
             )
         )
     ]
@@ -40,6 +43,11 @@ def generate_launch_description():
         [
             DeclareLaunchArgument(
                 "image", default_value="/camera/image_raw", description="camera topic"
+            ),
+            DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="the network (overrides model.checkpoint of params_file)",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="one node per camera"),
             DeclareLaunchArgument(

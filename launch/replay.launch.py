@@ -22,7 +22,10 @@ def _actions(context, *args, **kwargs):
     return [
         Node(
             **node_arguments(
-                params_file=value("params_file"), image_topic=value("image"), use_sim_time=True
+                params_file=value("params_file"),
+                image_topic=value("image"),
+                use_sim_time=True,
+                checkpoint=value("checkpoint"),
             )
         ),
         ExecuteProcess(
@@ -41,6 +44,11 @@ def generate_launch_description():
             DeclareLaunchArgument("bag", description="rosbag2 folder to play"),
             DeclareLaunchArgument(
                 "image", default_value="/camera/image_raw", description="camera topic"
+            ),
+            DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="the network (overrides model.checkpoint of params_file)",
             ),
             DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
             DeclareLaunchArgument(

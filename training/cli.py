@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predictions stored in a dataset's format",
         description="Run form: --checkpoint C | --oracle, --dataset NAME:ROOT, --out DIR "
         "(predictions in the dataset's format under DIR/predictions, DIR/report.json; resumable "
-        "per clip, --shard I/N or torchrun). Stored form: --dataset NAME --gt ROOT --pred ROOT "
-        "--out REPORT.json.",
+        "per clip, --shard I/N or torchrun; a split without labels, e.g. --split test, is "
+        "exported with --class-mapping, not scored). Stored form: --dataset NAME --gt ROOT "
+        "--pred ROOT --out REPORT.json.",
     )
     predictor = ev.add_mutually_exclusive_group()
     predictor.add_argument(
@@ -242,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="map pseudo-classes to classes (hungarian), or take them as class ids",
     )
     ev.add_argument(
+        "--class-mapping",
+        metavar="REPORT",
+        help="run form: map categories to classes as in this report.json of a run of the same "
+        "checkpoint on a labelled split (needed for a split without labels, e.g. --split test, "
+        "which is exported, not scored; on a labelled split it replaces the matching)",
+    )
+    ev.add_argument(
         "--out",
         required=True,
         help="run form: output folder (resumable); stored form: JSON report, PNG plots next to it",
@@ -254,26 +262,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--node-config",
-        help="run form: node parameters YAML (tracker, smoothing, score threshold; default: "
-        "config/perception.yaml's defaults)",
+        help="run form: node parameters YAML (config/perception.yaml): its streaming section "
+        "(score threshold, stuff area limit, tracker, smoothing) and model section (backend, "
+        "device, half, model config, engine cache); default: the built-in defaults",
     )
     ev.add_argument(
         "--stuff-area-limit",
         type=int,
         default=None,
-        help="run form: stuff segments with fewer pixels become void (default: the model's "
+        help="run form: stuff segments with fewer pixels become void (overrides "
+        "streaming.stuff_area_limit of --node-config; default -1: the model's "
         "inference.stuff_area_limit)",
     )
     ev.add_argument(
         "--backend",
-        default="torch",
+        default=None,
         choices=["torch", "onnxruntime", "tensorrt"],
-        help="run form: inference backend of --checkpoint",
+        help="run form: inference backend of --checkpoint (default: model.backend of "
+        "--node-config, torch)",
     )
     ev.add_argument(
         "--device",
-        default="cpu",
-        help="run form: cpu, cuda or cuda:<i> (cuda: one GPU per torchrun rank)",
+        default=None,
+        help="run form: cpu, cuda or cuda:<i> (cuda: one GPU per torchrun rank; default: "
+        "model.device of --node-config, cpu)",
     )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)

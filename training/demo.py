@@ -617,9 +617,8 @@ def read_back(panoptic: Path, camera_bag: Path) -> tuple[dict[int, Any], int]:
     from mcap_ros2.decoder import DecoderFactory
 
     from vcups_core.data.rosbag import BagFrameReader
-    from vcups_core.rosmsg import msg_type, time_to_ns
+    from vcups_core.rosmsg import msg_to_panoptic_frame, msg_type, time_to_ns
     from vcups_core.types import VOID_SEGMENT
-    from vcups_ros import conversions as conv
 
     stamps = [m.stamp_ns for m in BagFrameReader(camera_bag, CAMERA).messages()]
     frames: dict[int, Any] = {}
@@ -631,7 +630,7 @@ def read_back(panoptic: Path, camera_bag: Path) -> tuple[dict[int, Any], int]:
             for schema, _channel, _, ros_msg in reader.iter_decoded_messages():
                 if schema is None or schema.name != msg_type("PanopticTrackArray"):
                     continue
-                frame, _ = conv.msg_to_panoptic_frame(ros_msg)
+                frame, _ = msg_to_panoptic_frame(ros_msg)
                 stamp = time_to_ns(ros_msg.header.stamp)
                 order.append(stamp)
                 frames[stamp] = frame
@@ -649,11 +648,12 @@ def read_back(panoptic: Path, camera_bag: Path) -> tuple[dict[int, Any], int]:
 
 def overlay_grid(checkpoint: Path, bag: Path, frames: Mapping[int, Any], count: int = 4) -> Any:
     """Overlays of ``count`` evenly spaced frames, 2 per row (RGB)."""
+    from vcups_core.configs.predictor import PredictorConfig
     from vcups_core.data.rosbag import BagFrameReader
-    from vcups_core.model.predictor import load_predictor
+    from vcups_core.model.predictors import load_predictor
     from vcups_core.viz.overlay import render_overlay
 
-    categories = load_predictor(checkpoint, device="cpu").categories
+    categories = load_predictor(PredictorConfig(checkpoint=str(checkpoint))).categories
     stamps = sorted(frames)
     picks = {stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(count, len(stamps)))}
     tiles = [
@@ -686,12 +686,13 @@ def node_check(checkpoint: Path, bag: Path, count: int, progress: bool) -> dict[
         from vcups_ros.msg import PanopticTrackArray
 
         from vcups_ros.perception_node import PerceptionNode
+        from vcups_ros.rclpy_types import rclpy_types
     except ImportError as exc:
         return {"skipped": f"rclpy or the vcups_ros messages cannot be imported ({exc})"}
     from tqdm import tqdm
 
+    from vcups_core import rosmsg
     from vcups_core.data.rosbag import BagFrameReader
-    from vcups_ros import conversions as conv
 
     inputs = list(itertools.islice(BagFrameReader(bag, CAMERA), count))
     namespace = f"/vcups_demo_{os.getpid()}"
@@ -734,12 +735,12 @@ def node_check(checkpoint: Path, bag: Path, count: int, progress: bool) -> dict[
         topic = f"{namespace}/panoptic/tracks"
         wait_until(lambda: images.get_subscription_count() > 0, "the node subscribed", 30)
         wait_until(lambda: peer.count_publishers(topic) > 0, "the node publishes tracks", 30)
-        types = conv.rclpy_types()
+        types = rclpy_types()
         latencies = []
         for i, frame in enumerate(tqdm(inputs, desc="node", unit="frame", disable=not progress)):
-            header = conv.make_header(frame.stamp_ns, "camera", types)
+            header = rosmsg.make_header(frame.stamp_ns, "camera", types)
             sent = time.perf_counter()
-            images.publish(conv.rgb_to_image_msg(frame.image, "rgb8", header, types))
+            images.publish(rosmsg.rgb_to_image_msg(frame.image, "rgb8", header, types))
             with received:
                 if not received.wait_for(functools.partial(more_than, outputs, i), timeout=60):
                     raise DemoError(f"perception_node: no output for frame {i} within 60 s")
@@ -754,11 +755,11 @@ def node_check(checkpoint: Path, bag: Path, count: int, progress: bool) -> dict[
         rclpy.shutdown(context=context)
         if thread is not None:
             thread.join(timeout=5)
-    got = [conv.time_to_ns(m.header.stamp) for _, m in outputs]
+    got = [rosmsg.time_to_ns(m.header.stamp) for _, m in outputs]
     want = [f.stamp_ns for f in inputs]
     tracks = set()
     for _, msg in outputs:
-        frame, _ = conv.msg_to_panoptic_frame(msg)
+        frame, _ = rosmsg.msg_to_panoptic_frame(msg)
         if frame.segment_ids.shape != inputs[0].image.shape[:2]:
             raise DemoError(f"perception_node: output {frame.segment_ids.shape} for another size")
         tracks |= {s.track_id for s in frame.segments if s.is_thing}
@@ -1188,7 +1189,7 @@ def _run(opts: DemoOptions, out: Path) -> int:
     ).info
 
     # 8. score
-    dataset = "davis" if opts.source == "davis" else "cityscapes-vps"
+    dataset = "davis" if opts.source == "davis" else "synthetic-world"
     if scored:
         if opts.source == "synthetic":
             seeds = synthetic_drives(opts)

@@ -33,6 +33,15 @@ re-run with every clip done repeats only steps 1-3 (e.g. with another ``--config
 ``DIR/run.json`` records what ran (dataset, root, split, predictor, node settings): a re-run
 with other ones is refused rather than mixed in.
 
+A split without labels (a test split, ``--split test``) is exported, not scored: every frame is
+streamed and the predictions of the frames the dataset's server takes
+(:func:`~vcups_core.data.predictions.submission_frames`: every frame; Cityscapes-VPS the frames
+its JSON lists) are written under ``DIR/predictions/``; no report. With no ground truth to match
+on, the class mapping is an earlier run's: ``--class-mapping REPORT.json``, the report of a run of
+the same checkpoint on a labelled split (e.g. ``--split val``), or ``--match none`` for a model
+whose categories are the dataset's classes. (On a labelled split ``--class-mapping`` replaces the
+matching on the split.)
+
 The oracle (ground truth as the predictor, as in ``vcups replay``) checks this path: it must score
 1.0. It knows only the annotated frames, so only those are streamed, with smoothing off (see
 :func:`~vcups_core.streaming.dataset_run.oracle_segmenter`).
@@ -69,7 +78,12 @@ from vcups_core.configs.evaluation import EvaluationConfig
 from vcups_core.configs.node import NodeConfig
 from vcups_core.data.clip import Clip, PanopticLabel
 from vcups_core.data.datasets import DatasetDescriptor, get_descriptor
-from vcups_core.data.predictions import PREDICTION_FORMATS, ClipPredictions, write_predictions
+from vcups_core.data.predictions import (
+    PREDICTION_FORMATS,
+    ClipPredictions,
+    submission_frames,
+    write_predictions,
+)
 from vcups_core.data.registry import READERS, open_dataset
 from vcups_core.jobs import (
     StagedOutput,
@@ -158,9 +172,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """
     if getattr(args, "checkpoint", None) or getattr(args, "oracle", False):
         return run_dataset_evaluation(args)
-    for flag in ("shard",):
+    for flag in ("shard", "class_mapping"):
         if getattr(args, flag, None):
-            raise ValueError(f"--{flag} needs --checkpoint or --oracle (the run form)")
+            option = flag.replace("_", "-")
+            raise ValueError(f"--{option} needs --checkpoint or --oracle (the run form)")
     if not getattr(args, "gt", None) or not getattr(args, "pred", None):
         raise ValueError(
             "give --checkpoint C or --oracle with --dataset NAME:ROOT (run a model on a "
@@ -272,12 +287,28 @@ def _run(args: argparse.Namespace) -> int:
     shard = resolve_shard(getattr(args, "shard", None))
     world = _torchrun_world()
     clips = list(open_dataset(name, root, split))
-    if not any(clip.annotated for clip in clips):
-        raise ValueError(f"{root} ({name}, split {split}): no annotated frame to score")
-    node_cfg = load_config(args.node_config, NodeConfig) if args.node_config else NodeConfig()
+    if not any(clip.frames for clip in clips):
+        raise ValueError(f"{root} ({name}, split {split}): no frame to run on")
+    labelled = any(clip.annotated for clip in clips)
     oracle = bool(args.oracle)
+    mapping_path = getattr(args, "class_mapping", None)
+    if mapping_path and cfg.match != "hungarian":
+        raise ValueError("--class-mapping maps pseudo-classes to classes; not with match: none")
+    if not labelled and oracle:
+        raise ValueError(f"--oracle: {root} ({name}, split {split}) has no labels to predict")
+    if not labelled and not mapping_path and cfg.match == "hungarian":
+        raise ValueError(
+            f"{root} ({name}, split {split}) has no labels to match the pseudo-classes on: give "
+            "--class-mapping REPORT.json (the report.json of a run of this checkpoint on a "
+            "labelled split, e.g. --split val), or --match none if the model's categories are "
+            f"{name} classes"
+        )
+    node_cfg = load_config(args.node_config, NodeConfig) if args.node_config else NodeConfig()
     quiet = bool(args.quiet) or (world > 1 and shard[0] != 0)  # torchrun: rank 0's bar only
     make_segmenter, categories, predictor_id = _segmenter_factory(args, descriptor, node_cfg)
+    class_match = None
+    if mapping_path:
+        class_match = load_class_mapping(Path(mapping_path), descriptor, categories, predictor_id)
     identity = json.loads(
         json.dumps(
             {
@@ -298,7 +329,12 @@ def _run(args: argparse.Namespace) -> int:
 
         mine = select_shard(clips, *shard)
         summary = run_clips(
-            mine, out / CLIPS_DIR, make_segmenter, annotated_only=oracle, progress=not quiet
+            mine,
+            out / CLIPS_DIR,
+            make_segmenter,
+            annotated_only=oracle,
+            progress=not quiet,
+            kept=None if labelled else submission_frames,
         )
         where = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
         print(
@@ -321,14 +357,33 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 0
         with file_lock(out / ".finish.lock"):
-            report = finish_run(
-                out, clips, descriptor, categories, cfg, split, identity, quiet=bool(args.quiet)
-            )
+            if not labelled:
+                written = finish_export(out, clips, descriptor, split, class_match)
+            else:
+                report = finish_run(
+                    out,
+                    clips,
+                    descriptor,
+                    categories,
+                    cfg,
+                    split,
+                    identity,
+                    quiet=bool(args.quiet),
+                    class_match=class_match,
+                )
     finally:
         if distributed:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+    if not labelled:
+        classes = f"classes mapped by {mapping_path}" if mapping_path else "category ids as classes"
+        print(
+            f"{name} split {split} has no labels: nothing scored, no report. predictions of "
+            f"{written} frames of {len(clips)} clips ({classes}): {out / PREDICTIONS_DIR} "
+            f"({name} format, for the dataset's evaluation server)"
+        )
+        return 0
     _print_scores(report)
     print(
         f"predictions: {out / PREDICTIONS_DIR} ({name} format, dataset class ids); "
@@ -365,26 +420,35 @@ def _segmenter_factory(
     args: argparse.Namespace, descriptor: DatasetDescriptor, node_cfg: NodeConfig
 ) -> tuple[Callable[[Clip], StreamingSegmenter], CategoryTable, Any]:
     """``(clip -> fresh segmenter, the predictor's categories, the predictor's identity)``."""
+    from vcups_core.data.oracle import CATEGORIES
     from vcups_core.streaming.dataset_run import oracle_segmenter
-    from vcups_core.streaming.oracle import CATEGORIES
 
     if args.oracle:
 
         def oracle(clip: Clip) -> StreamingSegmenter:
-            return oracle_segmenter(clip, descriptor, node_cfg)
+            return oracle_segmenter(clip, descriptor, node_cfg.streaming)
 
         return oracle, CATEGORIES, "oracle"
     path = Path(args.checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"--checkpoint {path}: not found")
-    from vcups_core.model.predictor import load_predictor
+    from vcups_core.model.predictors import load_predictor
 
-    predictor = load_predictor(path, backend=args.backend, device=_device(args.device))
+    # the node file's model section, --checkpoint/--backend/--device over it
+    predictor = load_predictor(
+        replace(
+            node_cfg.model,
+            checkpoint=str(path),
+            backend=args.backend or node_cfg.model.backend,
+            device=_device(args.device or node_cfg.model.device),
+        )
+    )
+    streaming = node_cfg.streaming
+    if args.stuff_area_limit is not None:
+        streaming = replace(streaming, stuff_area_limit=args.stuff_area_limit)
 
     def model(clip: Clip) -> StreamingSegmenter:
-        return StreamingSegmenter.from_config(
-            predictor, node_cfg, stuff_area_limit=args.stuff_area_limit
-        )
+        return StreamingSegmenter.from_config(predictor, streaming)
 
     identity = {"checkpoint": str(path.resolve()), "sha256": _file_sha256(path)}
     return model, predictor.categories, identity
@@ -444,8 +508,10 @@ def finish_run(
     identity: dict[str, Any],
     *,
     quiet: bool = True,
+    class_match: ClassMatch | None = None,
 ) -> dict[str, Any]:
     """Steps 1-3 of the module docstring on the finished clips; returns the report written.
+    ``class_match``: a mapping to use instead of matching on the clips (``--class-mapping``).
 
     Raises:
         ValueError: a result file that does not fit its clip (names it; remove it to redo the
@@ -476,19 +542,10 @@ def finish_run(
 
     match = None
     if cfg.match == "hungarian":
-        match = match_pseudo_classes(
+        match = class_match or match_pseudo_classes(
             source, descriptor, len(categories), flags, cfg.adhere_thing_stuff
         )
-    streamed = 0
-
-    def mapped() -> Iterator[ClipPredictions]:
-        nonlocal streamed
-        for clip, result in _results(clips, results):
-            streamed += result.streamed
-            yield clip, _MappedLabels(result, match)
-
-    with StagedOutput(out / PREDICTIONS_DIR, overwrite=True) as staged:
-        write_predictions(descriptor.name, mapped(), staged.path, split)
+    streamed, _ = _write_predictions(out, clips, descriptor, split, match)
     total = sum(len(c.annotated) for c in clips)
 
     def progress(it: Iterator[Frame]) -> Iterator[Frame]:
@@ -520,6 +577,101 @@ def finish_run(
     report["plots"] = [p.name for p in plot_report(report, out / Path(REPORT_FILE).stem)]
     atomic_write_json(out / REPORT_FILE, report)
     return report
+
+
+def finish_export(
+    out: Path,
+    clips: list[Clip],
+    descriptor: DatasetDescriptor,
+    split: str,
+    class_match: ClassMatch | None,
+) -> int:
+    """Step 2 of the module docstring alone, for a split without labels: the finished clips'
+    predictions mapped by ``class_match`` (``None``: category ids taken as class ids) and
+    written; returns the number of frames written.
+
+    Raises:
+        ValueError: as :func:`finish_run`.
+    """
+    return _write_predictions(out, clips, descriptor, split, class_match)[1]
+
+
+def _write_predictions(
+    out: Path,
+    clips: list[Clip],
+    descriptor: DatasetDescriptor,
+    split: str,
+    match: ClassMatch | None,
+) -> tuple[int, int]:
+    """Every clip's kept frames in dataset class ids (``match``; ``None``: as they are) written
+    under ``out/predictions/``, replacing what is there; returns (frames streamed, written)."""
+    streamed = written = 0
+
+    def mapped() -> Iterator[ClipPredictions]:
+        nonlocal streamed, written
+        for clip, result in _results(clips, out / CLIPS_DIR):
+            streamed += result.streamed
+            written += len(result.frames)
+            yield clip, _MappedLabels(result, match)
+
+    with StagedOutput(out / PREDICTIONS_DIR, overwrite=True) as staged:
+        write_predictions(descriptor.name, mapped(), staged.path, split)
+    return streamed, written
+
+
+def load_class_mapping(
+    path: Path, descriptor: DatasetDescriptor, categories: CategoryTable, predictor: Any
+) -> ClassMatch:
+    """The class mapping of an earlier run's ``report.json`` (``--class-mapping``): its
+    ``class_mapping`` (category id -> class name or ``"void"``) as a :class:`ClassMatch`.
+
+    Args:
+        path: the report of a run form (it records its predictor).
+        descriptor: the dataset the mapping is applied to (its class names).
+        categories: the predictor's categories (the mapping must cover exactly these).
+        predictor: this run's predictor identity; the report's must be the same checkpoint
+            (equal ``sha256``).
+
+    Raises:
+        ValueError: an unreadable file, one without a mapping, another predictor's, or a
+            mapping to classes ``descriptor`` lacks (names the file).
+    """
+    where = f"--class-mapping {path}"
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{where}: unreadable ({exc})") from None
+    mapping = report.get("class_mapping") if isinstance(report, dict) else None
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f"{where}: has no class_mapping; give the report.json of a `vcups evaluate` run on a "
+            "labelled split"
+        )
+    theirs = report.get("predictor")
+    if _checkpoint_key(theirs) != _checkpoint_key(predictor):
+        raise ValueError(
+            f"{where}: the mapping of another predictor ({theirs!r:.120}); a mapping belongs to "
+            "the checkpoint it was matched for"
+        )
+    keys = [str(k) for k in range(len(categories))]
+    if sorted(mapping) != sorted(keys):
+        raise ValueError(
+            f"{where}: maps {len(mapping)} categories, the model has {len(categories)}"
+        )
+    ids = {name: c for c, name in enumerate(descriptor.class_names)}
+    ids["void"] = descriptor.ignore_label
+    unknown = sorted({str(v) for v in mapping.values()} - set(ids))
+    if unknown:
+        raise ValueError(f"{where}: {unknown[:5]} are not {descriptor.name} classes")
+    lut = np.array([ids[str(mapping[k])] for k in keys], np.int64)
+    n = descriptor.num_classes
+    # a mapping made elsewhere: no confusion or Hungarian pairs of its own
+    return ClassMatch(lut, np.zeros((n, n), np.int64), (), descriptor.ignore_label)
+
+
+def _checkpoint_key(predictor: Any) -> Any:
+    """What identifies a predictor across runs: a checkpoint's ``sha256`` (not its path)."""
+    return predictor.get("sha256") if isinstance(predictor, dict) else predictor
 
 
 def _results(clips: list[Clip], folder: Path) -> Iterator[tuple[Clip, ClipResult]]:

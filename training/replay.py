@@ -8,7 +8,19 @@ and evaluation (STQ/VPQ, written into a JSON report) against either ground-truth
 or a clip of a dataset folder (``--gt-dataset NAME:ROOT``, any reader of
 :mod:`vcups_core.data.registry`). Dataset frames are paired with bag frames by stamp when every
 annotated frame's stamp is in the bag, else by position (the clip and the bag must then have the
-same number of frames).
+same number of frames). With a dataset, pseudo-classes are matched to classes over the whole set
+(its split), as the evaluation protocol does: the other clips are streamed from the dataset's
+own frames through the same predictor and settings, and one matching of all clips scores the
+bag's clip.
+
+Configuration, the node's: ``--config`` is a node parameter file (``config/perception.yaml``);
+its ``model`` section (a :class:`~vcups_core.configs.predictor.PredictorConfig`: backend,
+device, half, model config, engine cache) opens the network through
+:func:`~vcups_core.model.predictors.load_predictor`, with ``--checkpoint``, ``--backend`` and
+``--device`` overriding it, and its ``streaming`` section (a
+:class:`~vcups_core.configs.streaming.StreamingConfig`) sets up the segmenter. Frames whose stamp
+is not after the previous one are skipped and the tracks reset, as in the node (the segmenter's
+one policy); the report counts them.
 
 Every output (bag, video, report) is written under a temporary name next to its target and renamed
 into place at the end (:class:`~vcups_core.jobs.StagedOutput`): after SIGKILL the targets hold the
@@ -34,34 +46,51 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.config import config_from_dict, load_config
+from vcups_core import rosmsg
+from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.node import NodeConfig
+from vcups_core.configs.predictor import PredictorConfig
+from vcups_core.configs.streaming import StreamingConfig
 from vcups_core.data.clip import Clip
+from vcups_core.data.oracle import OraclePredictor
 from vcups_core.data.rosbag import BagFrameReader, BagWriter, is_unfinished_bag
 from vcups_core.jobs import StagedOutput, signals_deferred, terminate_as_interrupt
-from vcups_core.rosimage import image_msg_to_array
+from vcups_core.metrics.evaluate import Frame, FrameSource
+from vcups_core.model.predictors import Predictor, load_predictor
 from vcups_core.runtime import limit_blas_threads
-from vcups_core.streaming.oracle import OraclePredictor
-from vcups_core.streaming.segmenter import Predictor, StreamingSegmenter
-from vcups_core.types import PanopticFrame
+from vcups_core.streaming.segmenter import StampOrderError, StreamingSegmenter
+from vcups_core.types import CategoryTable, PanopticFrame
 from vcups_core.viz.overlay import render_overlay
-from vcups_ros import conversions as conv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``vcups replay`` options to ``parser`` (the CLI's and the demo's)."""
     parser.add_argument("bag", help="rosbag2 folder or .mcap file")
     parser.add_argument("--topic", required=True, help="camera image topic (raw or compressed)")
-    parser.add_argument("--checkpoint", help="model checkpoint (.pt), .onnx or TensorRT .engine")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--checkpoint",
+        help="model checkpoint (.pt), .onnx or TensorRT .engine (overrides model.checkpoint of "
+        "--config)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="overrides model.backend of --config (default torch)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="overrides model.device of --config (default cpu)"
+    )
     parser.add_argument(
         "--oracle",
         action="store_true",
         help="use the bag's ground truth as the predictor (tests the rest of the path)",
     )
     parser.add_argument(
-        "--config", help="node parameter file (tracker, smoothing); default: built in"
+        "--config",
+        help="node parameter file (config/perception.yaml): its model section (backend, device, "
+        "half, model config, engine cache) and streaming section (score threshold, stuff area "
+        "limit, max gap, tracker, smoothing); default: the built-in defaults",
     )
     parser.add_argument("--out", help="output bag (MCAP) with /panoptic/tracks and /panoptic/info")
     parser.add_argument(
@@ -71,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gt-dataset",
         metavar="NAME:ROOT",
         help="ground truth from a dataset folder instead, e.g. kitti-step:/data/kitti_step "
-        "(paired by stamp, else by frame position)",
+        "(paired by stamp, else by frame position); pseudo-classes are matched over every clip "
+        "of the split, the other clips streamed from the dataset's frames",
     )
     parser.add_argument("--gt-split", help="split of --gt-dataset (default: the reader's)")
     parser.add_argument("--gt-clip", help="clip of --gt-dataset (needed when it has several)")
@@ -84,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stuff-area-limit",
         type=int,
         default=None,
-        help="stuff segments with fewer pixels become void (default: the model's "
+        help="stuff segments with fewer pixels become void (overrides "
+        "streaming.stuff_area_limit of --config; default -1: the model's "
         "inference.stuff_area_limit)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -107,11 +138,11 @@ def read_ground_truth(
 ) -> list[GroundTruthFrame]:
     """Camera frames with the ground truth of the same header stamp (frames without are skipped)."""
     semantic = {
-        m.stamp_ns: image_msg_to_array(m.msg)
+        m.stamp_ns: rosmsg.image_msg_to_array(m.msg)
         for m in BagFrameReader(bag, semantic_topic).messages()
     }
     instance = {
-        m.stamp_ns: image_msg_to_array(m.msg)
+        m.stamp_ns: rosmsg.image_msg_to_array(m.msg)
         for m in BagFrameReader(bag, instance_topic).messages()
     }
     out = []
@@ -133,8 +164,13 @@ def read_ground_truth(
     return out
 
 
-def read_dataset_clip(spec: str, split: str | None, clip_name: str | None) -> tuple[str, Clip]:
+def read_dataset_clip(
+    spec: str, split: str | None, clip_name: str | None
+) -> tuple[str, Clip, list[Clip]]:
     """The clip ``--gt-dataset NAME:ROOT`` (``--gt-split``, ``--gt-clip``) names.
+
+    Returns:
+        ``(dataset name, the clip, every clip of the split)`` (the whole set, for the matching).
 
     Raises:
         ValueError: a malformed spec, an unknown dataset or clip, or several clips and no
@@ -147,20 +183,21 @@ def read_dataset_clip(spec: str, split: str | None, clip_name: str | None) -> tu
         raise ValueError(
             f"--gt-dataset: expected NAME:ROOT (e.g. kitti-step:/data/kitti), got {spec!r}"
         )
-    clips = {c.name: c for c in open_dataset(name, Path(root), split)}
+    every = list(open_dataset(name, Path(root), split))
+    clips = {c.name: c for c in every}
     if clip_name is not None:
         if clip_name not in clips:
             raise ValueError(
                 f"--gt-clip {clip_name!r} is not in {root} ({name}); "
                 f"clips: {', '.join(sorted(clips))}"
             )
-        return name, clips[clip_name]
+        return name, clips[clip_name], every
     if len(clips) != 1:
         raise ValueError(
             f"{root} ({name}) has {len(clips)} clips; choose one with --gt-clip: "
             f"{', '.join(sorted(clips)) or '(none)'}"
         )
-    return name, next(iter(clips.values()))
+    return name, next(iter(clips.values())), every
 
 
 def dataset_ground_truth(
@@ -202,16 +239,49 @@ def dataset_ground_truth(
     return out
 
 
-def make_predictor(args: argparse.Namespace, gt: list[GroundTruthFrame] | None) -> Predictor:
+def replay_configs(args: argparse.Namespace) -> tuple[PredictorConfig, StreamingConfig]:
+    """The network and the streaming settings of a replay: the ``model`` and ``streaming``
+    sections of ``--config`` (a node parameter file; defaults without one), with
+    ``--checkpoint``, ``--backend``, ``--device`` and ``--stuff-area-limit`` over them, every
+    value validated by the schemas (as the node validates its parameters).
+
+    Raises:
+        ConfigError: an invalid file or option value (named).
+    """
+    node = (
+        load_config(Path(args.config), NodeConfig)
+        if args.config
+        else config_from_dict({}, NodeConfig)
+    )
+    flags = {"checkpoint": args.checkpoint, "backend": args.backend, "device": args.device}
+    model = _override(node.model, "--checkpoint/--backend/--device", flags)
+    limit = getattr(args, "stuff_area_limit", None)
+    streaming = _override(node.streaming, "--stuff-area-limit", {"stuff_area_limit": limit})
+    return model, streaming
+
+
+def _override(cfg: Any, source: str, changes: dict[str, Any]) -> Any:
+    """``cfg`` with the given (non-None) values, validated by its schema."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        return cfg
+    return config_from_dict({**config_to_dict(cfg), **given}, type(cfg), source=source)
+
+
+def make_predictor(
+    args: argparse.Namespace, model: PredictorConfig, gt: list[GroundTruthFrame] | None
+) -> Predictor:
+    """The oracle (``--oracle``: the ground truth's frames) or the network ``model`` names."""
     if args.oracle:
         if gt is None:
             raise ValueError("--oracle needs ground truth (--gt-topics or --gt-dataset)")
         return OraclePredictor(gt)  # type: ignore[arg-type]
-    if not args.checkpoint:
-        raise ValueError("give --checkpoint (a model, .onnx or .engine) or --oracle (ground truth)")
-    from vcups_core.model.predictor import load_predictor
-
-    return load_predictor(args.checkpoint, backend=args.backend, device=args.device)
+    if not model.checkpoint:
+        raise ValueError(
+            "give --checkpoint (a model, .onnx or .engine), model.checkpoint in --config, or "
+            "--oracle (ground truth)"
+        )
+    return load_predictor(model)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -252,11 +322,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     limit_blas_threads()  # as the node does (see vcups_core.runtime)
 
     bag = Path(args.bag)
-    cfg = (
-        load_config(Path(args.config), NodeConfig)
-        if args.config
-        else config_from_dict({}, NodeConfig)
-    )
+    model_cfg, streaming = replay_configs(args)
     gt_topics = args.gt_topics.split(",") if args.gt_topics else None
     if gt_topics is not None and len(gt_topics) != 2:
         raise ValueError(f"--gt-topics: expected SEMANTIC,INSTANCE topics, got {args.gt_topics!r}")
@@ -269,41 +335,50 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     report_out = _staged(stack, "--report", args.report)
     descriptor_name = "cityscapes-vps"  # the bag's ground-truth topics carry Cityscapes train ids
     gt = None
+    other_clips: list[Clip] = []
     if gt_topics:
         gt = read_ground_truth(bag, args.topic, gt_topics[0], gt_topics[1])
     elif args.gt_dataset:
-        descriptor_name, clip = read_dataset_clip(args.gt_dataset, args.gt_split, args.gt_clip)
+        descriptor_name, clip, every = read_dataset_clip(
+            args.gt_dataset, args.gt_split, args.gt_clip
+        )
+        other_clips = [c for c in every if c.name != clip.name and c.annotated]
         gt = dataset_ground_truth(
             clip,
             [m.stamp_ns for m in BagFrameReader(bag, args.topic).messages()],
             with_images=args.oracle,
         )
-    predictor = make_predictor(args, gt)
-    segmenter = StreamingSegmenter.from_config(
-        predictor, cfg, stuff_area_limit=args.stuff_area_limit
-    )
+    predictor = make_predictor(args, model_cfg, gt)
+    segmenter = StreamingSegmenter.from_config(predictor, streaming)
     reader = BagFrameReader(bag, args.topic)
     writer = BagWriter(bag_out.path, "mcap") if bag_out else None
     video: Any = None
     results: list[PanopticFrame] = []
     latencies: list[float] = []
     interrupted = False
-    types = conv.MessageTypes.rosbags()
+    skipped = 0
+    types = rosmsg.MessageTypes.rosbags()
     try:
         if writer is not None:
             writer.__enter__()
-            writer.write("/panoptic/info", info_message(segmenter, predictor, cfg, types), 0)
+            writer.write(
+                "/panoptic/info", rosmsg.segmenter_info_msg(segmenter, types, version=1), 0
+            )
         for frame in tqdm(
             reader, total=reader.count or None, desc="replay", unit="frame", disable=args.quiet
         ):
             t0 = time.perf_counter()
-            result = segmenter.step(frame)
+            try:
+                result = segmenter.step(frame)
+            except StampOrderError:  # the node's policy: skipped, tracks reset
+                skipped += 1
+                continue
             latencies.append((time.perf_counter() - t0) * 1e3)
             if writer is not None:
-                meta = conv.TrackArrayMeta(info_version=1, inference_ms=latencies[-1])
+                meta = rosmsg.TrackArrayMeta(info_version=1, inference_ms=latencies[-1])
                 writer.write(
                     "/panoptic/tracks",
-                    conv.panoptic_frame_to_msg(result, types, meta),
+                    rosmsg.panoptic_frame_to_msg(result, types, meta),
                     frame.stamp_ns,
                 )
             if video_out is not None:
@@ -331,6 +406,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             "frames": done,
             "interrupted": interrupted,
             "input_incomplete": reader.incomplete,
+            "skipped_stamp_backwards": skipped,
             "gaps": [dataclasses.asdict(g) for g in reader.gaps()],
             "ms_per_frame": {
                 "mean": float(np.mean(latencies)) if latencies else 0.0,
@@ -340,7 +416,17 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         }
         if gt is not None:
             report["ground_truth"] = args.gt_dataset or ",".join(gt_topics or [])
-            report["metrics"] = evaluate_against(gt, results, segmenter, descriptor_name)
+            rest = _streamed_clips(
+                other_clips, predictor, streaming, descriptor_name, args.oracle, args.quiet
+            )
+            report["metrics"] = evaluate_against(
+                gt,
+                results,
+                segmenter.categories,
+                descriptor_name,
+                other_clips=rest if other_clips else None,
+            )
+            report["matching_clips"] = 1 + len(other_clips)
         report_out.path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     with signals_deferred():  # all outputs or none
         for staged in (bag_out, video_out, report_out):
@@ -350,6 +436,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         f"replayed {done} frames of {bag} {args.topic}"
         + (f" -> {args.out}" if args.out else "")
         + (" (interrupted; output valid up to there, marked interrupted)" if interrupted else "")
+        + (f"; {skipped} frames skipped (stamp not after the previous one)" if skipped else "")
     )
     if report_out is not None:
         print(f"report: {args.report}")
@@ -371,39 +458,26 @@ def open_video(path: Path, fps: float, width: int, height: int) -> Any:
     return video
 
 
-def checksum_or_empty(predictor: Predictor) -> str:
-    return str(getattr(predictor, "checksum", ""))
-
-
-def info_message(
-    segmenter: StreamingSegmenter, predictor: Predictor, cfg: NodeConfig, types: Any
-) -> Any:
-    cats = segmenter.categories
-    return conv.panoptic_info_msg(
-        types,
-        version=1,
-        category_names=list(cats.names),
-        category_is_thing=list(cats.is_thing),
-        model_name=str(getattr(predictor, "model_name", "")),
-        model_checksum=checksum_or_empty(predictor),
-        score_threshold=cfg.score_threshold,
-    )
-
-
 def evaluate_against(
     gt: list[GroundTruthFrame],
     results: list[PanopticFrame],
-    segmenter: StreamingSegmenter,
+    categories: CategoryTable,
     dataset: str = "cityscapes-vps",
+    *,
+    other_clips: FrameSource | None = None,
 ) -> dict[str, Any]:
     """STQ/VPQ of the replayed frames against ground truth in ``dataset``'s class ids.
 
-    The predicted categories are matched to the dataset's classes by the evaluation protocol's
-    Hungarian + majority rule (:func:`vcups_core.metrics.evaluate.evaluate`). Frames are paired
-    by stamp; a ground-truth frame whose image size differs from the replayed one is an error.
+    The predicted categories (``categories``, the predictor's) are matched to the dataset's
+    classes by the evaluation protocol's Hungarian + majority rule over the whole set: the
+    replayed frames and ``other_clips`` (the other clips of the dataset, as
+    :data:`~vcups_core.metrics.evaluate.Frame` tuples in the same category ids; None: the
+    replayed frames alone, e.g. a bag's own ground-truth topics). One matching, then the scores
+    of the replayed frames (:func:`vcups_core.metrics.evaluate.evaluate`). Frames are paired by
+    stamp; a ground-truth frame whose image size differs from the replayed one is an error.
     """
     from vcups_core.data.datasets import get_descriptor
-    from vcups_core.metrics.evaluate import Frame, evaluate
+    from vcups_core.metrics.evaluate import evaluate, match_pseudo_classes
 
     by_stamp = {r.stamp_ns: r for r in results}
     pairs = [(g, by_stamp[g.stamp_ns]) for g in gt if g.stamp_ns in by_stamp]
@@ -414,16 +488,74 @@ def evaluate_against(
                 f"the replayed image {r.width}x{r.height}"
             )
 
-    def source() -> Iterator[Frame]:
+    def replayed() -> Iterator[Frame]:
         for g, r in pairs:
             yield "bag", g.semantic, g.instance, r.semantic, r.track_ids
 
-    cats = segmenter.categories
+    def whole_set() -> Iterator[Frame]:
+        yield from replayed()
+        if other_clips is not None:
+            yield from other_clips()
+
+    descriptor = get_descriptor(dataset)
+    thing_flags = list(categories.is_thing)
+    match = match_pseudo_classes(whole_set, descriptor, len(categories), thing_flags)
     report = evaluate(
-        source,
-        get_descriptor(dataset),
-        num_pred_classes=len(cats),
-        pred_is_thing=list(cats.is_thing),
+        replayed,
+        descriptor,
+        num_pred_classes=len(categories),
+        pred_is_thing=thing_flags,
+        class_match=match,
     )
     report.pop("classwise_table")
     return report
+
+
+def _streamed_clips(
+    clips: list[Clip],
+    predictor: Predictor,
+    streaming: StreamingConfig,
+    dataset: str,
+    oracle: bool,
+    quiet: bool,
+) -> FrameSource:
+    """The annotated frames of ``clips`` streamed from the dataset's own frames as
+    :data:`~vcups_core.metrics.evaluate.Frame` tuples (for the whole set's class matching).
+
+    Each clip gets a fresh segmenter with ``streaming`` and ``predictor``, exactly as
+    ``vcups evaluate`` streams a clip (:mod:`vcups_core.streaming.dataset_run`); with the
+    oracle, each clip's own ground truth predicts (its annotated frames only).
+    """
+    import tempfile
+
+    from tqdm import tqdm
+
+    from vcups_core.data.datasets import get_descriptor
+    from vcups_core.streaming.dataset_run import (
+        ClipResult,
+        frames_to_stream,
+        oracle_segmenter,
+        stream_clip,
+    )
+
+    descriptor = get_descriptor(dataset)
+
+    def source() -> Iterator[Frame]:
+        with tempfile.TemporaryDirectory(prefix="vcups-replay-") as tmp:
+            for clip in tqdm(clips, desc="matching clips", unit="clip", disable=quiet):
+                if oracle:
+                    segmenter = oracle_segmenter(clip, descriptor, streaming)
+                else:
+                    segmenter = StreamingSegmenter.from_config(predictor, streaming)
+                frames = frames_to_stream(clip, annotated_only=oracle)
+                path = Path(tmp) / "clip.npz"
+                path.write_bytes(stream_clip(clip, segmenter, frames))
+                with ClipResult(path) as result:
+                    annotated = {f.index: f for f in clip.annotated}
+                    for k, index in enumerate(result.frames):
+                        label = annotated[index].label()
+                        assert label is not None  # annotated
+                        pred_sem, pred_inst = result.maps(k)
+                        yield clip.name, label.semantic, label.instance, pred_sem, pred_inst
+
+    return source

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vcups_core.checks import check_fits_in_memory
 from vcups_core.data.clip import LabeledClip, PanopticLabel
-from vcups_core.data.synthetic import SyntheticWorld
-from vcups_core.jobs import StagedOutput, terminate_as_interrupt
+from vcups_core.data.synthetic import SyntheticWorld, world_bytes
+from vcups_core.jobs import OutputPathError, StagedOutput, terminate_as_interrupt
 
 
 def make_world(args: argparse.Namespace) -> SyntheticWorld:
@@ -57,15 +58,30 @@ def _synth(args: argparse.Namespace) -> int:
             + ("" if args.no_gt else ", /gt/semantic, /gt/instance, /gt/depth")
         )
         return 0
-    clip = labeled_clip(world, every=5 if args.format == "cityscapes-vps" else 1)
-    if args.format == "cityscapes-vps":
-        from vcups_core.data.cityscapes_vps import write_cityscapes_vps as write
-    else:
-        from vcups_core.data.kitti_step import write_kitti_step as write
+    # a dataset is written from the whole clip in memory: RGB, semantic and instance per frame
+    held = args.frames * args.height * args.width * (3 + 1 + 4)
+    check_fits_in_memory(
+        held + world_bytes(args.height, args.width, args.frames, args.fps, args.ego_speed),
+        f"--format {args.format} --frames {args.frames} at {args.width}x{args.height}",
+    )
+    every = 5 if args.format == "cityscapes-vps" else 1
+    from vcups_core.data.cityscapes_vps import write_cityscapes_vps
+    from vcups_core.data.kitti_step import write_kitti_step
+
+    def write(clips: list[LabeledClip], root: Path, split: str) -> None:
+        if args.format == "cityscapes-vps":
+            write_cityscapes_vps(clips, root, split)
+        else:
+            write_kitti_step(clips, root, split)
+
     if out.exists():
+        if not out.is_dir():
+            raise OutputPathError(f"--out {out}: is a file; a dataset is written into a folder")
+        clip = labeled_clip(world, every)
         write([clip], out, split="val")
     else:
-        with StagedOutput(out) as staged:
+        with StagedOutput(out) as staged:  # the folder is checked before the frames are drawn
+            clip = labeled_clip(world, every)
             write([clip], staged.path, split="val")
     labeled = sum(label is not None for label in clip.labels)
     print(

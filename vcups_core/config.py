@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,17 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read (1 MiB; the biggest default file is a few KB)."""
+
+MAX_YAML_VALUES = 100_000
+"""Most values (mappings, lists and scalars, each alias counted as what it stands for) a config
+file may hold, so that a small file of nested aliases (a "billion laughs" bomb) is refused before
+anything is built from it."""
+
+MAX_LISTED_PROBLEMS = 20
+"""Problems a :class:`ConfigError` message lists (the rest are counted)."""
 
 _RANGE = "vcups_range"
 _CHOICES = "vcups_choices"
@@ -65,6 +78,22 @@ def section(cls: type[T], help: str) -> Any:
     return dataclasses.field(default_factory=cls, metadata={_HELP: help})
 
 
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel = 3
+_EXCERPT.maxstring = _EXCERPT.maxother = 60
+_EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxdict = _EXCERPT.maxset = 6
+_EXCERPT_CHARS = 120
+
+
+def excerpt(value: Any) -> str:
+    """``repr(value)`` cut to at most about 120 characters, however large or deep ``value`` is
+    (for error messages: a key's value may be a 50 MB string or a deeply nested structure)."""
+    text = _EXCERPT.repr(value)
+    if len(text) > _EXCERPT_CHARS:
+        text = text[: _EXCERPT_CHARS - 3] + "..."
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One thing wrong with a config: where, what value, and what is allowed."""
@@ -75,10 +104,11 @@ class Problem:
     kind: Literal["wrong type", "out of range", "unknown key", "invalid"] = "wrong type"
 
     def __str__(self) -> str:
-        where = self.key or "<top level>"
+        where = excerpt(self.key)[1:-1] if len(self.key) > _EXCERPT_CHARS else self.key
+        where = where or "<top level>"
         if self.kind == "unknown key":
-            return f"{where} = {self.value!r}: unknown key (allowed keys: {self.allowed})"
-        return f"{where} = {self.value!r}: {self.kind}, expected {self.allowed}"
+            return f"{where} = {excerpt(self.value)}: unknown key (allowed keys: {self.allowed})"
+        return f"{where} = {excerpt(self.value)}: {self.kind}, expected {self.allowed}"
 
 
 class ConfigError(ValueError):
@@ -87,13 +117,56 @@ class ConfigError(ValueError):
     def __init__(self, source: str, problems: Sequence[Problem]) -> None:
         self.source = source
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        listed = [f"  - {p}" for p in self.problems[:MAX_LISTED_PROBLEMS]]
+        if len(self.problems) > MAX_LISTED_PROBLEMS:
+            listed.append(f"  ... and {len(self.problems) - MAX_LISTED_PROBLEMS} more")
+        lines = "\n".join(listed)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"{source}: {len(self.problems)} config {noun}:\n{lines}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects duplicate keys instead of keeping the last one."""
+    """``yaml.SafeLoader`` that rejects duplicate keys instead of keeping the last one, and a
+    document whose aliases expand to more than :data:`MAX_YAML_VALUES` values."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Raise if ``root`` stands for more than :data:`MAX_YAML_VALUES` values once its aliases
+    are expanded. Each node is counted once and its count reused (an alias is the same node
+    object), so this takes time linear in the file, not in the expansion."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            total = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if total > MAX_YAML_VALUES:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"more than {MAX_YAML_VALUES} values once its aliases (*name) are expanded "
+                    "(a YAML alias bomb?)",
+                    node.start_mark,
+                )
+            sizes[id(node)] = total
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -103,7 +176,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
         key = loader.construct_object(key_node, deep=True)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {excerpt(key)}", key_node.start_mark
             )
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
@@ -119,14 +192,27 @@ def read_yaml(path: str | Path) -> Any:
     """Read a YAML file safely (no object construction, duplicate keys rejected).
 
     Raises:
-        ConfigError: if the file is missing or is not valid YAML (the message has the line).
+        ConfigError: if the file is missing, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8
+            text, not valid YAML (the message has the line), or its aliases expand to more
+            than :data:`MAX_YAML_VALUES` values.
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.is_dir():
+            raise IsADirectoryError(21, "is a folder, not a file")
+        with p.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         problem = Problem("", None, f"a readable file ({exc.strerror})", "invalid")
-        raise ConfigError(str(p), [problem]) from exc
+        raise ConfigError(str(p), [problem]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        problem = Problem("", "<file>", f"a file of at most {MAX_CONFIG_BYTES} bytes", "invalid")
+        raise ConfigError(str(p), [problem])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = Problem("", "<file>", f"UTF-8 text (byte {exc.start} is not)", "invalid")
+        raise ConfigError(str(p), [problem]) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -300,6 +386,9 @@ def _convert(value: Any, tp: Any, key: str, problems: list[Problem]) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                problems.append(Problem(key, value, "a finite number", "invalid"))
+                return None
             return float(value)
     elif tp is str:
         if isinstance(value, str):

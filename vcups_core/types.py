@@ -13,6 +13,9 @@ Conventions (used everywhere in the library, never repeated inline):
 * Timestamps are integer nanoseconds, copied unchanged from the input to every output.
 * Panoptic ids for metrics are ``(semantic << label_bit_shift) + instance``; use
   :func:`encode_panoptic` / :func:`decode_panoptic` instead of writing the formula.
+* A score threshold keeps a detection whose score is at least the threshold (``score >=
+  threshold``): every threshold on detection scores (the cascade's test threshold, the
+  panoptic merge, the streaming path) goes through :func:`passes_score_threshold`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +43,28 @@ MAX_SEGMENTS: int = int(np.iinfo(np.uint16).max)
 
 DEFAULT_LABEL_BIT_SHIFT: int = 16
 """Bit shift of the panoptic encoding ``(semantic << shift) + instance`` (deeplab2's default)."""
+
+_Kept = TypeVar("_Kept", covariant=True)
+
+
+class _ComparableScores(Protocol[_Kept]):
+    def __ge__(self, other: float, /) -> _Kept: ...
+
+
+def passes_score_threshold(scores: _ComparableScores[_Kept], threshold: float) -> _Kept:
+    """The one score-threshold rule: a detection is kept when ``score >= threshold``.
+
+    A score equal to the threshold passes, so threshold 0 keeps everything and threshold 1
+    keeps only scores of exactly 1.
+
+    Args:
+        scores: ``float[N]`` detection scores, a numpy array or a torch tensor (or one float).
+        threshold: the threshold.
+
+    Returns:
+        ``bool[N]`` of the same kind as ``scores`` (numpy array, tensor, or bool).
+    """
+    return scores >= threshold
 
 
 def encode_panoptic(

@@ -1,4 +1,7 @@
-"""ROS 2 layer of vcups: message conversions, the perception node and the replay tool.
+"""ROS 2 layer of vcups: the perception node, its parameters and the rclpy message classes.
+
+Message conversions are ROS-free and live in :mod:`vcups_core.rosmsg`; ``vcups replay`` is in
+``training`` (it needs no ROS).
 
 The message classes ``vcups_ros.msg.*`` are generated from ``msg/`` by ``colcon build`` (or by
 ``make setup``) and installed as part of this same Python package. The path of this package is

@@ -1,7 +1,8 @@
 """ROS parameters <-> :class:`NodeConfig` (pure functions; the node declares what these return).
 
-ROS parameters are flat and dotted (``tracker.iou_threshold``); the config is nested. Both
-directions go through :mod:`vcups_core.config`, so the node validates exactly like every file.
+ROS parameters are flat and dotted (``streaming.tracker.iou_threshold``); the config is nested.
+Both directions go through :mod:`vcups_core.config`, so the node validates exactly like every
+file, at start-up and for live changes alike.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from vcups_core.config import ConfigError, config_from_dict, config_to_dict
 from vcups_core.configs.node import NodeConfig
 
 RUNTIME_PREFIXES = (
-    "score_threshold",
-    "tracker.",
-    "smoothing.",
+    "streaming.",
     "output.",
     "diagnostics.",
     "input.max_image_age_s",

@@ -13,12 +13,20 @@ Topics (relative to the node's namespace, one node per camera):
 
 Lifecycle: configure reads and validates the parameters and loads the model; activate subscribes;
 deactivate unsubscribes; cleanup frees the model. With ``autostart`` (default) ``main`` configures
-and activates at once, so ``ros2 launch`` needs no lifecycle manager.
+and activates at once, so ``ros2 launch`` needs no lifecycle manager; if that fails (no
+``model.checkpoint``, a bad parameter, a model that cannot run) the reason is logged once and the
+process exits with status 1, without a traceback.
+
+Parameters: ``model.*`` is a :class:`~vcups_core.configs.predictor.PredictorConfig` (opened by
+:func:`~vcups_core.model.predictors.load_predictor`), ``streaming.*`` a
+:class:`~vcups_core.configs.streaming.StreamingConfig`; ``vcups replay`` reads the same file.
+A live change is validated by the same schema as at start-up and applied to the running
+segmenter by the same :meth:`~vcups_core.streaming.segmenter.StreamingSegmenter.configure`.
 
 Robustness: a bad image (unknown encoding, size/step mismatch, empty, too large, stale, stamps
-going backwards) is counted by cause, logged at most once per cause every 10 s, and skipped; any
-other error while processing a frame is logged and counted the same way. The node does not die on
-input.
+not after the previous frame's: the segmenter's one policy, shared with ``vcups replay``) is
+counted by cause, logged at most once per cause every 10 s, and skipped; any other error while
+processing a frame is logged and counted the same way. The node does not die on input.
 """
 
 from __future__ import annotations
@@ -43,15 +51,17 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
+from vcups_core import rosmsg
 from vcups_core.config import ConfigError
 from vcups_core.configs.node import NodeConfig
+from vcups_core.model.predictors import WARMUP_SIZE, Predictor, load_predictor, warm_up
 from vcups_core.runtime import limit_blas_threads
-from vcups_core.streaming.segmenter import WARMUP_SIZE, Predictor, StreamingSegmenter, warm_up
+from vcups_core.streaming.segmenter import StampOrderError, StreamingSegmenter
 from vcups_core.types import PanopticFrame, VideoFrame
 from vcups_core.viz.overlay import render_overlay
-from vcups_ros import conversions as conv
 from vcups_ros.msg import PanopticInfo, PanopticTrackArray
 from vcups_ros.params import check_update, config_from_parameters, default_parameters
+from vcups_ros.rclpy_types import rclpy_types
 
 RCLError = _rclpy.RCLError  # rclpy's error from the C layer (no public import path)
 
@@ -61,21 +71,7 @@ LOG_EVERY_S = 10.0
 
 def default_predictor_factory(cfg: NodeConfig) -> Predictor:
     """Load the network named by ``model.*`` (checkpoint, ONNX file or TensorRT engine)."""
-    if not cfg.model.checkpoint:
-        raise ValueError(
-            "model.checkpoint is empty: set it to a vcups checkpoint (.pt), an exported .onnx "
-            "(backend onnxruntime) or a TensorRT .engine (backend tensorrt)"
-        )
-    from vcups_core.model.predictor import load_predictor
-
-    return load_predictor(
-        cfg.model.checkpoint,
-        backend=cfg.model.backend,
-        device=cfg.model.device,
-        half=cfg.model.half,
-        config=cfg.model.config or None,
-        engine_cache_dir=cfg.model.engine_cache_dir or None,
-    )
+    return load_predictor(cfg.model)
 
 
 class PerceptionNode(LifecycleNode):
@@ -88,6 +84,7 @@ class PerceptionNode(LifecycleNode):
         self._factory = predictor_factory or default_predictor_factory
         self._cfg = NodeConfig()
         self._segmenter: StreamingSegmenter | None = None
+        self._segmenter_lock = threading.Lock()  # a frame's step vs. a live settings change
         self._configured = False
         self._lock = threading.Condition()
         self._pending: tuple[Any, int] | None = None
@@ -103,7 +100,6 @@ class PerceptionNode(LifecycleNode):
         self._published = 0
         self._dropped_total = 0
         self._dropped_since_output = 0
-        self._last_stamp: int | None = None
         self._latencies: deque[float] = deque(maxlen=200)
         self._window_counts = (0, 0, time.monotonic())
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -111,11 +107,19 @@ class PerceptionNode(LifecycleNode):
     # ------------------------------------------------------------------------------------------
     # lifecycle
 
+    def parameters_config(self) -> NodeConfig:
+        """The node's current ROS parameters, validated into a :class:`NodeConfig`.
+
+        Raises:
+            ConfigError: naming every invalid parameter.
+        """
+        return config_from_parameters(
+            {name: self.get_parameter(name).value for name in default_parameters()}
+        )
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._cfg = config_from_parameters(
-                {name: self.get_parameter(name).value for name in default_parameters()}
-            )
+            self._cfg = self.parameters_config()
         except ConfigError as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
@@ -135,7 +139,7 @@ class PerceptionNode(LifecycleNode):
                 )
                 return TransitionCallbackReturn.FAILURE
             warmup = f", warm-up prediction {seconds:.2f} s"
-        self._segmenter = StreamingSegmenter.from_config(predictor, self._cfg)
+        self._segmenter = StreamingSegmenter.from_config(predictor, self._cfg.streaming)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(
             depth=1,
@@ -228,18 +232,14 @@ class PerceptionNode(LifecycleNode):
         cfg, reason = check_update(self._cfg, changes, configured=self._configured)
         if cfg is None:
             return SetParametersResult(successful=False, reason=reason)
-        self._cfg = cfg
+        previous, self._cfg = self._cfg, cfg
         seg = self._segmenter
-        if seg is not None:  # apply to the live objects, not only to the stored parameters
-            seg.score_threshold = cfg.score_threshold
-            t = seg.tracker
-            t.max_age, t.min_hits, t.iou_threshold = (
-                cfg.tracker.max_age,
-                cfg.tracker.min_hits,
-                cfg.tracker.iou_threshold,
-            )
-            t.window, t.match_coeffs = cfg.tracker.window, cfg.tracker.match_coeffs
-            seg.smoother.enabled, seg.smoother.window = cfg.smoothing.enabled, cfg.smoothing.window
+        if seg is not None and cfg.streaming != previous.streaming:
+            # validated by the same schema as at start-up; applied by the same code
+            with self._segmenter_lock:
+                seg.configure(cfg.streaming)
+            if cfg.streaming.score_threshold != previous.streaming.score_threshold:
+                self._publish_info()  # PanopticInfo carries the threshold
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class PerceptionNode(LifecycleNode):
         if seg is None:
             return
         try:
-            frame = conv.msg_to_video_frame(msg, max_pixels=cfg.input.max_pixels)
+            frame = rosmsg.msg_to_video_frame(msg, max_pixels=cfg.input.max_pixels)
         except ValueError as exc:
             self._reject(_cause(str(exc)), str(exc))
             return
@@ -290,18 +290,13 @@ class PerceptionNode(LifecycleNode):
                 f"(input.max_image_age_s {cfg.input.max_image_age_s})",
             )
             return
-        if self._last_stamp is not None and frame.stamp_ns <= self._last_stamp:
-            # skip this frame, restart tracking from the next one (a replayed bag looping, say)
-            self._reject(
-                "stamp_backwards",
-                f"stamp {frame.stamp_ns} ns is not after {self._last_stamp} ns; tracks reset",
-            )
-            seg.reset()
-            self._last_stamp = frame.stamp_ns
-            return
-        self._last_stamp = frame.stamp_ns
         t0 = time.perf_counter()
-        result = seg.step(frame, gap=dropped + 1 if self._published else None)
+        try:
+            with self._segmenter_lock:
+                result = seg.step(frame, gap=dropped + 1 if self._published else None)
+        except StampOrderError as exc:  # the segmenter's policy: skipped, tracks reset
+            self._reject("stamp_backwards", str(exc))
+            return
         inference_ms = (time.perf_counter() - t0) * 1e3
         self._publish(frame, result, received_ns, dropped, inference_ms)
 
@@ -316,7 +311,7 @@ class PerceptionNode(LifecycleNode):
         types = _types()
         cfg = self._cfg.output
         publish_ns = self.get_clock().now().nanoseconds
-        meta = conv.TrackArrayMeta(
+        meta = rosmsg.TrackArrayMeta(
             frames_dropped=dropped,
             info_version=self._info_version,
             receive_time_ns=received_ns,
@@ -324,16 +319,18 @@ class PerceptionNode(LifecycleNode):
             inference_ms=inference_ms,
         )
         self._pubs["tracks"].publish(
-            conv.panoptic_frame_to_msg(result, types, meta, embed_segment_ids=cfg.embed_segment_ids)
+            rosmsg.panoptic_frame_to_msg(
+                result, types, meta, embed_segment_ids=cfg.embed_segment_ids
+            )
         )
         self._published += 1
         self._latencies.append((publish_ns - frame.stamp_ns) / 1e6)
-        header = conv.make_header(frame.stamp_ns, frame.frame_id, types)
+        header = rosmsg.make_header(frame.stamp_ns, frame.frame_id, types)
         seg = self._segmenter
         assert seg is not None
         if cfg.publish_overlay and self._pubs["overlay"].get_subscription_count() > 0:
             rgb = render_overlay(frame.image, result, seg.categories, alpha=cfg.overlay_alpha)
-            self._pubs["overlay"].publish(conv.rgb_to_image_msg(rgb, "bgr8", header, types))
+            self._pubs["overlay"].publish(rosmsg.rgb_to_image_msg(rgb, "bgr8", header, types))
         if cfg.publish_markers and self._pubs["markers"].get_subscription_count() > 0:
             self._pubs["markers"].publish(self._markers(result, header))
 
@@ -365,16 +362,8 @@ class PerceptionNode(LifecycleNode):
         if seg is None:
             return
         self._info_version += 1
-        cats = seg.categories
-        msg = conv.panoptic_info_msg(
-            _types(),
-            version=self._info_version,
-            category_names=list(cats.names),
-            category_is_thing=list(cats.is_thing),
-            model_name=getattr(seg.predictor, "model_name", ""),
-            model_checksum=getattr(seg.predictor, "checksum", ""),
-            score_threshold=self._cfg.score_threshold,
-            stamp_ns=self.get_clock().now().nanoseconds,
+        msg = rosmsg.segmenter_info_msg(
+            seg, _types(), version=self._info_version, stamp_ns=self.get_clock().now().nanoseconds
         )
         self._pubs["info"].publish(msg)
 
@@ -460,9 +449,9 @@ def _cause(message: str) -> str:
 
 
 @functools.cache
-def _types() -> conv.MessageTypes:
+def _types() -> rosmsg.MessageTypes:
     """rclpy message classes (imported once, on first use)."""
-    return conv.rclpy_types()
+    return rclpy_types()
 
 
 def _free_gpu_memory() -> None:
@@ -474,7 +463,7 @@ def _free_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run(node: PerceptionNode, *, blas_threads: int | None = 1) -> None:
+def run(node: PerceptionNode, *, blas_threads: int | None = 1) -> int:
     """Spin ``node`` until Ctrl-C (configured and activated first when ``autostart`` is set).
 
     One executor thread is enough: the subscription callback only stores the newest image, and
@@ -482,15 +471,24 @@ def run(node: PerceptionNode, *, blas_threads: int | None = 1) -> None:
     the worker for the interpreter lock. BLAS is limited to ``blas_threads`` threads (one by
     default, for the same reason: :func:`~vcups_core.runtime.limit_blas_threads`; None leaves the
     process's setting alone).
+
+    Returns:
+        The process exit status: 0 after a shutdown (Ctrl-C); 1 when the parameters are invalid
+        or the autostart's configure or activate transition fails (the reason is logged once,
+        by the transition; nothing is raised).
     """
     if blas_threads is not None:  # before the worker starts (see vcups_core.runtime)
         limit_blas_threads(blas_threads)
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        if node.get_parameter("autostart").value:
-            node.trigger_configure()
-            node.trigger_activate()
+        try:
+            autostart = node.parameters_config().autostart
+        except ConfigError as exc:
+            node.get_logger().error(str(exc))
+            return 1
+        if autostart and not _start(node):
+            return 1 if node.context.ok() else 0  # a context gone down is a Ctrl-C
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -508,14 +506,24 @@ def run(node: PerceptionNode, *, blas_threads: int | None = 1) -> None:
             node.stop_worker()
         executor.shutdown()
         node.destroy_node()
+    return 0
+
+
+def _start(node: PerceptionNode) -> bool:
+    """Configure, then activate only if that worked (activating an unconfigured node is an
+    rclpy error, not a message for the user)."""
+    success = TransitionCallbackReturn.SUCCESS
+    if node.trigger_configure() != success:
+        return False
+    return bool(node.trigger_activate() == success)
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run vcups_ros perception_node`` / the ``perception_node`` console script."""
+    """``ros2 run vcups_ros perception_node`` / the ``perception_node`` console script; returns
+    the exit status (see :func:`run`)."""
     rclpy.init(args=args)
     try:
-        run(PerceptionNode())
+        return run(PerceptionNode())
     finally:
         if rclpy.utilities.ok():
             rclpy.shutdown()
-    return 0

@@ -46,14 +46,14 @@ def test_help_lists_exactly_the_working_subcommands() -> None:
 
 def test_config_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("tracker:\n  max_age: 4\n")
+    good.write_text("streaming:\n  tracker:\n    max_age: 4\n")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("tracker:\n  max_age: -4\n")
+    bad.write_text("streaming:\n  tracker:\n    max_age: -4\n")
     assert main(["config", "check", "node", str(good)]) == 0
     assert main(["config", "check", "node", str(good), str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: 1 config problem" in err
-    assert "tracker.max_age = -4: out of range" in err
+    assert "streaming.tracker.max_age = -4: out of range" in err
 
 
 def test_config_show_merges_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,7 @@
 """``vcups evaluate (--checkpoint C | --oracle) --dataset NAME:ROOT --out DIR``: the oracle scores
 1.0 in every written format and its predictions read back as the ground truth; shards, torchrun
-and a resumed run give the unsharded report; a tiny checkpoint runs end to end."""
+and a resumed run give the unsharded report; a tiny checkpoint runs end to end; a split without
+labels is exported (not scored) with the class mapping of a labelled split's run."""
 
 from __future__ import annotations
 
@@ -317,8 +318,133 @@ def test_the_stored_form_refuses_run_options(
 ) -> None:
     assert main(["evaluate", "--dataset", "kitti-step", "--shard", "0/2", "--out", "x"]) == 2
     assert "--shard needs --checkpoint or --oracle" in capsys.readouterr().err
+    args = ["evaluate", "--dataset", "kitti-step", "--class-mapping", "r.json", "--out", "x"]
+    assert main(args) == 2
+    assert "--class-mapping needs --checkpoint or --oracle" in capsys.readouterr().err
     assert main(["evaluate", "--dataset", "kitti-step", "--out", str(tmp_path / "r.json")]) == 2
     assert "give --checkpoint C or --oracle" in capsys.readouterr().err
     args = ["evaluate", "--dataset", "davis", "--gt", "g", "--pred", "p", "--out", "r.json"]
     assert main(args) == 2
     assert "--dataset davis: expected one of cityscapes-vps" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model (27 categories) sized for the 32x64 synthetic frames."""
+    import torch
+
+    from vcups_core.config import apply_overrides, load_config
+    from vcups_core.configs.model import ModelConfig
+    from vcups_core.model.build import build_model
+    from vcups_core.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = load_config(REPO / "config" / "model" / "tiny.yaml", ModelConfig)
+    cfg = apply_overrides(cfg, ["min_size=32", "max_size=64"], ModelConfig)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    return Path(save_checkpoint(build_model(cfg).eval(), path))
+
+
+def write_val_and_test(dataset: str, root: Path) -> None:
+    """A labelled ``val`` split and a ``test`` split of the same 2 clips without labels, in the
+    released layout (Cityscapes-VPS: the frames listed in ``panoptic_im_test_city_vps.json``)."""
+    if dataset == "kitti-step":
+        clips = [clip(s, 2, 1, str(s + 1)) for s in SEEDS]
+        write_kitti_step(clips, root, "val")
+        unlabelled = [LabeledClip(c.name, c.images, (None,) * len(c.images)) for c in clips]
+        write_kitti_step(unlabelled, root, "test")
+        return
+    clips = [clip(s, 10, 5, str(s + 1)) for s in SEEDS]
+    write_cityscapes_vps(clips, root, "val")
+    write_cityscapes_vps(clips, root, "test")
+    listing = json.loads((root / "panoptic_gt_test_city_vps.json").read_text())
+    del listing["annotations"]
+    (root / "panoptic_im_test_city_vps.json").write_text(json.dumps(listing))
+    (root / "panoptic_gt_test_city_vps.json").unlink()
+    for label in (root / "test" / "panoptic_video").iterdir():
+        label.unlink()
+
+
+@pytest.mark.parametrize("dataset", ["kitti-step", "cityscapes-vps"])
+def test_a_split_without_labels_is_exported_with_a_val_runs_mapping(
+    dataset: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    write_val_and_test(dataset, root)
+    assert not any(c.annotated for c in open_dataset(dataset, root, "test"))
+    base = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--dataset", f"{dataset}:{root}"]
+    val, test = tmp_path / "val", tmp_path / "test"
+    assert main([*base, "--out", str(val), "--quiet"]) == 0
+    capsys.readouterr()
+    # no ground truth to match on: refused before anything runs, saying what to give
+    assert main([*base, "--split", "test", "--out", str(test), "--quiet"]) == 2
+    assert "no labels to match the pseudo-classes on: give --class-mapping" in (
+        capsys.readouterr().err
+    )
+    assert not (test / "clips").exists()
+    mapping = ["--class-mapping", str(val / "report.json")]
+    assert main([*base, "--split", "test", *mapping, "--out", str(test), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"{dataset} split test has no labels: nothing scored" in out
+    assert not (test / "report.json").exists()
+    # every frame a submission needs (KITTI-STEP: all 4; Cityscapes-VPS: the 2 listed of each
+    # snippet, under the listing's image ids) ...
+    gt = {c.name: c for c in open_dataset(dataset, root, "test")}
+    pred = list(open_dataset(dataset, test / "predictions", "test"))
+    assert sorted(c.name for c in pred) == sorted(gt)
+    expected = {"kitti-step": [0, 1], "cityscapes-vps": [4, 9]}[dataset]
+    assert f"predictions of {2 * len(expected)} frames of 2 clips" in out
+    for c in pred:
+        assert [f.index for f in c.annotated] == expected
+        assert [f.image_id for f in c.annotated] == [
+            gt[c.name].frames[i].image_id for i in expected
+        ]
+    # ... with the val run's classes: the test frames are the val frames, so the labels are the
+    # val run's predictions, label for label
+    val_pred = {c.name: c for c in open_dataset(dataset, val / "predictions", "val")}
+    for c in pred:
+        for f in c.annotated:
+            got, want = f.label(), val_pred[c.name].frames[f.index].label()
+            assert got is not None and want is not None
+            np.testing.assert_array_equal(got.semantic, want.semantic)
+            np.testing.assert_array_equal(got.instance, want.instance)
+
+
+def test_the_oracle_cannot_run_on_a_split_without_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    write_val_and_test("kitti-step", root)
+    assert run("kitti-step", root, tmp_path / "o", "--split", "test") == 2
+    assert "--oracle: " in capsys.readouterr().err
+
+
+def test_a_class_mapping_comes_from_a_report_of_the_same_checkpoint(tmp_path: Path) -> None:
+    from training.evaluate import load_class_mapping
+    from vcups_core.data.datasets import KITTI_STEP
+    from vcups_core.types import CategoryTable
+
+    categories = CategoryTable(("thing_0", "stuff_0", "stuff_1"), 1, (0, 1, 2))
+    ours = {"checkpoint": "/elsewhere/c.pt", "sha256": "ab"}
+    report = tmp_path / "report.json"
+
+    def write(mapping: dict[str, str], sha: str = "ab") -> None:
+        predictor = {"checkpoint": "/x/c.pt", "sha256": sha}
+        report.write_text(json.dumps({"class_mapping": mapping, "predictor": predictor}))
+
+    write({"0": "car", "1": "void", "2": "road"})
+    match = load_class_mapping(report, KITTI_STEP, categories, ours)
+    assert match.mapping.tolist() == [cs.CAR, 255, cs.ROAD]
+    assert match.apply(np.array([[0, 1, 2, 255]], np.uint8)).tolist() == [[13, 255, 0, 255]]
+    write({"0": "car", "1": "void", "2": "road"}, sha="cd")
+    with pytest.raises(ValueError, match="the mapping of another predictor"):
+        load_class_mapping(report, KITTI_STEP, categories, ours)
+    write({"0": "car", "1": "road"})
+    with pytest.raises(ValueError, match="maps 2 categories, the model has 3"):
+        load_class_mapping(report, KITTI_STEP, categories, ours)
+    write({"0": "person ", "1": "road", "2": "road"})
+    with pytest.raises(ValueError, match=r"\['person '\] are not kitti-step classes"):
+        load_class_mapping(report, KITTI_STEP, categories, ours)
+    report.write_text("{}")
+    with pytest.raises(ValueError, match="has no class_mapping"):
+        load_class_mapping(report, KITTI_STEP, categories, ours)

@@ -9,10 +9,10 @@ import pytest
 from pseudo_fakes import write_clips
 
 from training.cli import main
+from vcups_core.data.oracle import THING_CLASSES
 from vcups_core.data.rosbag import GT_TOPICS, BagWriter, write_synthetic_bag
 from vcups_core.data.synthetic import SyntheticWorld
 from vcups_core.pseudo.store import read_manifest, read_store
-from vcups_core.streaming.oracle import THING_CLASSES
 
 TOPIC = "/camera/image_raw"
 

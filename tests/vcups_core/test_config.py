@@ -29,15 +29,14 @@ def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
 
 
 def test_valid_partial_file_loads_over_defaults(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "score_threshold: 0.7\ntracker:\n  max_age: 5\n  match_coeffs: [1, 2, 3]\n"
-    )
-    cfg = load_config(path, NodeConfig)
+    text = "streaming:\n  score_threshold: 0.7\n  tracker:\n    max_age: 5\n"
+    path = write(tmp_path, text + "    match_coeffs: [1, 2, 3]\n")
+    cfg = load_config(path, NodeConfig).streaming
     assert cfg.score_threshold == 0.7
     assert cfg.tracker.max_age == 5
     assert cfg.tracker.match_coeffs == (1.0, 2.0, 3.0)  # ints accepted where floats are expected
-    assert cfg.tracker.iou_threshold == NodeConfig().tracker.iou_threshold
-    assert cfg.model == NodeConfig().model
+    assert cfg.tracker.iou_threshold == NodeConfig().streaming.tracker.iou_threshold
+    assert load_config(path, NodeConfig).model == NodeConfig().model
 
 
 def test_ros_parameter_file_is_unwrapped(tmp_path: Path) -> None:
@@ -59,8 +58,8 @@ def problems_of(path: Path, schema: type) -> str:
 
 
 def test_unknown_key_names_path_value_and_allowed_keys(tmp_path: Path) -> None:
-    msg = problems_of(write(tmp_path, "tracker:\n  max_agee: 3\n"), NodeConfig)
-    assert "tracker.max_agee = 3: unknown key (allowed keys: max_age, min_hits," in msg
+    msg = problems_of(write(tmp_path, "streaming:\n  tracker:\n    max_agee: 3\n"), NodeConfig)
+    assert "streaming.tracker.max_agee = 3: unknown key (allowed keys: max_age, min_hits," in msg
 
 
 def test_wrong_type_names_path_value_and_type(tmp_path: Path) -> None:
@@ -70,24 +69,27 @@ def test_wrong_type_names_path_value_and_type(tmp_path: Path) -> None:
 
 
 def test_out_of_range_names_bounds(tmp_path: Path) -> None:
-    msg = problems_of(write(tmp_path, "tracker:\n  iou_threshold: 1.5\n"), NodeConfig)
-    assert "tracker.iou_threshold = 1.5: out of range, expected a value >= 0.0 and <= 1.0" in msg
+    text = "streaming:\n  tracker:\n    iou_threshold: 1.5\n"
+    msg = problems_of(write(tmp_path, text), NodeConfig)
+    expected = "streaming.tracker.iou_threshold = 1.5: out of range, expected a value >= 0.0 and"
+    assert expected + " <= 1.0" in msg
 
 
 def test_choice_and_tuple_errors(tmp_path: Path) -> None:
-    text = "model:\n  backend: tensorflow\ntracker:\n  match_coeffs: [1, -2, 3]\n"
+    text = "model:\n  backend: tensorflow\nstreaming:\n  tracker:\n    match_coeffs: [1, -2, 3]\n"
     msg = problems_of(write(tmp_path, text), NodeConfig)
     assert "model.backend = 'tensorflow': wrong type, expected one of 'torch', 'onnxruntime'" in msg
-    assert "tracker.match_coeffs[1] = -2.0: out of range, expected a value >= 0.0" in msg
+    assert "streaming.tracker.match_coeffs[1] = -2.0: out of range, expected a value >= 0.0" in msg
 
 
 def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
-    text = "score_threshold: 2\nbogus: 1\ntracker: 3\n"
+    text = "streaming:\n  score_threshold: 2\n  tracker: 3\nbogus: 1\n"
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), NodeConfig)
     assert len(info.value.problems) == 3
     assert "3 config problems" in str(info.value)
-    assert "tracker = 3: wrong type, expected a mapping (TrackerSection)" in str(info.value)
+    expected = "streaming.tracker = 3: wrong type, expected a mapping (TrackerSection)"
+    assert expected in str(info.value)
 
 
 def test_cross_field_check(tmp_path: Path) -> None:
@@ -110,7 +112,7 @@ def test_yaml_tags_that_construct_objects_are_refused(tmp_path: Path) -> None:
 
 
 def test_replace_validates() -> None:
-    cfg = replace(NodeConfig(), score_threshold=0.25)
+    cfg = replace(NodeConfig().streaming, score_threshold=0.25)
     assert cfg.score_threshold == 0.25
     with pytest.raises(ConfigError, match="score_threshold = -1"):
         replace(cfg, score_threshold=-1)

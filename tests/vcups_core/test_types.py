@@ -17,6 +17,7 @@ from vcups_core.types import (
     boxes_of,
     decode_panoptic,
     encode_panoptic,
+    passes_score_threshold,
 )
 
 
@@ -182,3 +183,16 @@ def test_frame_prediction_asks_for_mask_crops() -> None:
         FramePrediction(masks=np.zeros((1, 3, 4), bool), **args)  # type: ignore[arg-type]
     pred = FramePrediction(masks=MaskCrops.from_dense(np.zeros((1, 3, 4), bool)), **args)
     assert pred.masks.shape == (1, 3, 4)
+
+
+def test_score_threshold_rule_keeps_a_score_equal_to_the_threshold() -> None:
+    """The one meaning of a score threshold (``score >= threshold``), on numpy arrays, torch
+    tensors and plain floats alike; the boundary is kept, the next float below is not."""
+    import torch
+
+    below = float(np.nextafter(np.float32(0.5), np.float32(0)))
+    scores = np.array([below, 0.5, 0.75], np.float32)
+    assert passes_score_threshold(scores, 0.5).tolist() == [False, True, True]
+    assert passes_score_threshold(torch.from_numpy(scores), 0.5).tolist() == [False, True, True]
+    assert passes_score_threshold(0.5, 0.5) and not passes_score_threshold(below, 0.5)
+    assert passes_score_threshold(np.zeros(2, np.float32), 0.0).all()  # 0 keeps everything

@@ -28,6 +28,15 @@ def test_node_arguments_remap_the_camera_and_pass_parameters() -> None:
         node_arguments(params_file="/p.yaml", image_topic="")
 
 
+def test_checkpoint_argument_overrides_the_parameter_file() -> None:
+    args = node_arguments(params_file="/p.yaml", checkpoint="/runs/r1/model_final.pt")
+    # later parameter entries override earlier ones in launch_ros: the file first, then ours
+    assert args["parameters"] == [
+        "/p.yaml",
+        {"use_sim_time": False, "model.checkpoint": "/runs/r1/model_final.pt"},
+    ]
+
+
 @pytest.mark.parametrize("name", ["perception.launch.py", "replay.launch.py"])
 def test_launch_files_compile_and_use_the_helper(name: str) -> None:
     source = (REPO / "launch" / name).read_text()
@@ -36,6 +45,7 @@ def test_launch_files_compile_and_use_the_helper(name: str) -> None:
     funcs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in funcs
     assert "node_arguments(" in source
+    assert '"checkpoint"' in source and 'checkpoint=value("checkpoint")' in source
 
 
 def test_rviz_config_shows_the_overlay_and_markers() -> None:
@@ -46,7 +56,7 @@ def test_rviz_config_shows_the_overlay_and_markers() -> None:
 
 def test_parameter_flattening_round_trips_and_matches_the_yaml() -> None:
     params = default_parameters()
-    assert params["tracker.match_coeffs"] == [1.0, 2.0, 10.0]
+    assert params["streaming.tracker.match_coeffs"] == [1.0, 2.0, 10.0]
     assert unflatten(flatten({"a": {"b": (1, 2)}, "c": 3})) == {"a": {"b": [1, 2]}, "c": 3}
     ros = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())["/**"][
         "ros__parameters"
@@ -56,8 +66,8 @@ def test_parameter_flattening_round_trips_and_matches_the_yaml() -> None:
 
 def test_check_update_rules() -> None:
     cfg = NodeConfig()
-    new, reason = check_update(cfg, {"tracker.max_age": 5}, configured=True)
-    assert new is not None and new.tracker.max_age == 5 and reason == ""
+    new, reason = check_update(cfg, {"streaming.tracker.max_age": 5}, configured=True)
+    assert new is not None and new.streaming.tracker.max_age == 5 and reason == ""
     new, reason = check_update(cfg, {"model.device": "cuda"}, configured=True)
     assert new is None and "model.device takes effect only through the lifecycle" in reason
     new, reason = check_update(cfg, {"model.device": "cuda"}, configured=False)

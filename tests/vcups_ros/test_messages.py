@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from msg_utils import to_plain
 
+from vcups_core import rosmsg
 from vcups_core.rosmsg import MESSAGE_NAMES, find_msg_dir, msg_type, typestore
 from vcups_core.types import PanopticFrame, TrackState
-from vcups_ros import conversions as conv
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 
@@ -36,15 +36,15 @@ def test_every_field_is_documented() -> None:
 
 
 def filled_track_array(frame: PanopticFrame) -> object:
-    types = conv.MessageTypes.rosbags()
-    meta = conv.TrackArrayMeta(
+    types = rosmsg.MessageTypes.rosbags()
+    meta = rosmsg.TrackArrayMeta(
         frames_dropped=3,
         info_version=2,
         receive_time_ns=5_000_000_001,
         publish_time_ns=5_020_000_002,
         inference_ms=12.5,
     )
-    return conv.panoptic_frame_to_msg(frame, types, meta)
+    return rosmsg.panoptic_frame_to_msg(frame, types, meta)
 
 
 def test_filled_track_array_round_trips_cdr(tiny_frame: PanopticFrame) -> None:
@@ -78,8 +78,8 @@ def test_filled_track_array_round_trips_cdr(tiny_frame: PanopticFrame) -> None:
 
 def test_info_round_trips_cdr() -> None:
     ts = typestore()
-    types = conv.MessageTypes.rosbags(ts)
-    msg = conv.panoptic_info_msg(
+    types = rosmsg.MessageTypes.rosbags(ts)
+    msg = rosmsg.panoptic_info_msg(
         types,
         version=4,
         category_names=["road", "car"],

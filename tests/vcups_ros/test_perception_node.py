@@ -24,9 +24,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from vcups_ros.msg import PanopticInfo, PanopticTrackArray  # noqa: E402
 
-from vcups_core.streaming.oracle import OraclePredictor  # noqa: E402
-from vcups_ros import conversions as conv  # noqa: E402
+from vcups_core import rosmsg  # noqa: E402
+from vcups_core.data.oracle import OraclePredictor  # noqa: E402
 from vcups_ros.perception_node import PerceptionNode, run  # noqa: E402
+from vcups_ros.rclpy_types import rclpy_types  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,9 @@ def harness_factory() -> Iterator[Callable[..., Harness]]:
 
 
 def image_msg(frame: SyntheticFrame, frame_id: str = "cam_front") -> Any:
-    types = conv.rclpy_types()
-    return conv.rgb_to_image_msg(
-        frame.rgb, "bgr8", conv.make_header(frame.stamp_ns, frame_id, types), types
+    types = rclpy_types()
+    return rosmsg.rgb_to_image_msg(
+        frame.rgb, "bgr8", rosmsg.make_header(frame.stamp_ns, frame_id, types), types
     )
 
 
@@ -113,16 +114,16 @@ def test_images_in_tracks_out_with_the_input_header(
     for i, f in enumerate(world_frames[:4]):
         h.images.publish(image_msg(f))
         h.wait_for(lambda i=i: len(h.outputs) > i, "an output per input")
-    assert [conv.time_to_ns(m.header.stamp) for m in h.outputs] == [
+    assert [rosmsg.time_to_ns(m.header.stamp) for m in h.outputs] == [
         f.stamp_ns for f in world_frames[:4]
     ]
     assert all(m.header.frame_id == "cam_front" for m in h.outputs)
-    frame, meta = conv.msg_to_panoptic_frame(h.outputs[-1])
+    frame, meta = rosmsg.msg_to_panoptic_frame(h.outputs[-1])
     things = [s for s in frame.segments if s.is_thing]
     assert things and all(s.track_id > 0 for s in things)
     assert frame.segment_ids.shape == (48, 96) and meta.info_version == 1
     first_ids = {
-        s.track_id for s in conv.msg_to_panoptic_frame(h.outputs[0])[0].segments if s.is_thing
+        s.track_id for s in rosmsg.msg_to_panoptic_frame(h.outputs[0])[0].segments if s.is_thing
     }
     assert first_ids & {s.track_id for s in things}  # ids carried over frames
 
@@ -138,7 +139,7 @@ def test_newest_frame_policy_counts_drops(
     gate.set()  # open for the warm-up prediction in configure
 
     class Gated:
-        categories = oracle.categories
+        categories, model_name, checksum = oracle.categories, "gated", ""
 
         def predict(self, image: np.ndarray) -> Any:
             entered.set()
@@ -159,7 +160,7 @@ def test_newest_frame_policy_counts_drops(
     time.sleep(0.3)  # nothing else may follow
     stats = h.node.stats()
     n = len(world_frames)
-    assert [conv.time_to_ns(m.header.stamp) for m in h.outputs] == [
+    assert [rosmsg.time_to_ns(m.header.stamp) for m in h.outputs] == [
         world_frames[0].stamp_ns,
         world_frames[-1].stamp_ns,
     ]
@@ -241,13 +242,33 @@ def test_configure_warms_the_model_up_before_the_first_frame(
 def test_parameters_are_validated_and_applied_live(
     harness_factory: Callable[..., Harness], world_frames: list[SyntheticFrame]
 ) -> None:
+    """A live change is checked by the start-up schema and applied by the segmenter's one
+    ``configure``: every streaming setting reaches the running objects (tracker, smoother,
+    segmenter), and PanopticInfo is published again with the new threshold."""
     h = harness_factory(OraclePredictor(world_frames))
     h.start()
-    bad = h.node.set_parameters([Parameter("score_threshold", value=2.0)])[0]
-    assert not bad.successful and "score_threshold = 2.0: out of range" in bad.reason
-    good = h.node.set_parameters([Parameter("score_threshold", value=0.95)])[0]
-    assert good.successful
-    assert h.node._segmenter is not None and h.node._segmenter.score_threshold == 0.95
+    bad = h.node.set_parameters([Parameter("streaming.score_threshold", value=2.0)])[0]
+    assert not bad.successful and "streaming.score_threshold = 2.0: out of range" in bad.reason
+    zero = h.node.set_parameters([Parameter("streaming.tracker.window", value=0)])[0]
+    assert not zero.successful and "streaming.tracker.window = 0: out of range" in zero.reason
+    changes = [
+        Parameter("streaming.score_threshold", value=0.95),
+        Parameter("streaming.tracker.assignment", value="greedy"),
+        Parameter("streaming.tracker.mask_iou_weight", value=0.5),
+        Parameter("streaming.smoothing.window", value=5),
+        Parameter("streaming.max_gap_s", value=0.5),
+    ]
+    assert all(r.successful for r in h.node.set_parameters(changes))
+    seg = h.node._segmenter
+    assert seg is not None and seg.score_threshold == 0.95
+    assert (seg.tracker.assignment, seg.tracker.mask_coeff) == ("greedy", 0.5)
+    assert seg.smoother.window == 5 and seg.max_gap_ns == 500_000_000
+    infos: list[Any] = []
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    h.peer.create_subscription(PanopticInfo, "panoptic/info", infos.append, latched)
+    h.wait_for(lambda: any(abs(i.score_threshold - 0.95) < 1e-6 for i in infos), "new info")
     model = h.node.set_parameters([Parameter("model.backend", value="onnxruntime")])[0]
     assert (
         not model.successful
@@ -379,3 +400,27 @@ def test_run_returns_cleanly_when_ctrl_c_comes_during_autostart(
     node = PerceptionNode(predictor_factory=factory, context=context)
     run(node)
     assert not context.ok() and node._worker is None
+
+
+def test_first_run_without_a_checkpoint_exits_with_one_message() -> None:
+    """``perception_node`` as a user first starts it (``ros2 run``, no parameters): the
+    autostart's configure fails for want of ``model.checkpoint``; the process exits with
+    status 1 and one clear message, without activating (rclpy's "Transition is not registered")
+    and without a traceback."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "perception_node")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert output.count("model.checkpoint is empty") == 1, output
+    assert "Traceback" not in output and "Transition is not registered" not in output, output

@@ -17,8 +17,9 @@ import numpy as np
 from conftest import REPO, rclpy_or_skip
 from msg_utils import to_plain
 
+from vcups_core import rosmsg
 from vcups_core.types import PanopticFrame
-from vcups_ros import conversions as conv
+from vcups_ros.rclpy_types import rclpy_types
 
 SUBSCRIBER = textwrap.dedent(
     """
@@ -53,11 +54,11 @@ def test_track_array_crosses_dds_between_processes(
     from rclpy.serialization import deserialize_message
     from vcups_ros.msg import PanopticTrackArray
 
-    types = conv.rclpy_types()
-    meta = conv.TrackArrayMeta(
+    types = rclpy_types()
+    meta = rosmsg.TrackArrayMeta(
         frames_dropped=1, info_version=3, receive_time_ns=11, publish_time_ns=22, inference_ms=4.5
     )
-    sent = conv.panoptic_frame_to_msg(tiny_frame, types, meta)
+    sent = rosmsg.panoptic_frame_to_msg(tiny_frame, types, meta)
     out = tmp_path / "received.cdr"
     child = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(out)], cwd=REPO)
 
@@ -85,7 +86,7 @@ def test_track_array_crosses_dds_between_processes(
     got = deserialize_message(out.read_bytes(), PanopticTrackArray)
     assert got == sent  # rclpy compares every field
     assert to_plain(got) == to_plain(sent)
-    frame, meta_back = conv.msg_to_panoptic_frame(got)
+    frame, meta_back = rosmsg.msg_to_panoptic_frame(got)
     assert meta_back == meta
     assert frame.segments == tiny_frame.segments
     assert np.array_equal(frame.segment_ids, tiny_frame.segment_ids)

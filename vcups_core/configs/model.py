@@ -86,7 +86,10 @@ class TrackSection:
 @dataclass(frozen=True)
 class InferenceSection:
     score_threshold: float = option(
-        0.5, "ROI test score threshold and panoptic merge threshold", ge=0.0, le=1.0
+        0.5,
+        "ROI test score threshold and panoptic merge threshold (kept: score >= this)",
+        ge=0.0,
+        le=1.0,
     )
     nms_threshold: float = option(0.5, "per-class NMS IoU of final detections", gt=0.0, le=1.0)
     overlap_threshold: float = option(

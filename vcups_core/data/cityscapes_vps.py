@@ -2,7 +2,7 @@
 
 On-disk layout::
 
-    <root>/panoptic_gt_<split>_city_vps.json
+    <root>/panoptic_gt_<split>_city_vps.json          (test: panoptic_im_test_city_vps.json)
     <root>/<split>/img/<id>_newImg8bit.png            annotated frames only
     <root>/<split>/img/<id>_leftImg8bit.png           (the frame that has Cityscapes gtFine)
     <root>/<split>/img_all/<city>_<seq:06d>_<frame:06d>_leftImg8bit.png    every frame (val, test)
@@ -20,11 +20,15 @@ JSON (COCO panoptic, without boxes)::
                                                                    file_name in panoptic_video/
     categories:  [{id, name, isthing, color}]                      id = Cityscapes train id 0..18
 
+The test split has no ground truth: its frames are listed in ``panoptic_im_test_city_vps.json``
+(same ``images``, no ``annotations``), read when ``panoptic_gt_<split>_city_vps.json`` is absent.
+
 Pixel encoding of a panoptic PNG: RGB, segment id = ``R + 256 * G + 256**2 * B``, 0 = void.
 Segment ids are consistent within a video, so a thing segment id is a track id.
 
 Reading: one :class:`~vcups_core.data.clip.Clip` per video (named by its 4-digit video id), frames
-in temporal order. If ``img_all/`` exists, a video holds every ``img_all`` frame of its city and
+in temporal order; a frame the JSON lists carries its image id (``ClipFrame.image_id``), labelled
+or not. If ``img_all/`` exists, a video holds every ``img_all`` frame of its city and
 sequence from 4 frames before its first annotated frame through its last annotated frame (snippet
 positions 0..29); otherwise only its annotated frames. Annotated frames read their image from
 ``img/``. ``stamp_ns`` is the snippet position × 1e9 / 17 fps, also when only the annotated frames
@@ -37,7 +41,13 @@ Writing uses its own segment-id scheme, unique within a video and never 0:
 ``(class + 1) * 1000`` for stuff and for thing pixels without a track (written ``iscrowd = 1``),
 ``(class + 1) * 1000 + k`` for a tracked thing, ``k`` = 1-based rank of its track id among the
 clip's track ids (so at most 999 tracks per clip). Frames are named with the city ``vcups``,
-sequence = video number, frame = position in the clip.
+sequence = video number, frame = position in the clip; or, for predictions of a split read from
+disk, with that split's own names (:func:`clip_frame_names`: image ids, ``img/`` and ``img_all/``
+file names), a label file being named from its image as the official tools do
+(``_newImg8bit.png`` -> ``_final_mask.png``, ``_leftImg8bit.png`` -> ``_gtFine_color.png``). With ``submission=True`` the
+split folder also gets the input of the official VPQ evaluation (github.com/mcahny/vps,
+``tools/eval_vpq.py --submit_dir <root>/<split>``): ``pred.json`` (the annotations, in the order
+written) and ``pan_pred/<image id>.png``.
 """
 
 from __future__ import annotations
@@ -45,8 +55,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +89,24 @@ def _json_path(root: Path, split: str) -> Path:
     return Path(root) / f"panoptic_gt_{split}_city_vps.json"
 
 
+def _find_json(root: Path, split: str) -> Path:
+    """The ground-truth JSON of ``split``, else its image list (an unlabelled split's).
+
+    Raises:
+        FileNotFoundError: if neither exists (names both).
+    """
+    gt_json = _json_path(root, split)
+    if gt_json.is_file():
+        return gt_json
+    image_list = Path(root) / f"panoptic_im_{split}_city_vps.json"
+    if image_list.is_file():
+        return image_list
+    raise FileNotFoundError(
+        f"{gt_json}: Cityscapes-VPS ground-truth JSON not found (nor {image_list.name}, the "
+        "image list of a split without labels)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Annotated:
     """One frame listed in the JSON, with where its files are."""
@@ -99,22 +129,21 @@ def read_cityscapes_vps(root: Path, split: str = "val") -> Iterator[Clip]:
 
     Args:
         root: dataset root (holds ``panoptic_gt_<split>_city_vps.json`` and ``<split>/``).
-        split: ``"train"``, ``"val"`` or ``"test"`` (any split with a ground-truth JSON).
+        split: ``"train"``, ``"val"`` or ``"test"`` (any split with a ground-truth JSON, or
+            with a ``panoptic_im_<split>_city_vps.json`` image list: then nothing is labelled).
 
     Returns:
         The clips in ascending video id; see the module docstring for frames, stamps and labels.
 
     Raises:
-        FileNotFoundError: if the JSON, ``<split>/img/`` or an image is missing (checked before
-            the first clip is returned).
+        FileNotFoundError: if both JSONs, ``<split>/img/`` or an image is missing (checked
+            before the first clip is returned).
         ValueError: if the JSON is malformed; when a label is loaded, if its PNG holds a segment id
             that is not in its ``segments_info``.
     """
     root = Path(root)
     split_dir = root / split
-    gt_json = _json_path(root, split)
-    if not gt_json.is_file():
-        raise FileNotFoundError(f"{gt_json}: Cityscapes-VPS ground-truth JSON not found")
+    gt_json = _find_json(root, split)
     img_dir = split_dir / "img"
     if not img_dir.is_dir():
         raise FileNotFoundError(f"{img_dir}: Cityscapes-VPS image folder not found")
@@ -151,7 +180,7 @@ def _iter_clips(
                     for sid, (cat, crowd) in ann.segments.items()
                 }
                 load = functools.partial(_load_label, ann.label_path, lut)
-            frames.append(ClipFrame(index, stamp_ns, ann.image_path, load))
+            frames.append(ClipFrame(index, stamp_ns, ann.image_path, load, ann.image_id))
         yield Clip(video, CITYSCAPES_VPS.name, tuple(frames))
 
 
@@ -314,64 +343,191 @@ def _read_segment_ids(path: Path) -> npt.NDArray[np.int32]:
 # writing
 
 
-def write_cityscapes_vps(clips: Iterable[LabeledClip], root: Path, split: str = "val") -> None:
+@dataclasses.dataclass(frozen=True)
+class FrameName:
+    """The names of one frame in a Cityscapes-VPS split.
+
+    Attributes:
+        raw: its ``img_all/`` file name, ``<city>_<seq:06d>_<frame:06d>_leftImg8bit.png``.
+        image_id: its JSON image id if the JSON lists the frame (labelled or not), else ``None``.
+        image: its ``img/`` file name if listed (e.g. ``<image_id>_newImg8bit.png``), else
+            ``None``.
+    """
+
+    raw: str
+    image_id: str | None = None
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        if _RAW_NAME.fullmatch(self.raw) is None:
+            raise ValueError(
+                f"img_all name {self.raw!r}: expected <city>_<seq:06d>_<frame:06d>_leftImg8bit.png"
+            )
+        if (self.image_id is None) != (self.image is None):
+            raise ValueError(f"{self.raw}: a listed frame needs both an image id and an image name")
+
+
+def clip_frame_names(clip: Clip) -> tuple[FrameName, ...]:
+    """The names of a clip's frames as :func:`read_cityscapes_vps` read them (its image ids and
+    file names), to write predictions of the clip under them
+    (:func:`write_cityscapes_vps` ``frame_names``).
+
+    Raises:
+        ValueError: a frame not named as the reader names frames (not read by it).
+    """
+    names = []
+    for frame in clip.frames:
+        if frame.image_id is None:
+            names.append(FrameName(frame.image_path.name))
+            continue
+        match = _IMAGE_ID.match(frame.image_id) or _IMAGE_ID.match(frame.image_path.name)
+        if match is None:
+            raise ValueError(
+                f"clip {clip.name!r} frame {frame.index}: image id {frame.image_id!r} is not "
+                "'<vid>_<gid>_<city>_<seq:06d>_<frame:06d>'"
+            )
+        raw = f"{match.group(3)}_{match.group(4)}_{match.group(5)}_leftImg8bit.png"
+        names.append(FrameName(raw, frame.image_id, frame.image_path.name))
+    return tuple(names)
+
+
+def label_file_name(image_name: str) -> str:
+    """The ``panoptic_video/`` file of a listed frame's label, named from its ``img/`` file as the
+    official tools do: ``_newImg8bit.png`` -> ``_final_mask.png``, ``_leftImg8bit.png`` ->
+    ``_gtFine_color.png`` (any other name: its stem + ``_final_mask.png``)."""
+    for image_suffix, label_suffix in zip(_IMAGE_SUFFIXES, _LABEL_SUFFIXES, strict=True):
+        if image_name.endswith(image_suffix):
+            return image_name.removesuffix(image_suffix) + label_suffix
+    return f"{Path(image_name).stem}{_LABEL_SUFFIXES[0]}"
+
+
+def write_cityscapes_vps(
+    clips: Iterable[LabeledClip],
+    root: Path,
+    split: str = "val",
+    *,
+    frame_names: Mapping[str, Sequence[FrameName]] | None = None,
+    submission: bool = False,
+) -> None:
     """Write clips as a Cityscapes-VPS split (``img/``, ``img_all/``, ``panoptic_video/``, JSON).
 
     Args:
         clips: each clip's name is its video number (``"1"`` .. ``"9999"``); labels must sit at
             positions 4, 9, 14, ... through the last frame (so the length is a multiple of 5)
-            and nowhere else, as in the dataset.
+            and nowhere else, as in the dataset. Not so for a clip named in ``frame_names``.
         root: dataset root; created if missing, existing files of the same names are replaced.
         split: split name.
+        frame_names: by clip name, the names of its frames (one per frame, e.g.
+            :func:`clip_frame_names` of the ground truth's clip), looked up when the clip is
+            reached.
+            Labels may sit on any frame the names list as the JSON's; its other frames get only
+            an ``img_all/`` image.
+        submission: also write ``<split>/pred.json`` and ``<split>/pan_pred/<image id>.png``
+            (the module docstring).
 
     Raises:
-        ValueError: on a non-numeric or repeated clip name, labels at other positions, a class id
-            outside 0..18 (other than 255), image/label size mismatch or more than 999 tracks.
+        ValueError: on a non-numeric or repeated clip name (a repeated one also when named),
+            labels at other positions (named clips: on a frame with no image id), a class id
+            outside 0..18 (other than 255), image/label size mismatch, a names/frames count
+            mismatch or more than 999 tracks.
         OSError: if a file cannot be written.
     """
     root = Path(root)
     split_dir = root / split
-    for sub in ("img", "img_all", "panoptic_video"):
+    for sub in ("img", "img_all", "panoptic_video", *(("pan_pred",) if submission else ())):
         (split_dir / sub).mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
+    seen: set[str] = set()
     videos: set[int] = set()
     gid = 0
     for clip in clips:
-        vid = _video_number(clip.name)
-        if vid in videos:
-            raise ValueError(f"clip name {clip.name!r}: video {vid} written twice")
-        videos.add(vid)
-        _check_positions(clip)
+        if clip.name in seen:
+            raise ValueError(f"clip name {clip.name!r}: written twice")
+        seen.add(clip.name)
+        names = None if frame_names is None else frame_names.get(clip.name)
+        if names is None:
+            vid = _video_number(clip.name)
+            if vid in videos:
+                raise ValueError(f"clip name {clip.name!r}: video {vid} written twice")
+            videos.add(vid)
+            _check_positions(clip)
+            names = _writer_names(clip, vid, gid)
+            gid += sum(name.image_id is not None for name in names)
+        elif len(names) != len(clip.images):
+            raise ValueError(
+                f"clip {clip.name!r}: {len(names)} frame names for {len(clip.images)} frames"
+            )
         tracks = _track_ids(clip)
-        for pos, (image, label) in enumerate(zip(clip.images, clip.labels, strict=True)):
+        for pos, (image, label, name) in enumerate(
+            zip(clip.images, clip.labels, names, strict=True)
+        ):
             _check_image(clip.name, pos, image, label)
-            raw = f"{WRITER_CITY}_{vid:06d}_{pos:06d}_leftImg8bit.png"
-            _write_png(split_dir / "img_all" / raw, image[:, :, ::-1])
+            _write_png(split_dir / "img_all" / name.raw, image[:, :, ::-1])
+            if name.image_id is None or name.image is None:
+                if label is not None:
+                    raise ValueError(
+                        f"clip {clip.name!r} frame {pos}: a label on a frame without an image id "
+                        "(the JSON lists only frames with one)"
+                    )
+                continue
+            _write_png(split_dir / "img" / name.image, image[:, :, ::-1])
+            height, width = image.shape[:2]
+            images.append(
+                {"id": name.image_id, "width": width, "height": height, "file_name": name.image}
+            )
             if label is None:
                 continue
-            gid += 1
-            image_id = f"{vid:04d}_{gid:04d}_{WRITER_CITY}_{vid:06d}_{pos:06d}"
-            image_name, label_name = f"{image_id}_newImg8bit.png", f"{image_id}_final_mask.png"
-            _write_png(split_dir / "img" / image_name, image[:, :, ::-1])
+            label_name = label_file_name(name.image)
             ids = _segment_ids(clip.name, pos, label, tracks)
             _write_png(split_dir / "panoptic_video" / label_name, _ids_to_bgr(ids))
-            uniq, areas = np.unique(ids[ids > 0], return_counts=True)
-            segments = []
-            for sid, area in zip(uniq.tolist(), areas.tolist(), strict=True):
-                cat = sid // CLASS_STRIDE - 1
-                crowd = cat in CITYSCAPES_VPS.thing_ids and sid % CLASS_STRIDE == 0
-                segments.append(
-                    {"id": sid, "category_id": cat, "iscrowd": int(crowd), "area": area}
-                )
-            height, width = label.shape
-            images.append(
-                {"id": image_id, "width": width, "height": height, "file_name": image_name}
-            )
             annotations.append(
-                {"image_id": image_id, "file_name": label_name, "segments_info": segments}
+                {
+                    "image_id": name.image_id,
+                    "file_name": label_name,
+                    "segments_info": _segments_info(ids),
+                }
             )
-    categories = [
+            if submission:
+                _link_or_copy(
+                    split_dir / "panoptic_video" / label_name,
+                    split_dir / "pan_pred" / f"{name.image_id}.png",
+                )
+    data = {"images": images, "annotations": annotations, "categories": _categories()}
+    _json_path(root, split).write_text(json.dumps(data, indent=1))
+    if submission:
+        pred = [{**a, "file_name": f"{a['image_id']}.png"} for a in annotations]
+        (split_dir / "pred.json").write_text(json.dumps({"annotations": pred}, indent=1))
+
+
+def _writer_names(clip: LabeledClip, vid: int, gid: int) -> tuple[FrameName, ...]:
+    """The writer's own names of a clip's frames (module docstring); ``gid``: annotated frames
+    written before."""
+    names = []
+    for pos, label in enumerate(clip.labels):
+        raw = f"{WRITER_CITY}_{vid:06d}_{pos:06d}_leftImg8bit.png"
+        if label is None:
+            names.append(FrameName(raw))
+            continue
+        gid += 1
+        image_id = f"{vid:04d}_{gid:04d}_{WRITER_CITY}_{vid:06d}_{pos:06d}"
+        names.append(FrameName(raw, image_id, f"{image_id}{_IMAGE_SUFFIXES[0]}"))
+    return tuple(names)
+
+
+def _segments_info(ids: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
+    """``segments_info`` of a frame's segment ids in the writer's scheme (0 = void)."""
+    uniq, areas = np.unique(ids[ids > 0], return_counts=True)
+    segments = []
+    for sid, area in zip(uniq.tolist(), areas.tolist(), strict=True):
+        cat = sid // CLASS_STRIDE - 1
+        crowd = cat in CITYSCAPES_VPS.thing_ids and sid % CLASS_STRIDE == 0
+        segments.append({"id": sid, "category_id": cat, "iscrowd": int(crowd), "area": area})
+    return segments
+
+
+def _categories() -> list[dict[str, Any]]:
+    return [
         {
             "id": c,
             "name": name,
@@ -380,8 +536,15 @@ def write_cityscapes_vps(clips: Iterable[LabeledClip], root: Path, split: str = 
         }
         for c, name in enumerate(CITYSCAPES_VPS.class_names)
     ]
-    data = {"images": images, "annotations": annotations, "categories": categories}
-    _json_path(root, split).write_text(json.dumps(data, indent=1))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links are not possible)."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _video_number(name: str) -> int:

@@ -78,12 +78,16 @@ class ClipFrame:
         stamp_ns: timestamp (derived from the frame rate when the dataset has none).
         image_path: the RGB image file.
         load_label: returns the frame's :class:`PanopticLabel`; ``None`` if not annotated.
+        image_id: the dataset's own id of the frame where its format names frames by an id
+            rather than by their image file (Cityscapes-VPS: the JSON's image id of a frame the
+            JSON lists, labelled or not); ``None`` otherwise.
     """
 
     index: int
     stamp_ns: int
     image_path: Path
     load_label: Callable[[], PanopticLabel] | None = None
+    image_id: str | None = None
 
     @property
     def annotated(self) -> bool:

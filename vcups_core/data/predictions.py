@@ -12,26 +12,29 @@ to a dataset's official tools:
   ``n`` (:func:`~vcups_core.data.waymo.write_waymo`).
 * ``mots``: ``<split>/instances_txt/<seq>.txt`` whose ``time_frame`` is the ground truth's image
   number (:func:`~vcups_core.data.mots.write_mots`).
-* ``cityscapes-vps``: the writer's layout with frames at their snippet positions (from the
-  stamps) and the writer's own image ids (city ``vcups``, see
-  :mod:`~vcups_core.data.cityscapes_vps`), not the ground truth's ids.
+* ``cityscapes-vps``: the ground truth's image ids and file names (as its reader read them,
+  :func:`~vcups_core.data.cityscapes_vps.clip_frame_names`): the JSON lists the ground truth's
+  frames under their ids with their ``img/`` names, ``panoptic_video/`` holds the labels named as
+  the official tools name them, and ``<split>/pred.json`` with ``<split>/pan_pred/<image id>.png``
+  are the input of the official VPQ evaluation (``eval_vpq.py --submit_dir <root>/<split>``).
 
 Images: the readers list a clip's frames by its image files, so a prediction folder holds one
 image per ground-truth frame, as a black placeholder of the frame's size (a few hundred bytes of
-PNG) rather than a copy of the input. Labels: only for the frames given (the scored ones), taken
-from the given mapping one at a time as they are written (it may decode them lazily).
+PNG) rather than a copy of the input. Labels: only for the frames given (the scored ones, or in a
+split without labels those of :func:`submission_frames`), taken from the given mapping one at a
+time as they are written (it may decode them lazily).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import cast, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.data.cityscapes_vps import write_cityscapes_vps
+from vcups_core.data.cityscapes_vps import FrameName, clip_frame_names, write_cityscapes_vps
 from vcups_core.data.clip import Clip, ClipFrame, LabeledClip, PanopticLabel
 from vcups_core.data.datasets import CITYSCAPES_VPS
 from vcups_core.data.kitti_step import write_kitti_step
@@ -65,14 +68,18 @@ def write_predictions(
     """
     root = Path(root)
     if dataset == "cityscapes-vps":
-        clips = (
-            _positional(clip, labels, _snippet_position, CITYSCAPES_VPS.annotated_every)
-            for clip, labels in predictions
-        )
-        write_cityscapes_vps(clips, root, split)
+        names: dict[str, tuple[FrameName, ...]] = {}
+
+        def clips() -> Iterator[LabeledClip]:
+            for clip, labels in predictions:
+                # filled before the clip is yielded: the writer looks its names up then
+                names[clip.name] = clip_frame_names(clip)
+                yield _in_order(clip, labels)
+
+        write_cityscapes_vps(clips(), root, split, frame_names=names, submission=True)
     elif dataset == "kitti-step":
         for clip, labels in predictions:
-            write_kitti_step([_positional(clip, labels, _stem_number, 1)], root, split)
+            write_kitti_step([_positional(clip, labels, _stem_number)], root, split)
     elif dataset == "waymo":
         for clip, labels in predictions:
             numbers = [_waymo_number(f) for f in clip.frames]
@@ -98,9 +105,13 @@ def _waymo_number(frame: ClipFrame) -> int:
     return int(frame.image_path.name.removesuffix("_image.png"))
 
 
-def _snippet_position(frame: ClipFrame) -> int:
-    """A Cityscapes-VPS frame's position in its 30-frame snippet, from its stamp."""
-    return round(frame.stamp_ns * CITYSCAPES_VPS.fps / 1e9)
+def submission_frames(clip: Clip) -> tuple[ClipFrame, ...]:
+    """The frames of a clip without labels (a test split) that a prediction folder holds labels
+    for, as the dataset's server takes them: Cityscapes-VPS the frames its JSON lists (those with
+    an image id: 6 per 30-frame snippet), every frame elsewhere."""
+    if clip.dataset == CITYSCAPES_VPS.name:
+        return tuple(f for f in clip.frames if f.image_id is not None)
+    return clip.frames
 
 
 def _placeholder(clip: Clip, labels: Mapping[int, PanopticLabel]) -> npt.NDArray[np.uint8]:
@@ -177,15 +188,12 @@ def _in_order(clip: Clip, labels: Mapping[int, PanopticLabel]) -> LabeledClip:
 
 
 def _positional(
-    clip: Clip,
-    labels: Mapping[int, PanopticLabel],
-    position: Callable[[ClipFrame], int],
-    multiple: int,
+    clip: Clip, labels: Mapping[int, PanopticLabel], position: Callable[[ClipFrame], int]
 ) -> LabeledClip:
     """A clip for a writer that names frames by position: frame ``f`` at ``position(f)``,
-    placeholders from 0 through the last position (rounded up to a multiple of ``multiple``)."""
+    placeholders from 0 through the last position."""
     where = {f.index: position(f) for f in clip.frames}
     if len(set(where.values())) != len(where) or any(p < 0 for p in where.values()):
         raise ValueError(f"clip {clip.name!r}: frames do not have distinct positions >= 0")
     length = max(where.values(), default=-1) + 1
-    return _labeled_clip(clip, labels, -(-length // multiple) * multiple, where)
+    return _labeled_clip(clip, labels, length, where)

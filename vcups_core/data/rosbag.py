@@ -42,8 +42,15 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapWriter
 
 from vcups_core.jobs import StagedOutput
-from vcups_core.rosimage import array_to_image_msg, msg_to_video_frame, rgb_to_image_msg
-from vcups_core.rosmsg import MessageTypes, make_header, time_to_ns, typestore
+from vcups_core.rosmsg import (
+    MessageTypes,
+    array_to_image_msg,
+    make_header,
+    msg_to_video_frame,
+    rgb_to_image_msg,
+    time_to_ns,
+    typestore,
+)
 from vcups_core.types import VideoFrame
 
 log = logging.getLogger(__name__)

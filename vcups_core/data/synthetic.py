@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from vcups_core.checks import check_fits_in_memory, check_frame_rate
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.types import IGNORE_LABEL
 
@@ -133,6 +134,19 @@ class SyntheticFrame:
     index: int
 
 
+RENDER_BYTES_PER_PIXEL = 256
+"""Peak memory of rendering one frame, per pixel (measured: about 200 bytes at 1024x512)."""
+
+SCENE_BYTES_PER_METRE = 100
+"""Memory of the scenery along the drive (about one box per 5 m of road, 300 bytes each)."""
+
+
+def world_bytes(height: int, width: int, num_frames: int, fps: float, ego_speed: float) -> float:
+    """About how much memory a :class:`SyntheticWorld` needs to render its frames (bytes)."""
+    road = abs(ego_speed) * num_frames / fps + 160.0
+    return float(height) * width * RENDER_BYTES_PER_PIXEL + road * SCENE_BYTES_PER_METRE
+
+
 class SyntheticWorld:
     """A seeded driving clip; :meth:`render` draws any frame of it.
 
@@ -148,6 +162,11 @@ class SyntheticWorld:
         hfov_deg: horizontal field of view.
         yaw_amplitude_deg, pitch_amplitude_deg: camera rotation oscillation.
         start_ns: stamp of frame 0.
+
+    Raises:
+        ValueError: sizes under 8 pixels, no frames, a frame rate that is not a finite number
+            > 0, negative object counts, a non-finite speed, or sizes whose rendering needs more
+            memory than this machine has (:func:`world_bytes`).
     """
 
     def __init__(
@@ -169,10 +188,19 @@ class SyntheticWorld:
     ) -> None:
         if height < 8 or width < 8:
             raise ValueError(f"height/width: expected >= 8 pixels, got {height}x{width}")
-        if num_frames < 1 or fps <= 0:
-            raise ValueError(f"num_frames >= 1 and fps > 0 expected, got {num_frames}, {fps}")
+        if num_frames < 1:
+            raise ValueError(f"num_frames: expected >= 1, got {num_frames}")
+        check_frame_rate(fps, "fps")
         if num_moving < 0 or num_static < 0:
             raise ValueError(f"object counts must be >= 0, got {num_moving}, {num_static}")
+        speeds = {"ego_speed": ego_speed, "object_speed": object_speed}
+        for name, value in speeds.items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite speed (m/s), got {value}")
+        check_fits_in_memory(
+            world_bytes(height, width, num_frames, fps, ego_speed),
+            f"a synthetic clip of {num_frames} frames of {width}x{height}",
+        )
         self.height, self.width = height, width
         self.num_frames, self.fps = num_frames, fps
         self.seed = seed

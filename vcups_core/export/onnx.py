@@ -8,8 +8,8 @@ The exported graph is :meth:`PanopticCascadeMaskTrack.infer_raw` for one image: 
 dynamic, possibly 0). It contains resize and normalisation, backbone + FPN, RPN (with NMS), the
 cascade (with per-class NMS), the mask, semantic and tracking heads. Mask pasting,
 thresholding and the panoptic merge are not in the graph:
-:class:`~vcups_core.model.predictor.OnnxPredictor` runs them in numpy, exactly as
-:class:`~vcups_core.model.predictor.TorchPredictor` does.
+:class:`~vcups_core.model.predictors.onnx_predictor.OnnxPredictor` runs them in numpy, exactly
+as :class:`~vcups_core.model.predictors.torch_predictor.TorchPredictor` does.
 
 Exported with the TorchScript-based exporter (``dynamo=False``): the dynamo exporter fails on
 torchvision's ``batched_nms`` in this environment.
@@ -31,15 +31,14 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from vcups_core.configs.predictor import PredictorConfig
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
 from vcups_core.model.panoptic import semantic_map
 from vcups_core.model.postprocess import OUTPUT_NAMES, MergeSettings
-from vcups_core.model.predictor import (
-    OnnxPredictor,
-    Predictor,
-    TorchPredictor,
-    predictor_metadata,
-)
+from vcups_core.model.predictors.base import Predictor
+from vcups_core.model.predictors.exported import predictor_metadata
+from vcups_core.model.predictors.load import load_predictor
+from vcups_core.model.predictors.torch_predictor import TorchPredictor
 from vcups_core.types import FramePrediction
 
 INPUT_NAME = "image"
@@ -70,7 +69,7 @@ def export_onnx(
     The model is copied to CPU/float32 in eval mode (the argument is left untouched), traced on
     one random ``example_size`` image, and saved atomically with metadata properties
     (``vcups_model_name``, ``vcups_categories``, ``vcups_merge``, ``vcups_weights_sha256``,
-    ``vcups_outputs``, ``vcups_semantic_stride``) that :class:`OnnxPredictor` reads.
+    ``vcups_outputs``, ``vcups_semantic_stride``) that the ONNX and TensorRT predictors read.
 
     Args:
         model: the network.
@@ -298,9 +297,11 @@ def check_onnx_parity(
     images: Sequence[npt.NDArray[np.uint8]],
     *,
     tolerances: ParityTolerances | None = None,
-    threads: int = 0,
 ) -> ParityReport:
     """Run ``model`` (torch, CPU) and the exported graph (onnxruntime, CPU) on ``images``.
+
+    The graph is opened with :func:`~vcups_core.model.predictors.load.load_predictor`, as the
+    node and ``vcups replay`` open it.
 
     Args:
         model: the network that was exported.
@@ -308,14 +309,14 @@ def check_onnx_parity(
         images: ``uint8[H, W, 3]`` RGB images, any sizes (use sizes other than the export
             example to check that the graph is really dynamic).
         tolerances: see :class:`ParityTolerances`.
-        threads: onnxruntime intra-op threads (0: default).
 
     Returns:
         A :class:`ParityReport` (``report.ok``, ``print(report)``).
     """
     torch_predictor = TorchPredictor(copy.deepcopy(model).to("cpu").float(), device="cpu")
-    onnx_predictor = OnnxPredictor(
-        onnx_path, model.categories, providers=["CPUExecutionProvider"], threads=threads
+    onnx_predictor = load_predictor(
+        PredictorConfig(checkpoint=str(onnx_path), backend="onnxruntime", device="cpu"),
+        categories=model.categories,
     )
     return compare_predictors(model, torch_predictor, onnx_predictor, images, tolerances=tolerances)
 

@@ -1,6 +1,8 @@
 """The one import of NVIDIA's ``tensorrt`` module, shared by the TensorRT predictor
-(:mod:`vcups_core.model.predictor`) and the engine builder (:mod:`vcups_core.export.tensorrt`), so
-that neither imports the other at module level."""
+(:mod:`vcups_core.model.predictors.tensorrt_predictor`) and the engine builder
+(:mod:`vcups_core.export.tensorrt`), so that the predictor needs no builder. The engine cache
+(:mod:`vcups_core.model.predictors.engine_cache`) calls the builder; the builder imports nothing
+of the predictors."""
 
 from __future__ import annotations
 

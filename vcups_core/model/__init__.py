@@ -17,5 +17,6 @@ sampling) plus our own cascade, mask, semantic and tracking heads. One concept p
 * :mod:`~vcups_core.model.meta_arch`: the composed network.
 * :mod:`~vcups_core.model.build`: ``build_model(cfg)``, the one place that reads the config.
 * :mod:`~vcups_core.model.checkpoint`: save/load with metadata.
-* :mod:`~vcups_core.model.predictor`: one-image predictors for torch, onnxruntime and TensorRT.
+* :mod:`~vcups_core.model.predictors`: the one ``Predictor`` contract, ``load_predictor`` and
+  one module per backend (torch, onnxruntime, TensorRT, with the TensorRT engine cache).
 """

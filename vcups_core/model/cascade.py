@@ -38,6 +38,7 @@ from torchvision.ops import boxes as box_ops
 from vcups_core.model.backbone import ROI_FEATURE_NAMES
 from vcups_core.model.losses import drop_loss_weights, weighted_cross_entropy
 from vcups_core.model.roi_pool import ParallelMultiScaleRoIAlign
+from vcups_core.types import passes_score_threshold
 
 
 class Detections(NamedTuple):
@@ -147,7 +148,8 @@ class CascadeRoIHeads(nn.Module):
         drop_loss_iou: Video DropLoss ``tau`` (0.5); None turns DropLoss off (plain
             cross-entropy on every proposal, for ablations).
         smooth_l1_beta: beta of the box loss (detectron2's default 0.0 is plain L1).
-        score_threshold: inference: keep ``score > score_threshold``.
+        score_threshold: inference: keep ``score >= score_threshold``
+            (:func:`~vcups_core.types.passes_score_threshold`).
         nms_threshold: inference: per-class NMS IoU.
         detections_per_image: inference: at most this many detections.
 
@@ -393,7 +395,7 @@ class CascadeRoIHeads(nn.Module):
         boxes = boxes[:, None, :].repeat(1, num_classes, 1).reshape(-1, 4)
         scores = scores.reshape(-1)
         labels = labels.reshape(-1)
-        keep = torch.where(scores > self.score_threshold)[0]
+        keep = torch.where(passes_score_threshold(scores, self.score_threshold))[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

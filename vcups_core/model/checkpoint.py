@@ -125,17 +125,40 @@ def save_checkpoint(
     return out
 
 
+def check_model_file(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` if it is a non-empty file: the check every model input (checkpoint, ONNX graph,
+    TensorRT engine) gets before it is opened, so a mistake is named in one line.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the message (e.g. ``"ONNX graph"``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a folder, not a regular file, or empty.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise ValueError(f"{p}: is a folder; give the {what} file")
+    if not p.is_file():
+        raise ValueError(f"{p}: not a regular file; give the {what} file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"{p}: empty file, not a {what} (an interrupted copy or download?)")
+    return p
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read ``(state_dict, metadata)`` without building the model.
 
     Raises:
-        ValueError: if the file needs pickle code execution, is not a vcups checkpoint, has an
-            unsupported format version, or its weights do not match the stored SHA-256.
+        ValueError: if the file is a folder, empty, truncated or damaged, needs pickle code
+            execution, is not a vcups checkpoint, has an unsupported format version, or its
+            weights do not match the stored SHA-256.
         FileNotFoundError: if ``path`` does not exist.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
+    p = check_model_file(path)
     try:
         data = torch.load(p, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -146,6 +169,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             "(vcups_core.model.checkpoint.save_checkpoint) from a trusted environment. "
             f"Detail: {detail.strip()}"
         ) from exc
+    except (RuntimeError, EOFError, ValueError) as exc:
+        # torch's zip reader: "failed finding central directory" (cut), EOFError (a stub), ...
+        raise ValueError(
+            f"{p}: not a readable checkpoint (truncated or damaged?): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{p} is not a vcups checkpoint (no 'format': {FORMAT!r} entry)")
     meta = data.get("metadata")

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.label_grid import cell_counts, channel_argmax, upsample_labels, visible_areas
-from vcups_core.types import IGNORE_LABEL, MaskCrops
+from vcups_core.types import IGNORE_LABEL, MaskCrops, passes_score_threshold
 
 
 def place_instances(
@@ -26,7 +26,8 @@ def place_instances(
 ) -> npt.NDArray[np.int32]:
     """Step 1 of the merge: which detection owns each pixel.
 
-    Instances in order of descending score; stop at the first with ``score < score_threshold``.
+    Instances in order of descending score, those with ``score >= score_threshold`` only
+    (:func:`~vcups_core.types.passes_score_threshold`).
     Skip empty masks. Skip an instance if more than ``overlap_threshold`` of its mask is already
     taken; otherwise place its free pixels. Works inside each mask's region only.
 
@@ -49,7 +50,7 @@ def place_instances(
     panoptic_instance = np.zeros((h, w), dtype=np.int32)
     taken = np.zeros((h, w), dtype=bool)
     for idx in np.argsort(-scores, kind="stable").tolist():
-        if scores[idx] < score_threshold:
+        if not passes_score_threshold(float(scores[idx]), score_threshold):
             break
         x0, y0, x1, y1 = boxes[idx]
         mask = masks.crops[idx]

@@ -52,7 +52,8 @@ class MergeSettings:
     """Post-processing thresholds (from ``ModelConfig.inference``).
 
     Attributes:
-        score_threshold: instances below it are not placed in the panoptic maps.
+        score_threshold: instances with a lower score are not placed in the panoptic maps
+            (``score >= score_threshold`` is placed).
         overlap_threshold: skip an instance whose mask is more than this fraction covered.
         stuff_area_limit: stuff regions with fewer pixels become void.
         mask_threshold: pasted mask probability at or above which a pixel is in the mask.

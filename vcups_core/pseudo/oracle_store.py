@@ -18,8 +18,8 @@ has exactly the layout of one made by ``vcups pseudo-labels`` (:mod:`vcups_core.
 * each clip's status record holds the ground truth's thing/stuff statistic, like the semantic
   stage's records;
 * the manifest's ``thing_classes``/``stuff_classes`` are exactly the synthetic world's categories
-  (:data:`vcups_core.streaming.oracle.THING_CLASSES`, ``STUFF_CLASSES``, the oracle predictor's
-  :data:`~vcups_core.streaming.oracle.CATEGORIES`): the config's ``fixed_split`` (see
+  (:data:`vcups_core.data.oracle.THING_CLASSES`, ``STUFF_CLASSES``, the oracle predictor's
+  :data:`~vcups_core.data.oracle.CATEGORIES`): the config's ``fixed_split`` (see
   :func:`vcups_core.pseudo.store.fixed_split`), not a split of the statistics, which would drop a
   thing class that no clip shows. It says what it is: ``"labels": "oracle-ground-truth"`` at its
   top level, every cue backend ``"oracle"``, and :class:`OracleLabelConfig` as its config.
@@ -49,14 +49,14 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.config import option, section
+from vcups_core.data.oracle import STUFF_CLASSES, THING_CLASSES
 from vcups_core.data.rosbag import GT_TOPICS, BagFrameReader, BagMessage, list_topics
 from vcups_core.jobs import select_shard, terminate_as_interrupt
 from vcups_core.pseudo.pipeline import ClipFailed, one_line
 from vcups_core.pseudo.sources import SourceClip, SourceSpec, open_source, processing_size
 from vcups_core.pseudo.store import ClipRecord, ClipStatus, StoreWriter
 from vcups_core.pseudo.thingstuff import ThingStuffStats
-from vcups_core.rosimage import image_msg_to_array
-from vcups_core.streaming.oracle import STUFF_CLASSES, THING_CLASSES
+from vcups_core.rosmsg import image_msg_to_array
 from vcups_core.types import NO_TRACK
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ Each clip gets a fresh :class:`~vcups_core.streaming.segmenter.StreamingSegmente
 and smoother, track ids from 1) and is fed its frames in order with the known frame gaps; the
 tracker sees every frame from the clip's first through its last annotated one, labelled or not
 (Cityscapes-VPS: the whole 30-frame snippet, labels on every 5th frame). What is kept is the
-panoptic output of the annotated frames: category ids (the predictor's
+panoptic output of the annotated frames (or of other frames chosen by the caller: in a split
+without labels, those a submission needs): category ids (the predictor's
 :class:`~vcups_core.types.CategoryTable`, before any class matching) and track ids, stored as
 ``<folder>/<clip>.npz`` (:class:`ClipResultWriter`, read back frame by frame with
 :class:`ClipResult`, so memory stays one frame plus a clip's compressed maps).
@@ -25,20 +26,20 @@ import dataclasses
 import io
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.configs.node import NodeConfig
+from vcups_core.configs.streaming import StreamingConfig
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.clip import Clip, ClipFrame
 from vcups_core.data.datasets import DatasetDescriptor
+from vcups_core.data.oracle import THING_CLASSES, OraclePredictor
 from vcups_core.data.synthetic import SyntheticFrame
 from vcups_core.jobs import StagedOutput, atomic_write_bytes
-from vcups_core.streaming.oracle import THING_CLASSES, OraclePredictor
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.types import IGNORE_LABEL
 
@@ -106,7 +107,8 @@ class ClipResult:
     Attributes:
         path: the file.
         name: the clip's name.
-        frames: clip frame index (:attr:`ClipFrame.index`) of each annotated frame, in order.
+        frames: clip frame index (:attr:`ClipFrame.index`) of each kept (annotated) frame, in
+            order.
         streamed: frames given to the segmenter (annotated or not).
 
     Raises:
@@ -165,12 +167,17 @@ def result_path(folder: Path, clip_name: str) -> Path:
     return Path(folder) / f"{clip_name}{RESULT_SUFFIX}"
 
 
-def frames_to_stream(clip: Clip, *, annotated_only: bool = False) -> tuple[ClipFrame, ...]:
-    """The frames a clip is streamed with: every frame through the last annotated one (later
-    frames cannot change a causal result), or only the annotated ones."""
+def frames_to_stream(
+    clip: Clip, *, annotated_only: bool = False, kept: Sequence[ClipFrame] | None = None
+) -> tuple[ClipFrame, ...]:
+    """The frames a clip is streamed with: every frame through the last kept one (later frames
+    cannot change a causal result), or only the kept ones (``annotated_only``). ``kept``: the
+    frames whose output is kept (default: the annotated ones)."""
+    kept = clip.annotated if kept is None else tuple(kept)
     if annotated_only:
-        return clip.annotated
-    last = max((i for i, f in enumerate(clip.frames) if f.annotated), default=-1)
+        return kept
+    indices = {f.index for f in kept}
+    last = max((i for i, f in enumerate(clip.frames) if f.index in indices), default=-1)
     return clip.frames[: last + 1]
 
 
@@ -179,9 +186,10 @@ def stream_clip(
     segmenter: StreamingSegmenter,
     frames: Sequence[ClipFrame],
     on_frame: Callable[[], None] | None = None,
+    keep: Collection[int] | None = None,
 ) -> bytes:
     """Run ``frames`` of ``clip`` (in order) through ``segmenter``; return the result file's
-    bytes with the annotated frames' output (:class:`ClipResult`).
+    bytes with the kept frames' output (:class:`ClipResult`).
 
     The gap passed with each frame is the difference of clip frame indices, so frames left out
     (the oracle's unlabelled ones) count as skipped frames for the tracker and the smoother.
@@ -191,6 +199,7 @@ def stream_clip(
         segmenter: a fresh segmenter (its tracker starts empty).
         frames: frames of ``clip`` in order.
         on_frame: called after each frame (progress).
+        keep: clip frame indices whose output is kept (default: the annotated frames).
     """
     writer = ClipResultWriter(clip.name)
     previous: int | None = None
@@ -198,7 +207,7 @@ def stream_clip(
         gap = None if previous is None else frame.index - previous
         result = segmenter.step(frame.image(), gap=gap)
         previous = frame.index
-        if frame.annotated:
+        if frame.annotated if keep is None else frame.index in keep:
             writer.add(frame.index, result.semantic, result.track_ids)
         if on_frame is not None:
             on_frame()
@@ -233,6 +242,7 @@ def run_clips(
     *,
     annotated_only: bool = False,
     progress: bool = True,
+    kept: Callable[[Clip], Sequence[ClipFrame]] | None = None,
 ) -> RunSummary:
     """Stream every unfinished clip of ``clips`` and write its :class:`ClipResult`.
 
@@ -240,8 +250,9 @@ def run_clips(
         clips: this process's clips (e.g. one shard).
         folder: where the result files go (created if missing).
         make_segmenter: a fresh segmenter for a clip (called once per unfinished clip).
-        annotated_only: stream only the annotated frames (the oracle).
+        annotated_only: stream only the kept frames (the oracle).
         progress: show a ``tqdm`` bar of frames (with frames/s) and finished clips.
+        kept: a clip's frames whose output is kept (default: its annotated frames).
 
     Raises:
         ValueError: a clip name that cannot name a file.
@@ -258,13 +269,19 @@ def run_clips(
         StagedOutput(path).remove_leftovers()  # a killed run's temporary files of this clip
         if not path.exists():
             todo.append(clip)
-    total = sum(len(frames_to_stream(c, annotated_only=annotated_only)) for c in todo)
+
+    def to_stream(clip: Clip) -> tuple[ClipFrame, ...]:
+        chosen = None if kept is None else kept(clip)
+        return frames_to_stream(clip, annotated_only=annotated_only, kept=chosen)
+
+    total = sum(len(to_stream(c)) for c in todo)
     streamed = 0
     start = time.perf_counter()
     with tqdm(total=total, desc="evaluate", unit="frame", disable=not progress) as bar:
         for done, clip in enumerate(todo, start=1):
-            frames = frames_to_stream(clip, annotated_only=annotated_only)
-            data = stream_clip(clip, make_segmenter(clip), frames, lambda: bar.update(1))
+            frames = to_stream(clip)
+            keep = None if kept is None else {f.index for f in kept(clip)}
+            data = stream_clip(clip, make_segmenter(clip), frames, lambda: bar.update(1), keep)
             atomic_write_bytes(result_path(folder, clip.name), data)
             streamed += len(frames)
             bar.set_postfix_str(f"clips {done}/{len(todo)}")
@@ -311,13 +328,14 @@ def oracle_labels(
 
 
 def oracle_segmenter(
-    clip: Clip, descriptor: DatasetDescriptor, cfg: NodeConfig
+    clip: Clip, descriptor: DatasetDescriptor, cfg: StreamingConfig
 ) -> StreamingSegmenter:
     """A segmenter whose predictor is ``clip``'s ground truth (annotated frames only).
 
-    The node's tracker settings of ``cfg`` apply; smoothing is off, no stuff segment is too
-    small and the stuff grid is at full resolution, so on the oracle's classes (car, person and
-    the synthetic world's stuff, :data:`~vcups_core.streaming.oracle.CATEGORIES`) the output
+    The streaming settings of ``cfg`` apply (tracker, score threshold, time) but for three:
+    smoothing is off, no stuff segment is too small (``stuff_area_limit: 0``) and the stuff
+    grid is at full resolution, so on the oracle's classes (car, person and
+    the synthetic world's stuff, :data:`~vcups_core.data.oracle.CATEGORIES`) the output
     equals the ground truth wherever the tracker keeps ids right. Every object of one pixel or
     more is detected. The clip's annotated images are held in memory (the oracle looks frames up
     by their content).
@@ -331,7 +349,9 @@ def oracle_segmenter(
         frames.append(_OracleFrame(frame.image().image, sem, inst, frame.index))
     # OraclePredictor reads only rgb, semantic, instance and index of a SyntheticFrame
     predictor = OraclePredictor(cast(list[SyntheticFrame], frames), min_area=1)
-    exact = dataclasses.replace(cfg, smoothing=dataclasses.replace(cfg.smoothing, enabled=False))
-    segmenter = StreamingSegmenter.from_config(predictor, exact, stuff_area_limit=0)
+    exact = dataclasses.replace(
+        cfg, stuff_area_limit=0, smoothing=dataclasses.replace(cfg.smoothing, enabled=False)
+    )
+    segmenter = StreamingSegmenter.from_config(predictor, exact)
     segmenter.smoother.grid_stride = 1
     return segmenter

@@ -5,26 +5,32 @@ semantic probabilities over the last frames, and composes a :class:`PanopticFram
 and frame id are the input's. State is bounded (tracks pruned after ``max_age`` frames, a few
 low-resolution probability maps); ``reset()`` forgets it (ids still never repeat).
 
-Time handling: the frame gap is the larger of the caller's count (the node knows how many images
-it skipped) and an estimate from the stamps (which also sees frames lost before the caller, e.g.
-by the transport); a stamp that goes backwards or jumps by more than ``max_gap_s`` resets the
-tracker and the smoother.
+Settings: one :class:`~vcups_core.configs.streaming.StreamingConfig`, read in one place
+(:meth:`StreamingSegmenter.configure`) at start-up (:meth:`StreamingSegmenter.from_config`) and
+for live changes (the node's parameters) alike.
+
+Time handling, the one policy of the node and ``vcups replay``: the frame gap is the larger of
+the caller's count (the node knows how many images it skipped) and an estimate from the stamps
+(which also sees frames lost before the caller, e.g. by the transport). A jump of more than
+``max_gap_s`` resets the tracker and the smoother, and the frame starts a new sequence. A stamp
+that is not after the previous frame's (a bag looping, a clock reset, a duplicate) is not
+processed: :meth:`StreamingSegmenter.step` resets and raises :class:`StampOrderError`, the
+callers count the frame as skipped, and tracking restarts from the next frame.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from collections import deque
-from typing import Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from vcups_core.configs.node import NodeConfig
+from vcups_core.configs.streaming import MODEL_STUFF_AREA_LIMIT, StreamingConfig
 from vcups_core.label_grid import cell_counts, upsample_labels, visible_areas
+from vcups_core.model.predictors.base import Predictor
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
 from vcups_core.types import (
@@ -36,40 +42,16 @@ from vcups_core.types import (
     Segment,
     TrackState,
     VideoFrame,
+    passes_score_threshold,
 )
 
-
-class Predictor(Protocol):
-    """What the segmenter needs from a network backend (torch, onnxruntime, TensorRT, fake)."""
-
-    @property
-    def categories(self) -> CategoryTable: ...
-
-    def predict(self, image: npt.NDArray[np.uint8]) -> FramePrediction: ...
+DEFAULT_STUFF_AREA_LIMIT = 4096
+"""Stuff area limit for ``stuff_area_limit: -1`` with a predictor without merge settings."""
 
 
-WARMUP_SIZE = (256, 512)
-"""``(H, W)`` of the black image :func:`warm_up` predicts."""
-
-
-def warm_up(predictor: Predictor, size: tuple[int, int] = WARMUP_SIZE) -> float:
-    """Run one prediction on a black ``uint8[H, W, 3]`` image; return how long it took (s).
-
-    A backend's first prediction pays one-off costs: the CUDA context, library handles, loading
-    kernels. Measured on an H200 host (R50, 1024x2048, ``benchmarks/bench_gpu.py``, fresh
-    processes): the first camera frame took 0.6-1.4 s against 36-50 ms for the next ones;
-    after a 256x512 warm-up (0.6-0.8 s) it took 44-48 ms. Any error of the prediction propagates, so a model that
-    cannot run fails here instead of at the first camera frame.
-
-    Raises:
-        ValueError: if ``size`` is not two positive integers.
-    """
-    height, width = size
-    if height < 1 or width < 1:
-        raise ValueError(f"size: expected (H, W) >= 1, got {size}")
-    start = time.perf_counter()
-    predictor.predict(np.zeros((height, width, 3), np.uint8))
-    return time.perf_counter() - start
+class StampOrderError(ValueError):
+    """A frame's stamp is not after the previous frame's: the frame was not processed, and the
+    tracker and the smoother were reset (tracking restarts from the next frame)."""
 
 
 class StreamingSegmenter:
@@ -79,7 +61,9 @@ class StreamingSegmenter:
         predictor: per-frame network backend.
         tracker: the online tracker (owned by this segmenter).
         smoother: the semantic smoother (owned by this segmenter).
-        score_threshold: detections below it are not tracked; their pixels fall back to stuff.
+        score_threshold: detections are tracked when ``score >= score_threshold``
+            (:func:`~vcups_core.types.passes_score_threshold`); the pixels of the others fall
+            back to stuff.
         stuff_area_limit: stuff segments with fewer pixels become void.
         max_gap_s: a larger jump between stamps resets tracker and smoother.
     """
@@ -105,34 +89,44 @@ class StreamingSegmenter:
         self.resets = 0
 
     @classmethod
-    def from_config(
-        cls, predictor: Predictor, cfg: NodeConfig, *, stuff_area_limit: int | None = None
-    ) -> StreamingSegmenter:
-        """Build from the node's parameters (the one place that reads them for streaming).
+    def from_config(cls, predictor: Predictor, cfg: StreamingConfig) -> StreamingSegmenter:
+        """A segmenter with a fresh tracker and smoother, set up by :meth:`configure`."""
+        segmenter = cls(predictor, tracker=OnlineTracker(), smoother=SemanticSmoother())
+        segmenter.configure(cfg)
+        return segmenter
 
-        ``stuff_area_limit=None`` takes the model config's ``inference.stuff_area_limit`` from
-        the predictor's merge settings (``predictor.settings``; 4096 for a predictor without).
+    def configure(self, cfg: StreamingConfig) -> None:
+        """Apply ``cfg``: the one place that reads a :class:`StreamingConfig`.
+
+        Called at start-up and for live changes (the node's ``streaming.*`` parameters, which
+        are validated by the same schema first); tracks, ids and smoothing history are kept.
+        ``stuff_area_limit: -1`` takes the model config's ``inference.stuff_area_limit`` from
+        the predictor's merge settings (``predictor.settings``; :data:`DEFAULT_STUFF_AREA_LIMIT`
+        for a predictor without).
+
+        Raises:
+            ValueError: a tracker or smoother setting out of range (a config loaded through
+                :mod:`vcups_core.config` never has one).
         """
-        if stuff_area_limit is None:
-            settings = getattr(predictor, "settings", None)
-            stuff_area_limit = int(getattr(settings, "stuff_area_limit", 4096))
         t = cfg.tracker
-        return cls(
-            predictor,
-            tracker=OnlineTracker(
-                max_age=t.max_age,
-                min_hits=t.min_hits,
-                iou_threshold=t.iou_threshold,
-                window=t.window,
-                match_coeffs=t.match_coeffs,
-                mask_coeff=t.mask_iou_weight,
-                propagation_bonus=t.propagation_bonus,
-                assignment=t.assignment,
-            ),
-            smoother=SemanticSmoother(window=cfg.smoothing.window, enabled=cfg.smoothing.enabled),
-            score_threshold=cfg.score_threshold,
-            stuff_area_limit=stuff_area_limit,
+        self.tracker.configure(
+            max_age=t.max_age,
+            min_hits=t.min_hits,
+            iou_threshold=t.iou_threshold,
+            window=t.window,
+            match_coeffs=t.match_coeffs,
+            mask_coeff=t.mask_iou_weight,
+            propagation_bonus=t.propagation_bonus,
+            assignment=t.assignment,
         )
+        self.smoother.configure(window=cfg.smoothing.window, enabled=cfg.smoothing.enabled)
+        self.score_threshold = cfg.score_threshold
+        limit = cfg.stuff_area_limit
+        if limit == MODEL_STUFF_AREA_LIMIT:
+            settings = getattr(self.predictor, "settings", None)
+            limit = int(getattr(settings, "stuff_area_limit", DEFAULT_STUFF_AREA_LIMIT))
+        self.stuff_area_limit = limit
+        self.max_gap_ns = int(cfg.max_gap_s * 1e9)
 
     @property
     def categories(self) -> CategoryTable:
@@ -153,6 +147,11 @@ class StreamingSegmenter:
         images it skipped), or None. Frames lost before the caller saw them show in the stamps:
         the gap used is the larger of ``gap`` and the stamps' estimate (the time since the
         previous frame over the median frame period seen so far).
+
+        Raises:
+            StampOrderError: ``frame.stamp_ns`` is not after the previous frame's; nothing
+                was predicted, tracker and smoother were reset, and this stamp is now the
+                previous one (see the module docstring).
         """
         gap = self._gap(frame.stamp_ns, gap)
         prediction = self.predictor.predict(frame.image)
@@ -165,7 +164,7 @@ class StreamingSegmenter:
         self, prediction: FramePrediction, gap: int, stamp_ns: int, frame_id: str
     ) -> PanopticFrame:
         """Track, smooth and merge one prediction (everything after the network)."""
-        keep = prediction.scores >= self.score_threshold
+        keep = passes_score_threshold(prediction.scores, self.score_threshold)
         kept = _select(prediction, keep)
         assignment = self.tracker.update(kept, gap=gap)
         stuff = self.smoother.update(
@@ -195,7 +194,14 @@ class StreamingSegmenter:
         if last is None:
             return known or 1
         dt = stamp - last
-        if dt <= 0 or dt > self.max_gap_ns:
+        if dt <= 0:
+            self.reset()
+            self._last_stamp = stamp
+            raise StampOrderError(
+                f"stamp {stamp} ns is not after the previous frame's {last} ns; frame skipped, "
+                "tracks reset"
+            )
+        if dt > self.max_gap_ns:
             self.reset()
             return known or 1
         # the period per frame the caller knows of; the median ignores the odd lost frame

@@ -46,9 +46,10 @@ class SemanticSmoother:
     def __init__(
         self, *, window: int = 3, grid_stride: int | None = None, enabled: bool = True
     ) -> None:
-        if window < 1 or (grid_stride is not None and grid_stride < 1):
-            raise ValueError(f"window and grid_stride must be >= 1, got {window}, {grid_stride}")
-        self.window, self.grid_stride, self.enabled = window, grid_stride, enabled
+        if grid_stride is not None and grid_stride < 1:
+            raise ValueError(f"grid_stride must be >= 1, got {grid_stride}")
+        self.grid_stride = grid_stride
+        self.configure(window=window, enabled=enabled)
         # the last ``window`` grids in a ring, and a scratch sum: allocated once per shape and
         # window length, so the state stays bounded and a frame allocates nothing large
         self._ring: npt.NDArray[np.float32] | None = None
@@ -56,6 +57,17 @@ class SemanticSmoother:
         self._filled = 0
         self._next = 0
         self._key: tuple[int, ...] | None = None
+
+    def configure(self, *, window: int, enabled: bool) -> None:
+        """Set ``window`` and ``enabled`` (see the class), also while running: a new window
+        length restarts the history at the next frame.
+
+        Raises:
+            ValueError: ``window < 1`` (nothing is changed then).
+        """
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window, self.enabled = window, enabled
 
     def reset(self) -> None:
         self._ring = self._total = None
@@ -85,7 +97,7 @@ class SemanticSmoother:
         target = self.grid_stride or max(1, min(8, min(height, width) // 128))
         sub = max(1, target // semantic_stride)
         stride = semantic_stride * sub
-        window = max(1, self.window)  # the node may change it at run time
+        window = self.window  # the node may change it at run time (configure)
         shape = (channels, -(-probs.shape[1] // sub), -(-probs.shape[2] // sub))
         key = (window, *shape, stride)
         if self._key != key or self._ring is None or self._total is None:

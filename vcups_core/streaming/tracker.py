@@ -72,7 +72,9 @@ class OnlineTracker:
     Args:
         max_age: frames a track survives without a detection.
         min_hits: detections before a track is confirmed.
-        iou_threshold: minimum mask IoU with a recently seen track's last mask.
+        iou_threshold: a mask IoU at or above it with a track seen within ``window`` frames
+            earns the propagation bonus (a bonus, not a gate: with a lower IoU, or none, a
+            detection still matches by appearance, box and class).
         window: "recently seen" means within this many frames.
         match_coeffs: MaskTrack weights of (log detection score, box IoU, same class).
         mask_coeff: weight of the mask IoU in the association score (0: MaskTrack's cues only).
@@ -98,15 +100,49 @@ class OnlineTracker:
         propagation_bonus: bool = True,
         assignment: str = "hungarian",
     ) -> None:
-        if (
-            max_age < 0
-            or min_hits < 1
-            or window < 1
-            or (mask_stride is not None and mask_stride < 1)
-        ):
+        if mask_stride is not None and mask_stride < 1:
+            raise ValueError(f"mask_stride: expected >= 1 or None, got {mask_stride}")
+        self.mask_stride = mask_stride
+        self.configure(
+            max_age=max_age,
+            min_hits=min_hits,
+            iou_threshold=iou_threshold,
+            window=window,
+            match_coeffs=match_coeffs,
+            mask_coeff=mask_coeff,
+            propagation_bonus=propagation_bonus,
+            assignment=assignment,
+        )
+        self._next_id = 1
+        self._frame = -1
+        self._tracks: list[Track] = []
+        # strided mask maps of the last ``window`` frames: frame -> (labels, number of masks)
+        self._maps: dict[int, tuple[npt.NDArray[np.int32], int]] = {}
+
+    def configure(
+        self,
+        *,
+        max_age: int,
+        min_hits: int,
+        iou_threshold: float,
+        window: int,
+        match_coeffs: tuple[float, float, float],
+        mask_coeff: float,
+        propagation_bonus: bool,
+        assignment: str,
+    ) -> None:
+        """Set the association settings (see the class; all but ``mask_stride``); live tracks
+        and the id counter are kept, so a running stream can change them. Checked here, at
+        construction and for changes alike.
+
+        Raises:
+            ValueError: a setting out of range (nothing is changed then).
+        """
+        if max_age < 0 or min_hits < 1 or window < 1 or mask_coeff < 0 or min(match_coeffs) < 0:
             raise ValueError(
-                f"expected max_age >= 0, min_hits >= 1, window >= 1, mask_stride >= 1; got "
-                f"{max_age}, {min_hits}, {window}, {mask_stride}"
+                "expected max_age >= 0, min_hits >= 1, window >= 1, mask_coeff >= 0 and "
+                f"match_coeffs >= 0; got {max_age}, {min_hits}, {window}, {mask_coeff}, "
+                f"{match_coeffs}"
             )
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold: expected 0..1, got {iou_threshold}")
@@ -117,12 +153,6 @@ class OnlineTracker:
         self.max_age, self.min_hits, self.window = max_age, min_hits, window
         self.iou_threshold = iou_threshold
         self.match_coeffs, self.mask_coeff = match_coeffs, mask_coeff
-        self.mask_stride = mask_stride
-        self._next_id = 1
-        self._frame = -1
-        self._tracks: list[Track] = []
-        # strided mask maps of the last ``window`` frames: frame -> (labels, number of masks)
-        self._maps: dict[int, tuple[npt.NDArray[np.int32], int]] = {}
 
     @property
     def tracks(self) -> tuple[Track, ...]:

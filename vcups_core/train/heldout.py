@@ -26,7 +26,7 @@ from vcups_core.data.datasets import get_descriptor
 from vcups_core.data.rosbag import BagFrameReader
 from vcups_core.metrics.evaluate import Frame
 from vcups_core.metrics.motion_split import evaluate_by_motion
-from vcups_core.rosimage import image_msg_to_array
+from vcups_core.rosmsg import image_msg_to_array
 
 U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
@@ -104,17 +104,22 @@ def model_frames(
 ) -> Predictions:
     """Run ``checkpoint`` through the streaming path on every bag (a fresh tracker per bag).
 
+    ``node``: the node's settings (default: its defaults): the network is opened from its
+    ``model`` section with ``checkpoint`` and ``device`` over it, the segmenter set up by its
+    ``streaming`` section, as the node does.
+
     Returns:
         :class:`Predictions` in the model's category ids (``semantic``) and track ids.
     """
-    from vcups_core.model.predictor import load_predictor
+    from vcups_core.config import replace
+    from vcups_core.model.predictors import load_predictor
     from vcups_core.streaming.segmenter import StreamingSegmenter
 
     node = node if node is not None else NodeConfig()
-    predictor = load_predictor(Path(checkpoint), device=device)
+    predictor = load_predictor(replace(node.model, checkpoint=str(checkpoint), device=device))
     drives = []
     for bag in bags:
-        segmenter = StreamingSegmenter.from_config(predictor, node)
+        segmenter = StreamingSegmenter.from_config(predictor, node.streaming)
         stamps, sems, insts = [], [], []
         for frame in BagFrameReader(Path(bag), topic):
             result = segmenter.step(frame)
@@ -167,7 +172,7 @@ def score_frames(
     ground_truth: Sequence[LabelledFrames],
     moving_ids: Mapping[str, Sequence[int]],
     *,
-    dataset: str = "cityscapes-vps",
+    dataset: str = "synthetic-world",
 ) -> dict[str, Any]:
     """Score predicted drives against ground truth with the protocol, one class matching over
     all drives; frames are paired by stamp and drive name.

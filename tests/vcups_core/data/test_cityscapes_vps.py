@@ -14,6 +14,7 @@ import pytest
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.cityscapes_vps import read_cityscapes_vps, write_cityscapes_vps
 from vcups_core.data.clip import Clip, LabeledClip, PanopticLabel
+from vcups_core.data.predictions import submission_frames, write_predictions
 from vcups_core.data.synthetic import SyntheticWorld
 
 FPS = 17.0
@@ -250,3 +251,103 @@ def test_clip_type(written: Path) -> None:
     assert isinstance(clip, Clip)
     assert clip.frames[0].image_path.parent.name == "img_all"
     assert clip.frames[4].image_path.parent.name == "img"
+
+
+def json_entries(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(id, file_name)`` of the images and ``(image_id, file_name)`` of the annotations."""
+    data = json.loads(path.read_text())
+    images = [(i["id"], i["file_name"]) for i in data["images"]]
+    return images, [(a["image_id"], a["file_name"]) for a in data.get("annotations", [])]
+
+
+def test_predictions_carry_the_ground_truths_ids_and_file_names(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    make_real_like(gt)
+    (clip,) = list(read_cityscapes_vps(gt))
+    labels = {f.index: f.label() for f in clip.annotated}
+    write_predictions("cityscapes-vps", [(clip, labels)], pred, "val")
+    # the JSON lists the ground truth's ids and file names, in its order
+    gt_json, pred_json = (r / "panoptic_gt_val_city_vps.json" for r in (gt, pred))
+    assert json_entries(pred_json) == json_entries(gt_json)
+    assert json_entries(pred_json)[0][3] == (
+        "0001_0004_frankfurt_000000_000294",
+        "0001_0004_frankfurt_000000_000294_leftImg8bit.png",  # the gtFine frame keeps its suffix
+    )
+    for sub in ("img", "panoptic_video"):
+        names = sorted(p.name for p in (pred / "val" / sub).iterdir())
+        assert names == sorted(p.name for p in (gt / "val" / sub).iterdir())
+    snippet = {f"frankfurt_000000_{n:06d}_leftImg8bit.png" for n in range(275, 305)}
+    assert {p.name for p in (pred / "val" / "img_all").iterdir()} == snippet  # not 000580
+    # ... and reads back through the reader as the ground truth's clip
+    (back,) = list(read_cityscapes_vps(pred))
+    assert back.name == "0001" and len(back) == 30
+    assert [f.stamp_ns for f in back.frames] == [f.stamp_ns for f in clip.frames]
+    assert [f.image_id for f in back.frames] == [f.image_id for f in clip.frames]
+    assert [f.index for f in back.annotated] == [4, 9, 14, 19, 24, 29]
+    label = back.frames[19].label()
+    assert label is not None
+    np.testing.assert_array_equal(
+        label.semantic, [[255, cs.ROAD, cs.CAR], [cs.PERSON, cs.CAR, cs.CAR]]
+    )
+    # written ids: person track 2 -> 12002, car track 1 -> 14001, crowd car 14000; the reader
+    # numbers the non-crowd thing ids in ascending order: person 1, car 2
+    np.testing.assert_array_equal(label.instance, [[0, 0, 2], [1, 0, 2]])
+
+
+def test_official_vpq_submission_files(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    make_real_like(gt)
+    (clip,) = list(read_cityscapes_vps(gt))
+    write_predictions("cityscapes-vps", [(clip, {9: clip.frames[9].label()})], pred, "val")
+    submission = json.loads((pred / "val" / "pred.json").read_text())
+    (ann,) = submission["annotations"]
+    assert ann["image_id"] == "0001_0002_frankfurt_000000_000284"
+    assert ann["file_name"] == "0001_0002_frankfurt_000000_000284.png"
+    rgb = cv2.imread(str(pred / "val" / "pan_pred" / ann["file_name"]))[:, :, ::-1].astype(int)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    # road 1000, car track 1 14001, person track 2 12002, crowd car 14000, void 0
+    np.testing.assert_array_equal(ids, [[0, 1000, 14001], [12002, 14000, 14001]])
+    infos = {s["id"]: (s["category_id"], s["iscrowd"]) for s in ann["segments_info"]}
+    assert infos == {
+        1000: (cs.ROAD, 0),
+        12002: (cs.PERSON, 0),
+        14000: (cs.CAR, 1),
+        14001: (cs.CAR, 0),
+    }
+    # the images the JSON lists are all there, labelled or not (one annotation)
+    images, annotations = json_entries(pred / "panoptic_gt_val_city_vps.json")
+    assert len(images) == 6 and annotations == [
+        (ann["image_id"], f"{ann['image_id']}_final_mask.png")
+    ]
+
+
+def test_a_test_split_lists_its_frames_without_labels(tmp_path: Path) -> None:
+    make_real_like(tmp_path / "gt")
+    root = tmp_path / "gt"
+    (root / "val").rename(root / "test")
+    data = json.loads((root / "panoptic_gt_val_city_vps.json").read_text())
+    del data["annotations"]
+    (root / "panoptic_im_test_city_vps.json").write_text(json.dumps(data))
+    (root / "panoptic_gt_val_city_vps.json").unlink()
+    (clip,) = list(read_cityscapes_vps(root, "test"))
+    assert len(clip) == 30 and not clip.annotated
+    listed = submission_frames(clip)
+    assert [f.index for f in listed] == [4, 9, 14, 19, 24, 29]
+    assert listed[0].image_id == "0001_0001_frankfurt_000000_000279"
+    label = PanopticLabel(np.full((2, 3), cs.ROAD, np.uint8), np.zeros((2, 3), np.int32))
+    write_predictions(
+        "cityscapes-vps", [(clip, {f.index: label for f in listed})], tmp_path / "p", "test"
+    )
+    (back,) = list(read_cityscapes_vps(tmp_path / "p", "test"))
+    assert [f.image_id for f in back.annotated] == [f.image_id for f in listed]
+    with pytest.raises(FileNotFoundError, match=r"nor panoptic_im_val_city_vps\.json"):
+        read_cityscapes_vps(root, "val")
+
+
+def test_a_label_needs_an_image_id(tmp_path: Path) -> None:
+    make_real_like(tmp_path / "gt")
+    (clip,) = list(read_cityscapes_vps(tmp_path / "gt"))
+    label = clip.frames[4].label()
+    assert label is not None
+    with pytest.raises(ValueError, match="frame 3: a label on a frame without an image id"):
+        write_predictions("cityscapes-vps", [(clip, {3: label})], tmp_path / "p", "val")

@@ -22,8 +22,7 @@ from vcups_core.data.rosbag import (
     write_synthetic_bag,
 )
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
-from vcups_core.rosimage import rgb_to_compressed_msg
-from vcups_core.rosmsg import make_header
+from vcups_core.rosmsg import make_header, rgb_to_compressed_msg
 
 CAM = "/camera/image_raw"
 
@@ -125,7 +124,7 @@ def test_gaps_and_backward_stamps_are_reported(
     with BagWriter(tmp_path / "back", "mcap") as bag:
         for i, stamp in enumerate([10, 20, 15, 30]):
             types = bag.types
-            from vcups_core.rosimage import rgb_to_image_msg
+            from vcups_core.rosmsg import rgb_to_image_msg
 
             msg = rgb_to_image_msg(
                 np.zeros((2, 2, 3), np.uint8), "rgb8", make_header(stamp, "", types), types

@@ -11,6 +11,7 @@ import torch
 
 from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
+from vcups_core.configs.predictor import PredictorConfig
 from vcups_core.export.onnx import (
     ParityTolerances,
     check_onnx_parity,
@@ -20,7 +21,9 @@ from vcups_core.export.onnx import (
 from vcups_core.model.build import build_model
 from vcups_core.model.checkpoint import save_checkpoint
 from vcups_core.model.meta_arch import PanopticCascadeMaskTrack
-from vcups_core.model.predictor import OnnxPredictor, Predictor, TorchPredictor, load_predictor
+from vcups_core.model.predictors import Predictor, load_predictor
+from vcups_core.model.predictors.onnx_predictor import OnnxPredictor
+from vcups_core.model.predictors.torch_predictor import TorchPredictor
 
 TINY = Path(__file__).resolve().parents[3] / "config" / "model" / "tiny.yaml"
 
@@ -80,9 +83,8 @@ def test_onnx_predictor_contract_and_metadata(
     pred = predictor.predict(image)
     assert pred.masks.shape == (len(pred), 120, 170) and pred.semantic_probs.shape[1:] == (30, 43)
     assert pred.semantic_stride == 4 and predictor.semantic_stride == 4
-    assert (
-        load_predictor(path, backend="onnxruntime").predict(image).boxes.shape == pred.boxes.shape
-    )
+    loaded = load_predictor(PredictorConfig(checkpoint=str(path), backend="onnxruntime"))
+    assert loaded.predict(image).boxes.shape == pred.boxes.shape
 
 
 def test_a_graph_with_zero_detections(tmp_path: Path) -> None:

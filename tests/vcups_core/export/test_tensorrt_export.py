@@ -15,16 +15,17 @@ import torch
 import vcups_core.export.tensorrt as tensorrt_export
 from vcups_core.config import load_config
 from vcups_core.configs.model import ModelConfig
+from vcups_core.configs.predictor import PredictorConfig
 from vcups_core.export.onnx import export_onnx
-from vcups_core.export.tensorrt import (
-    build_engine,
+from vcups_core.export.tensorrt import build_engine
+from vcups_core.export.trt_module import TENSORRT_INSTALL_HINT
+from vcups_core.model.build import build_model
+from vcups_core.model.predictors import load_predictor
+from vcups_core.model.predictors.engine_cache import (
     cached_engine,
     engine_cache_path,
     onnx_model_id,
 )
-from vcups_core.export.trt_module import TENSORRT_INSTALL_HINT
-from vcups_core.model.build import build_model
-from vcups_core.model.predictor import load_predictor
 
 TINY = Path(__file__).resolve().parents[3] / "config" / "model" / "tiny.yaml"
 
@@ -93,7 +94,13 @@ def test_cached_engine_reuses_the_cache_and_builds_only_on_a_miss(
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
         cached_engine(tmp_path / "missing.onnx", **key)
     with pytest.raises(ImportError, match="tensorrt-cu13"):
-        load_predictor(tiny_onnx, backend="tensorrt", engine_cache_dir=tmp_path / "empty")
+        load_predictor(
+            PredictorConfig(
+                checkpoint=str(tiny_onnx),
+                backend="tensorrt",
+                engine_cache_dir=str(tmp_path / "empty"),
+            )
+        )
 
 
 def fake_tensorrt(

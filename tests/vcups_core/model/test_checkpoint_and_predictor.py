@@ -10,17 +10,14 @@ import pytest
 import torch
 from model_fixtures import tiny_config
 
-from vcups_core.config import config_to_dict
+from vcups_core.config import config_to_dict, render_yaml
+from vcups_core.configs.predictor import PredictorConfig
 from vcups_core.export.trt_module import TENSORRT_INSTALL_HINT
 from vcups_core.model.build import build_model
 from vcups_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from vcups_core.model.predictor import (
-    Predictor,
-    TensorRTPredictor,
-    TorchPredictor,
-    image_to_tensor,
-    load_predictor,
-)
+from vcups_core.model.predictors import Predictor, load_predictor
+from vcups_core.model.predictors.tensorrt_predictor import TensorRTPredictor
+from vcups_core.model.predictors.torch_predictor import TorchPredictor, image_to_tensor
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
@@ -138,13 +135,32 @@ def test_torch_predictor_satisfies_the_predictor_contract(
         predictor.predict(_image().astype(np.float32))
     with pytest.raises(ValueError, match="CUDA"):
         TorchPredictor(model, half=True)
-    via_file = load_predictor(path, backend="torch")
+    via_file = load_predictor(PredictorConfig(checkpoint=str(path), backend="torch"))
     assert via_file.checksum == predictor.checksum
     np.testing.assert_array_equal(
         via_file.predict(_image()).boxes, predictor.predict(_image()).boxes
     )
     with pytest.raises(ValueError, match="backend"):
-        load_predictor(path, backend="tflite")  # type: ignore[arg-type]
+        load_predictor(PredictorConfig(checkpoint=str(path), backend="tflite"))  # type: ignore[arg-type]
+
+
+def test_load_predictor_takes_every_model_setting(
+    saved: tuple[torch.nn.Module, Path], tmp_path: Path
+) -> None:
+    """``config`` (another model config: here other inference thresholds) and ``half`` reach the
+    torch backend; an empty or missing checkpoint is a one-line error naming the setting."""
+    _, path = saved
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(render_yaml(tiny_config(inference={"score_threshold": 1.0})))
+    rebuilt = load_predictor(PredictorConfig(checkpoint=str(path), config=str(strict)))
+    assert rebuilt.settings.score_threshold == 1.0  # type: ignore[attr-defined]
+    assert len(rebuilt.predict(_image())) == 0
+    with pytest.raises(ValueError, match="half=True needs a CUDA device"):
+        load_predictor(PredictorConfig(checkpoint=str(path), half=True))
+    with pytest.raises(ValueError, match=r"^model\.checkpoint is empty"):
+        load_predictor(PredictorConfig())
+    with pytest.raises(FileNotFoundError, match=r"model.checkpoint .*missing\.pt: no such file"):
+        load_predictor(PredictorConfig(checkpoint=str(tmp_path / "missing.pt")))
 
 
 def test_image_to_tensor_on_the_cpu_and_off_it() -> None:
@@ -206,5 +222,7 @@ def test_tensorrt_predictor_says_what_to_install(tmp_path: Path) -> None:
     assert message == TENSORRT_INSTALL_HINT
     assert "pip install tensorrt-cu13" in message and "https://pypi.nvidia.com" in message
     assert "GPU" in message
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"an engine")
     with pytest.raises(ImportError, match="tensorrt-cu13"):
-        load_predictor(tmp_path / "model.engine", backend="tensorrt", device="cuda")
+        load_predictor(PredictorConfig(checkpoint=str(engine), backend="tensorrt", device="cuda"))

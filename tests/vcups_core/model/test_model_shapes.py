@@ -239,3 +239,16 @@ def test_parallel_roi_align_is_identical_to_torchvision() -> None:
             torch.testing.assert_close(parallel(features, boxes, sizes), expected, rtol=0, atol=0)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_cascade_keeps_a_score_equal_to_its_threshold() -> None:
+    """The cascade's test threshold is the one rule (``score >= threshold``): class 0 of the
+    first proposal (score 0.5 at threshold 0.5) is kept, the second (0.25) is not."""
+    from vcups_core.model.cascade import CascadeRoIHeads
+
+    heads = CascadeRoIHeads(in_channels=4, num_classes=2, fc_dim=8, score_threshold=0.5)
+    probs = torch.tensor([[0.5, 0.25, 0.25], [0.25, 0.25, 0.5]])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    detections = heads._postprocess(probs, boxes, (64, 64))
+    assert detections.scores.tolist() == [0.5] and detections.classes.tolist() == [0]
+    assert detections.boxes.tolist() == [[0.0, 0.0, 10.0, 10.0]]

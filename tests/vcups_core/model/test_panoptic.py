@@ -19,7 +19,7 @@ from vcups_core.model.postprocess import (
     mask_regions,
     paste_masks,
 )
-from vcups_core.model.predictor import _ExportedPredictor
+from vcups_core.model.predictors.exported import ExportedPredictor
 from vcups_core.types import IGNORE_LABEL, CategoryTable, FramePrediction, MaskCrops
 
 V = IGNORE_LABEL
@@ -110,6 +110,18 @@ def test_merge_thresholds_are_arguments() -> None:
     assert (inst[4:6, 4:6] == 4).all() and (sem[4:6, 4:6] == 1).all()
     assert (sem[4:6, 0:4] == 3).all() and sem[3, 2] == 3
     assert (sem[0:3, 3:6] == 2).all()
+
+
+def test_merge_places_a_detection_whose_score_equals_the_threshold() -> None:
+    """``score >= score_threshold`` is placed (the one rule): detection 3 (score 0.4) is placed
+    at threshold 0.4 and not at the next float32 above it."""
+    at = float(SCORES[3])
+    above = float(np.nextafter(SCORES[3], np.float32(1)))
+    for threshold, placed in ((at, True), (above, False)):
+        _, inst = combine_semantic_and_instances(
+            _probs(LABELS), MASKS, SCORES, CLASSES, num_things=2, score_threshold=threshold
+        )
+        assert bool((inst == 4).any()) is placed
 
 
 def test_merge_without_detections_and_bad_shapes() -> None:
@@ -326,7 +338,7 @@ def test_frame_prediction_from_raw_reads_grid_or_full_resolution_semantics() -> 
     assert (strided.panoptic_instance[2:9, 1:6] == 1).all()
     with pytest.raises(ValueError, match="vcups_semantic_stride"):
         frame_prediction_from_raw(raw, image_size=(h, w), semantic_stride=1, settings=settings)
-    graph = _ExportedPredictor()
+    graph = ExportedPredictor()
     graph.path = Path("graph.onnx")
     cats = CategoryTable.default(2, 2)
     graph._read_metadata({"vcups_weights_sha256": "0"}, cats, missing="graph.onnx")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vcups_core.data.oracle import STUFF_CLASSES, THING_CLASSES
 from vcups_core.data.rosbag import GT_TOPICS, BagWriter, write_synthetic_bag
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
 from vcups_core.pseudo.oracle_store import (
@@ -24,7 +25,6 @@ from vcups_core.pseudo.store import (
     read_records,
     read_store,
 )
-from vcups_core.streaming.oracle import STUFF_CLASSES, THING_CLASSES
 
 TOPIC = "/camera/image_raw"
 

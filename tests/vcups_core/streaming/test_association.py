@@ -72,18 +72,20 @@ def test_greedy_assignment_follows_detection_scores_not_the_optimum() -> None:
 
 def test_segmenter_passes_the_tracker_settings() -> None:
     from vcups_core.config import apply_overrides
-    from vcups_core.configs.node import NodeConfig
+    from vcups_core.configs.streaming import StreamingConfig
     from vcups_core.streaming.segmenter import StreamingSegmenter
 
     cfg = apply_overrides(
-        NodeConfig(),
+        StreamingConfig(),
         [
             "tracker.assignment=greedy",
             "tracker.propagation_bonus=false",
             "tracker.mask_iou_weight=0",
+            "stuff_area_limit=0",
         ],
-        NodeConfig,
+        StreamingConfig,
     )
-    seg = StreamingSegmenter.from_config(object(), cfg, stuff_area_limit=0)  # type: ignore[arg-type]
+    seg = StreamingSegmenter.from_config(object(), cfg)  # type: ignore[arg-type]
     assert seg.tracker.assignment == "greedy"
     assert seg.tracker.propagation_bonus is False and seg.tracker.mask_coeff == 0.0
+    assert seg.stuff_area_limit == 0

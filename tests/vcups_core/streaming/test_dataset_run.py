@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vcups_core.data.clip import Clip, ClipFrame, PanopticLabel
 from vcups_core.jobs import atomic_write_bytes
-from vcups_core.streaming.dataset_run import ClipResult, ClipResultWriter, result_path
+from vcups_core.streaming.dataset_run import (
+    ClipResult,
+    ClipResultWriter,
+    frames_to_stream,
+    result_path,
+)
 
 
 def written(tmp_path: Path) -> Path:
@@ -46,3 +52,21 @@ def test_damaged_files_and_bad_names(tmp_path: Path) -> None:
         ClipResult(bad)
     with pytest.raises(ValueError, match="cannot name a result file"):
         result_path(tmp_path, "a/b")
+
+
+def test_frames_streamed_run_through_the_last_kept_frame() -> None:
+    # 6 frames, labels on 1 and 3: the tracker sees 0..3 (4 and 5 cannot change a causal result)
+    def label() -> PanopticLabel:
+        return PanopticLabel.void(1, 1)
+
+    frames = tuple(
+        ClipFrame(i, i, Path(f"{i}.png"), label if i in (1, 3) else None) for i in range(6)
+    )
+    clip = Clip("c", "kitti-step", frames)
+    assert [f.index for f in frames_to_stream(clip)] == [0, 1, 2, 3]
+    assert [f.index for f in frames_to_stream(clip, annotated_only=True)] == [1, 3]
+    # other kept frames (a split without labels): through the last of those, or only those
+    kept = (frames[0], frames[4])
+    assert [f.index for f in frames_to_stream(clip, kept=kept)] == [0, 1, 2, 3, 4]
+    assert [f.index for f in frames_to_stream(clip, kept=kept, annotated_only=True)] == [0, 4]
+    assert frames_to_stream(clip, kept=()) == ()

@@ -7,13 +7,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from vcups_core.data.oracle import CATEGORIES, OraclePredictor
 from vcups_core.data.synthetic import SyntheticFrame, SyntheticWorld
-from vcups_core.streaming.oracle import CATEGORIES, OraclePredictor
 from vcups_core.streaming.segmenter import (
-    WARMUP_SIZE,
+    StampOrderError,
     StreamingSegmenter,
     compose_panoptic,
-    warm_up,
 )
 from vcups_core.streaming.smoother import SemanticSmoother, SmoothedSemantics
 from vcups_core.streaming.tracker import OnlineTracker, TrackAssignment
@@ -45,37 +44,6 @@ def run(seg: StreamingSegmenter, frames: list[SyntheticFrame]) -> list[dict[int,
                 mapping[int(gt)] = s.track_id
         out.append(mapping)
     return out
-
-
-def test_warm_up_predicts_one_black_image_and_passes_errors_on() -> None:
-    seen: list[np.ndarray] = []
-    oracle = OraclePredictor([])  # answers an unknown image with an empty prediction
-
-    class Recording:
-        categories = CATEGORIES
-
-        def predict(self, image: np.ndarray) -> FramePrediction:
-            seen.append(image)
-            return oracle.predict(image)
-
-    class OutOfMemory:
-        categories = CATEGORIES
-
-        def predict(self, image: np.ndarray) -> FramePrediction:
-            raise RuntimeError("CUDA out of memory")
-
-    assert warm_up(Recording()) >= 0.0
-    assert warm_up(Recording(), (7, 9)) >= 0.0
-    assert [(im.shape, im.dtype.name, int(im.max())) for im in seen] == [
-        ((256, 512, 3), "uint8", 0),
-        ((7, 9, 3), "uint8", 0),
-    ]
-    assert WARMUP_SIZE == (256, 512)
-    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # unchanged, not swallowed
-        warm_up(OutOfMemory())
-    with pytest.raises(ValueError, match="size"):
-        warm_up(Recording(), (0, 6))
-    assert len(seen) == 2
 
 
 def test_ids_are_stable_through_a_one_frame_dropout(frames: list[SyntheticFrame]) -> None:
@@ -110,8 +78,43 @@ def test_time_jump_resets_but_never_reuses_ids(frames: list[SyntheticFrame]) -> 
     old_ids = {t for m in before for t in m.values()}
     new_ids = {t for m in after for t in m.values()}
     assert old_ids and new_ids and not old_ids & new_ids
-    back_in_time = run(seg, frames[:1])  # stamps going backwards reset too
-    assert seg.resets == 2 and not set(back_in_time[0].values()) & (old_ids | new_ids)
+    # a stamp going backwards: the frame is skipped (the node's and replay's one policy) and
+    # the tracks reset; tracking restarts from the next frame, with new ids
+    with pytest.raises(StampOrderError, match="is not after the previous frame's"):
+        run(seg, frames[:1])
+    assert seg.resets == 2 and seg.frames_processed == 8
+    restarted = run(seg, frames[1:2])
+    assert restarted[0] and not set(restarted[0].values()) & (old_ids | new_ids)
+
+
+def test_a_stamp_equal_to_the_previous_one_is_skipped_too(frames: list[SyntheticFrame]) -> None:
+    """The boundary of the stamp policy: "after" is strict, so a repeated stamp is skipped."""
+    seg = segmenter(OraclePredictor(frames))
+    run(seg, frames[:2])
+    with pytest.raises(StampOrderError):
+        run(seg, frames[1:2])
+    assert (seg.frames_processed, seg.resets) == (2, 1)
+    assert run(seg, frames[2:3])[0]  # the next later stamp is processed
+
+
+@pytest.mark.parametrize(
+    ("threshold", "tracked"),
+    [(0.5, True), (float(np.nextafter(np.float32(0.5), np.float32(1))), False)],
+)
+def test_score_threshold_keeps_a_score_equal_to_it(
+    frames: list[SyntheticFrame], threshold: float, tracked: bool
+) -> None:
+    """One meaning of the threshold (``score >= threshold``): the oracle scores every object
+    0.5; at threshold 0.5 they are tracked, at the next float32 above they fall back to stuff."""
+    seg = StreamingSegmenter(
+        OraclePredictor(frames, score=0.5),
+        tracker=OnlineTracker(),
+        smoother=SemanticSmoother(),
+        score_threshold=threshold,
+        stuff_area_limit=10,
+    )
+    (mapping,) = run(seg, frames[:1])
+    assert bool(mapping) is tracked
 
 
 @pytest.mark.parametrize(

@@ -71,15 +71,18 @@ def test_grid_sampling_is_every_sub_th_probability(size: tuple[int, int]) -> Non
 
 
 def test_window_change_at_run_time_takes_effect() -> None:
-    """The node sets ``window`` on a live smoother: the history follows the new length."""
+    """The node reconfigures a live smoother: the history follows the new window length."""
     sm = SemanticSmoother(window=3, grid_stride=1)
     kw = {"semantic_stride": 1, "height": 1, "width": 1}
     for _ in range(3):
         sm.update(probs_for(np.zeros((1, 1))), **kw)
-    sm.window = 1
+    sm.configure(window=1, enabled=True)
     assert (sm.update(probs_for(np.ones((1, 1))), **kw).labels == 1).all()
-    sm.window = 3  # a new window length restarts the history
+    sm.configure(window=3, enabled=True)  # a new window length restarts the history
     sm.update(probs_for(np.ones((1, 1))), **kw)
     sm.update(probs_for(np.ones((1, 1))), **kw)
     # history [1, 1] then a 0 frame: channel 1 still leads (0.6 + 0.6 + 0.2 vs 0.2 + 0.2 + 0.6)
     assert (sm.update(probs_for(np.zeros((1, 1))), **kw).labels == 1).all()
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        sm.configure(window=0, enabled=True)
+    assert sm.window == 3  # a refused change changes nothing

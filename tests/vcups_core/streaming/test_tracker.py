@@ -90,6 +90,36 @@ def test_ids_are_never_reused_and_memory_stays_bounded() -> None:
     assert tr.next_id - 1 == len(seen)  # every id handed out once, counter never rewound
 
 
+def test_iou_threshold_is_a_bonus_not_a_gate() -> None:
+    """At ``iou_threshold`` 1 no moved object earns the bonus, yet a 1-pixel move (mask IoU 0.82)
+    keeps its id: the threshold only adds the same-class weight, it never forbids a match."""
+    tr = OnlineTracker(iou_threshold=1.0, mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10)], embed=[2]))
+    assert tr.update(frame([(1, 0, 11, 10)], embed=[2])).track_ids.tolist() == [1]
+
+
+def test_configure_changes_a_live_tracker_and_keeps_its_tracks() -> None:
+    tr = OnlineTracker(mask_stride=1)
+    tr.update(frame([(0, 0, 10, 10)]))
+    settings = {
+        "max_age": 1,
+        "min_hits": 1,
+        "iou_threshold": 0.2,
+        "window": 2,
+        "match_coeffs": (1.0, 1.0, 1.0),
+        "mask_coeff": 0.0,
+        "propagation_bonus": False,
+        "assignment": "greedy",
+    }
+    tr.configure(**settings)
+    assert (tr.max_age, tr.min_hits, tr.assignment, tr.mask_stride) == (1, 1, "greedy", 1)
+    again = tr.update(frame([(1, 0, 11, 10)]))
+    assert again.track_ids.tolist() == [1] and again.states == (TrackState.CONFIRMED,)
+    with pytest.raises(ValueError, match="window >= 1"):
+        tr.configure(**{**settings, "window": 0})
+    assert tr.window == 2  # a refused change changes nothing
+
+
 def test_constructor_checks() -> None:
     with pytest.raises(ValueError, match="iou_threshold"):
         OnlineTracker(iou_threshold=1.5)

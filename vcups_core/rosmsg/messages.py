@@ -1,11 +1,12 @@
-"""ROS messages without ROS: our ``msg/*.msg`` in a ``rosbags`` typestore, message classes, time.
+"""Our ``msg/*.msg`` in a ``rosbags`` typestore, the message classes conversions build, time.
 
 ``rosbags`` reads and writes rosbag2 files and CDR without any ROS installation. This module finds
 the ``.msg`` files of the ``vcups_ros`` package and registers them, on top of the standard ROS 2
 Jazzy types, in a typestore used by the bag readers/writers and by the tests.
 
 :class:`MessageTypes` names the message classes that message-building code uses, so the same code
-builds ``rosbags`` objects here and rclpy objects in the node (``vcups_ros.conversions``).
+builds ``rosbags`` objects in the bag writers and replay and rclpy objects in the node
+(``vcups_ros.rclpy_types.rclpy_types()``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ MESSAGE_NAMES: tuple[str, ...] = ("PanopticTrack", "PanopticTrackArray", "Panopt
 
 def msg_dir_candidates() -> list[Path]:
     """Where ``msg/*.msg`` may be: the source tree, a pip install, an ament (colcon) install."""
-    candidates = [Path(__file__).resolve().parent.parent / "msg"]
+    candidates = [Path(__file__).resolve().parents[2] / "msg"]
     candidates.append(Path(sys.prefix) / "share" / PACKAGE / "msg")
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
@@ -78,7 +79,7 @@ def msg_type(name: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class MessageTypes:
     """The message classes that conversions build: from a ``rosbags`` typestore
-    (:meth:`rosbags`) or from rclpy (``vcups_ros.conversions.rclpy_types()``).
+    (:meth:`rosbags`) or from rclpy (``vcups_ros.rclpy_types.rclpy_types()``).
 
     Attributes:
         Time, Header, Image, CompressedImage, CameraInfo, RegionOfInterest, PanopticTrack,

@@ -1,7 +1,9 @@
 """A deterministic predictor made from the synthetic world's ground truth (no weights needed).
 
-It stands in for the network wherever the streaming path must be exercised without a trained
-model: tests, the benchmark, the demo, the node's tests. Each known image maps to its frame's
+It lives beside the world it reads (:mod:`vcups_core.data.synthetic`) and stands in for the
+network wherever the streaming path must be exercised without a trained model: tests, the
+benchmark, ``vcups replay --oracle`` and ``vcups evaluate --oracle``, the node's tests. It
+implements :class:`~vcups_core.model.predictors.base.Predictor`. Each known image maps to its frame's
 ground truth: things become detections with score ``score``, an embedding that is a fixed random
 unit vector per track id, and their exact masks; stuff becomes one-hot-ish semantic
 probabilities. Options inject the failures a tracker must survive: detection dropouts and

@@ -1,8 +1,8 @@
 """``sensor_msgs/Image`` and ``CompressedImage`` <-> numpy, for ROS and ``rosbags`` objects alike.
 
 Decoding uses attribute access only, so it works on rclpy, ``rosbags`` and ``mcap_ros2`` message
-objects; building goes through a :class:`~vcups_core.rosmsg.MessageTypes`. This is the one place
-that knows ROS image encodings (the node and the bag reader both use it). Bad input raises
+objects; building goes through a :class:`~vcups_core.rosmsg.messages.MessageTypes`. This is the
+one place that knows ROS image encodings (the node, the bag reader and replay all use it). Bad input raises
 ``ValueError`` naming the message field with the expected and the actual value.
 
 Supported:
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.rosmsg import MessageTypes, time_to_ns
+from vcups_core.rosmsg.messages import MessageTypes, time_to_ns
 from vcups_core.types import VideoFrame
 
 # encoding -> (channels, numpy dtype); one place for what we accept.

@@ -1,105 +1,33 @@
-"""Pure conversions between ROS 2 messages and vcups types (no node state, no rclpy import here).
-
-Every function works on real rclpy message objects and on ``rosbags`` message objects alike:
-reading uses attribute access only, and building goes through a
-:class:`~vcups_core.rosmsg.MessageTypes` holding the message classes of one world
-(:func:`rclpy_types` here, or ``MessageTypes.rosbags()``). Bad input raises ``ValueError`` naming
-the message field with the expected and the actual value.
-
-Images: the codec functions of :mod:`vcups_core.rosimage` are re-exported here (the bag reader in
-``vcups_core`` uses the same ones). Panoptic results: :class:`PanopticFrame` <->
+"""Tracked panoptic results <-> our messages: :class:`~vcups_core.types.PanopticFrame` <->
 ``vcups_ros/PanopticTrackArray``, and ``vcups_ros/PanopticInfo``.
+
+Every function works on rclpy message objects and on ``rosbags`` message objects alike: reading
+uses attribute access only, and building goes through a
+:class:`~vcups_core.rosmsg.messages.MessageTypes` holding the message classes of one world
+(``vcups_ros.rclpy_types.rclpy_types()`` in the node, ``MessageTypes.rosbags()`` in ``vcups
+replay`` and the bag writers). Bad input raises ``ValueError`` naming the message field with the
+expected and the actual value. :func:`segmenter_info_msg` is the one ``PanopticInfo`` of a
+running segmenter, published by the node and written by ``vcups replay``.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from vcups_core.rosimage import (
-    COMPRESSED_CODECS,
-    IMAGE_ENCODINGS,
-    array_to_image_msg,
-    compressed_msg_to_rgb,
-    gray_to_rgb,
-    image_msg_to_array,
-    image_msg_to_rgb,
-    is_compressed,
-    msg_to_video_frame,
-    parse_compressed_format,
-    rgb_to_compressed_msg,
-    rgb_to_image_msg,
-)
-from vcups_core.rosmsg import NS_PER_S, MessageTypes, make_header, ns_to_time, time_to_ns
+from vcups_core.rosmsg.image import array_to_image_msg, image_msg_to_array
+from vcups_core.rosmsg.messages import MessageTypes, make_header, ns_to_time, time_to_ns
 from vcups_core.types import Box, PanopticFrame, Segment, TrackState
 from vcups_core.viz.palette import default_palette
 
-__all__ = [
-    "COMPRESSED_CODECS",
-    "IMAGE_ENCODINGS",
-    "NS_PER_S",
-    "SEGMENT_IDS_ENCODING",
-    "MessageTypes",
-    "TrackArrayMeta",
-    "array_to_image_msg",
-    "compressed_msg_to_rgb",
-    "gray_to_rgb",
-    "image_msg_to_array",
-    "image_msg_to_rgb",
-    "is_compressed",
-    "make_header",
-    "msg_to_panoptic_frame",
-    "msg_to_video_frame",
-    "ns_to_time",
-    "panoptic_frame_to_msg",
-    "panoptic_info_msg",
-    "parse_compressed_format",
-    "rclpy_types",
-    "rgb_to_compressed_msg",
-    "rgb_to_image_msg",
-    "segments_from_msg",
-    "time_to_ns",
-]
+if TYPE_CHECKING:  # the segmenter only as a type: no import of the streaming path here
+    from vcups_core.streaming.segmenter import StreamingSegmenter
 
 SEGMENT_IDS_ENCODING = "16UC1"
-
-
-def rclpy_types() -> MessageTypes:
-    """Message classes of a ROS 2 environment (imports the message modules lazily)."""
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
-    from std_msgs.msg import Header
-
-    from vcups_ros.msg import PanopticInfo, PanopticTrack, PanopticTrackArray
-
-    return MessageTypes(
-        Time=Time,
-        Header=Header,
-        Image=Image,
-        CompressedImage=CompressedImage,
-        CameraInfo=CameraInfo,
-        RegionOfInterest=RegionOfInterest,
-        PanopticTrack=PanopticTrack,
-        PanopticTrackArray=PanopticTrackArray,
-        PanopticInfo=PanopticInfo,
-        array=_rclpy_array,
-    )
-
-
-def _rclpy_array(values: npt.NDArray[Any]) -> Any:
-    """rclpy's storage for primitive arrays: ``array('B')`` for uint8 (skips per-element checks,
-    which cost seconds on a camera image), a list of ``bool`` for bool."""
-    if values.dtype == np.uint8:
-        out = array.array("B")
-        out.frombytes(np.ascontiguousarray(values).data)  # one copy (tobytes() would add another)
-        return out
-    if values.dtype == np.bool_:
-        return [bool(v) for v in values.reshape(-1)]
-    raise TypeError(f"no rclpy array conversion for dtype {values.dtype}")
+"""Encoding of the segment-id map embedded in ``PanopticTrackArray``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,4 +230,32 @@ def panoptic_info_msg(
         category_is_thing=types.array(np.asarray(category_is_thing, dtype=bool)),
         category_colors=types.array(colors.astype(np.uint8).reshape(-1)),
         score_threshold=float(score_threshold),
+    )
+
+
+def segmenter_info_msg(
+    segmenter: StreamingSegmenter, types: MessageTypes, *, version: int, stamp_ns: int = 0
+) -> Any:
+    """The ``vcups_ros/PanopticInfo`` of what ``segmenter`` publishes: its predictor's category
+    table, model name and checksum, and the score threshold it tracks with.
+
+    The one builder of the node (``panoptic/info``) and ``vcups replay`` (``/panoptic/info``).
+
+    Args:
+        segmenter: the running segmenter.
+        types: the message classes to build with.
+        version: ``PanopticInfo.version`` (``PanopticTrackArray.info_version`` refers to it).
+        stamp_ns: the header stamp (the node: its clock when it publishes; replay: 0).
+    """
+    cats = segmenter.categories
+    predictor = segmenter.predictor
+    return panoptic_info_msg(
+        types,
+        version=version,
+        category_names=list(cats.names),
+        category_is_thing=list(cats.is_thing),
+        model_name=str(predictor.model_name),
+        model_checksum=str(predictor.checksum),
+        score_threshold=segmenter.score_threshold,
+        stamp_ns=stamp_ns,
     )
