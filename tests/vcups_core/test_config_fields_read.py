@@ -1,7 +1,8 @@
 """Every field of the evaluation, model and training schemas is read by the code it configures.
 
 A field is "read" when ``.<name>`` appears in a module outside ``vcups_core/configs`` (attribute
-access on the loaded config). The pseudo-label and node schemas are not checked here yet.
+access on the loaded config). Every schema of ``config/`` is checked: evaluation, model, training,
+pseudo-labels and the node's parameters (model, streaming, input, output, diagnostics).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from vcups_core.configs import EvaluationConfig, ModelConfig, TrainingConfig
+from vcups_core.configs.node import NodeConfig
+from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [
@@ -44,6 +47,8 @@ TEXT = "\n".join(p.read_text() for p in SOURCES)
         *leaf_fields(EvaluationConfig),
         *(f"model.{k}" for k in leaf_fields(ModelConfig)),
         *(f"training.{k}" for k in leaf_fields(TrainingConfig)),
+        *(f"pseudo_labels.{k}" for k in leaf_fields(PseudoLabelConfig)),
+        *(f"node.{k}" for k in leaf_fields(NodeConfig)),
     ],
 )
 def test_field_is_read(key: str) -> None:
