@@ -272,3 +272,43 @@ def test_dataset_ground_truth_pairs_by_position_and_skips_images_unless_asked(
     assert [g.stamp_ns for g in gt] == bag_stamps
     assert all(g.rgb.size == 0 for g in gt)
     assert dataset_ground_truth(clip, bag_stamps, with_images=True)[0].rgb.shape == (48, 96, 3)
+
+
+def test_dataset_scores_match_classes_over_the_whole_set() -> None:
+    """One clip alone would map category 1 to road (its only class); over the whole set the other
+    clip's many sky pixels take category 1 and road goes to category 0 (Hungarian), so the
+    replayed clip, all road predicted as category 1, scores SQ 0 instead of 1."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from training.replay import GroundTruthFrame, evaluate_against
+    from vcups_core.data import cityscapes_classes as cs
+    from vcups_core.types import CategoryTable
+
+    road = np.full((4, 4), cs.ROAD, np.uint8)
+    gt = [GroundTruthFrame(np.zeros((4, 4, 3), np.uint8), road, np.zeros((4, 4), np.int32), 0, 7)]
+    ones = np.ones((4, 4), np.int32)
+    replayed = SimpleNamespace(
+        stamp_ns=7, segment_ids=ones, semantic=ones, track_ids=np.zeros((4, 4), np.int32)
+    )
+    categories = CategoryTable.default(0, 2)
+
+    def other_clips() -> Any:
+        sky = np.zeros((8, 8), np.int32)
+        sky[:, 4:] = cs.SKY
+        pred = np.zeros((8, 8), np.int32)
+        pred[:, 4:] = 1
+        yield "other", sky, np.zeros((8, 8), np.int32), pred, np.zeros((8, 8), np.int32)
+
+    alone = evaluate_against(gt, [replayed], categories, "cityscapes-vps")  # type: ignore[list-item]
+    whole = evaluate_against(
+        gt,
+        [replayed],  # type: ignore[list-item]
+        categories,
+        "cityscapes-vps",
+        other_clips=other_clips,
+    )
+    assert alone["class_mapping"]["1"] == "road" and alone["SQ"] == pytest.approx(1.0)
+    assert whole["class_mapping"] == {"0": "road", "1": "sky"}
+    assert whole["SQ"] == pytest.approx(0.0)
