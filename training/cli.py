@@ -14,6 +14,7 @@ from vcups_core import __version__
 from vcups_core.config import ConfigError, config_from_dict, load_config, render_yaml
 from vcups_core.configs import SCHEMAS
 from vcups_core.data.rosbag import BagReadError
+from vcups_core.jobs import atomic_write_text, make_output_folder
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 _TITLES = {
@@ -61,10 +62,8 @@ def _cmd_config_write_defaults(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     for kind, (_, rel) in SCHEMAS.items():
         path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(render_default(kind), encoding="utf-8")
-        tmp.replace(path)
+        make_output_folder(path.parent)
+        atomic_write_text(path, render_default(kind))
         print(f"wrote {path}")
     return 0
 
@@ -345,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vcups: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
+        # a missing or unwritable path, a bad value, an optional package missing (TensorRT,
+        # onnxruntime: the message says what to install)
         print(f"vcups {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BagReadError as exc:

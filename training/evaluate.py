@@ -88,7 +88,9 @@ from vcups_core.data.registry import READERS, open_dataset
 from vcups_core.jobs import (
     StagedOutput,
     atomic_write_json,
+    check_output_file,
     file_lock,
+    make_output_folder,
     select_shard,
     terminate_as_interrupt,
 )
@@ -199,6 +201,12 @@ def _score_stored(args: argparse.Namespace) -> int:
     descriptor = get_descriptor(cfg.dataset)
     gt, pred = Path(args.gt), Path(args.pred)
     total = sum(len(c.annotated) for c in open_dataset(cfg.dataset, gt, args.split))
+    if not total:
+        split = args.split or default_split(cfg.dataset)
+        raise ValueError(
+            f"--gt {gt}: {cfg.dataset} split {split} has no labelled frame; nothing to score"
+        )
+    out = check_output_file(Path(args.out), "--out")  # before the scoring
 
     def source() -> Iterator[Frame]:
         return frame_pairs(cfg.dataset, gt, pred, args.split)
@@ -215,8 +223,6 @@ def _score_stored(args: argparse.Namespace) -> int:
         pred_is_thing=flags,
         progress=progress,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report["plots"] = [str(p) for p in plot_report(report, out.with_suffix(""))]
     out.write_text(json.dumps(report, indent=2) + "\n")
     _print_scores(report)
@@ -284,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file; the run form writes a folder")
+    make_output_folder(out.parent, f"--out {out}")
     shard = resolve_shard(getattr(args, "shard", None))
     world = _torchrun_world()
     clips = list(open_dataset(name, root, split))
@@ -430,8 +437,6 @@ def _segmenter_factory(
 
         return oracle, CATEGORIES, "oracle"
     path = Path(args.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint {path}: not found")
     from vcups_core.model.predictors import load_predictor
 
     # the node file's model section, --checkpoint/--backend/--device over it
@@ -441,7 +446,8 @@ def _segmenter_factory(
             checkpoint=str(path),
             backend=args.backend or node_cfg.model.backend,
             device=_device(args.device or node_cfg.model.device),
-        )
+        ),
+        names=("--checkpoint", "--device"),
     )
     streaming = node_cfg.streaming
     if args.stuff_area_limit is not None:

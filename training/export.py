@@ -4,7 +4,8 @@
                  [--height 512 --width 1024]
 
 Exit codes: 0 exported and parity passed; 1 parity check failed (the ONNX file is still
-written); 2 TensorRT requested but unavailable or failing, or the checkpoint cannot be read.
+written); 2 TensorRT requested but unavailable or failing, or the checkpoint cannot be read
+(through ``vcups``: also an unusable option or output path, refused before any work).
 """
 
 from __future__ import annotations
@@ -33,18 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export a checkpoint; print the parity report; see the module docstring for exit codes."""
-    from vcups_core.export.onnx import check_onnx_parity, export_onnx
+    from vcups_core.export.onnx import check_export_options, check_onnx_parity, export_onnx
+    from vcups_core.jobs import check_output_file
     from vcups_core.model.checkpoint import load_checkpoint
 
+    height, width = int(args.height), int(args.width)
+    opset = int(getattr(args, "opset", 17))
+    # the options and outputs are checked before the checkpoint is read or anything exported
+    check_export_options(opset, (height, width))
+    check_output_file(args.onnx, "--onnx")
+    if args.tensorrt:
+        check_output_file(args.tensorrt, "--tensorrt")
     try:
         model, meta = load_checkpoint(args.checkpoint)
     except (ValueError, FileNotFoundError) as exc:
         print(f"vcups export: {exc}", file=sys.stderr)
         return 2
-    height, width = int(args.height), int(args.width)
-    onnx_path = export_onnx(
-        model, args.onnx, opset=int(getattr(args, "opset", 17)), example_size=(height, width)
-    )
+    onnx_path = export_onnx(model, args.onnx, opset=opset, example_size=(height, width))
     print(f"wrote {onnx_path} ({meta['model_name']}, weights sha256 {meta['weights_sha256'][:12]})")
     rng = np.random.default_rng(int(getattr(args, "seed", 0)))
     # Two sizes: the export size and a different one, so a graph that lost its dynamic axes fails.

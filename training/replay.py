@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core import rosmsg
+from vcups_core.checks import check_frame_rate
 from vcups_core.config import config_from_dict, config_to_dict, load_config
 from vcups_core.configs.node import NodeConfig
 from vcups_core.configs.predictor import PredictorConfig
@@ -54,7 +55,12 @@ from vcups_core.configs.streaming import StreamingConfig
 from vcups_core.data.clip import Clip
 from vcups_core.data.oracle import OraclePredictor
 from vcups_core.data.rosbag import BagFrameReader, BagWriter, is_unfinished_bag
-from vcups_core.jobs import StagedOutput, signals_deferred, terminate_as_interrupt
+from vcups_core.jobs import (
+    StagedOutput,
+    check_output_file,
+    signals_deferred,
+    terminate_as_interrupt,
+)
 from vcups_core.metrics.evaluate import Frame, FrameSource
 from vcups_core.model.predictors import Predictor, load_predictor
 from vcups_core.runtime import limit_blas_threads
@@ -136,15 +142,15 @@ class GroundTruthFrame:
 def read_ground_truth(
     bag: Path, topic: str, semantic_topic: str, instance_topic: str
 ) -> list[GroundTruthFrame]:
-    """Camera frames with the ground truth of the same header stamp (frames without are skipped)."""
-    semantic = {
-        m.stamp_ns: rosmsg.image_msg_to_array(m.msg)
-        for m in BagFrameReader(bag, semantic_topic).messages()
-    }
-    instance = {
-        m.stamp_ns: rosmsg.image_msg_to_array(m.msg)
-        for m in BagFrameReader(bag, instance_topic).messages()
-    }
+    """Camera frames with the ground truth of the same header stamp (frames without are skipped).
+
+    Raises:
+        ValueError: a topic is missing, or does not hold label maps of its kind (the semantic
+            one ``mono8`` class ids, the instance one single-channel integer ids): the message
+            names ``--gt-topics`` and says when the two look swapped.
+    """
+    semantic = _label_maps(bag, semantic_topic, "semantic", (np.uint8,), instance_topic)
+    instance = _label_maps(bag, instance_topic, "instance", (np.uint8, np.uint16), semantic_topic)
     out = []
     for frame in BagFrameReader(bag, topic):
         if frame.stamp_ns in semantic and frame.stamp_ns in instance:
@@ -162,6 +168,24 @@ def read_ground_truth(
             f"{bag}: no frame of {topic} has ground truth on {semantic_topic} and {instance_topic}"
         )
     return out
+
+
+def _label_maps(
+    bag: Path, topic: str, kind: str, dtypes: tuple[type[np.generic], ...], other: str
+) -> dict[int, npt.NDArray[Any]]:
+    """``{stamp: label map}`` of one ground-truth topic, each map checked to be of ``kind``."""
+    maps = {}
+    for m in BagFrameReader(bag, topic).messages():
+        array = rosmsg.image_msg_to_array(m.msg)
+        if array.ndim != 2 or array.dtype.type not in dtypes:
+            swapped = kind == "semantic" and array.ndim == 2 and array.dtype == np.uint16
+            raise ValueError(
+                f"--gt-topics: {topic} holds {m.msg.encoding} images, not {kind} label maps "
+                f"({'mono8 class ids' if kind == 'semantic' else 'single-channel integer ids'})"
+                + (f"; swapped with {other}? give SEMANTIC,INSTANCE" if swapped else "")
+            )
+        maps[m.stamp_ns] = array
+    return maps
 
 
 def read_dataset_clip(
@@ -281,7 +305,7 @@ def make_predictor(
             "give --checkpoint (a model, .onnx or .engine), model.checkpoint in --config, or "
             "--oracle (ground truth)"
         )
-    return load_predictor(model)
+    return load_predictor(model, names=("--checkpoint", "--device"))
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -308,8 +332,7 @@ def _staged(
     if bag:
         staged = StagedOutput(Path(target), overwrite=overwrite, replaceable=is_unfinished_bag)
     else:
-        if Path(target).is_dir():
-            raise ValueError(f"{flag} {target}: is a folder; give a file name")
+        check_output_file(Path(target), flag)
         staged = StagedOutput(Path(target), replaceable=Path.is_file)
     staged.open()
     stack.callback(staged.discard)
@@ -322,6 +345,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     limit_blas_threads()  # as the node does (see vcups_core.runtime)
 
     bag = Path(args.bag)
+    check_frame_rate(args.fps)
     model_cfg, streaming = replay_configs(args)
     gt_topics = args.gt_topics.split(",") if args.gt_topics else None
     if gt_topics is not None and len(gt_topics) != 2:

@@ -21,6 +21,8 @@ jobs, so that all of them behave the same way when interrupted and re-run:
   report) under a hidden temporary folder next to its target and renames it into place at the
   end, so the target holds a finished output or nothing; the next run removes what a killed run
   left behind. :func:`signals_deferred` keeps Ctrl-C/SIGTERM from splitting the final renames.
+* **Output paths.** :func:`make_output_folder` and :func:`check_output_file` refuse an output that
+  cannot be written (a file in the way, no permission) in one line before the work starts.
 * **Checks on resume.** :func:`is_complete_png` tells a finished PNG from an empty or cut one.
 """
 
@@ -285,6 +287,48 @@ class OutputPathError(ValueError):
     process is writing it right now. A user's mistake: the message names the path."""
 
 
+def make_output_folder(folder: Path, target: str | Path | None = None) -> Path:
+    """Create ``folder`` (and its parents) for a job's outputs, or say in one line why not.
+
+    Args:
+        folder: the folder.
+        target: the output that goes into it (e.g. ``"--onnx m.onnx"``), named in the message
+            instead of the folder alone.
+
+    Raises:
+        OutputPathError: a file is in the way, or the folder cannot be created (permissions, ...).
+    """
+    folder = Path(folder)
+    if target is None:
+        what = f"{folder}: cannot create this folder"
+    else:
+        what = f"{target}: cannot create its folder {folder}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputPathError(f"{what}: a file is in the way") from None
+    except OSError as exc:
+        raise OutputPathError(f"{what}: {exc.strerror}") from None
+    return folder
+
+
+def check_output_file(path: Path, flag: str) -> Path:
+    """Check before a job starts that it can write the file ``path`` (given as ``flag``): its
+    folder exists (it is created) and is writable, and ``path`` is not a folder.
+
+    Raises:
+        OutputPathError: naming ``flag``, the path and the reason.
+    """
+    path = Path(path)
+    target = f"{flag} {path}"
+    make_output_folder(path.parent, target)
+    if path.is_dir():
+        raise OutputPathError(f"{target}: is a folder; give a file name")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{target}: cannot write in {path.parent}: permission denied")
+    return path
+
+
 def _temp_name(path: Path) -> str:
     return f"{temp_name_prefix(path)}{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
 
@@ -351,14 +395,11 @@ def hold_folder(folder: Path, what: str = "job") -> Iterator[Path]:
     Raises:
         OutputPathError: the folder cannot be created or opened, or another process holds it.
     """
-    folder = Path(folder)
+    folder = make_output_folder(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fd = _try_lock_folder(folder)
     except OSError as exc:
-        raise OutputPathError(
-            f"{folder}: cannot create or open this folder: {exc.strerror}"
-        ) from None
+        raise OutputPathError(f"{folder}: cannot open this folder: {exc.strerror}") from None
     if fd is None:
         raise OutputPathError(f"{folder}: another {what} is writing this folder right now")
     try:
@@ -455,17 +496,7 @@ class StagedOutput:
 
     def open(self) -> Path:
         """Prepare the staging folder and return :attr:`path` (not created: the job creates it)."""
-        parent = self.target.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise OutputPathError(
-                f"{self.target}: cannot create its folder {parent}: a file is in the way"
-            ) from None
-        except OSError as exc:
-            raise OutputPathError(
-                f"{self.target}: cannot create its folder {parent}: {exc.strerror}"
-            ) from None
+        parent = make_output_folder(self.target.parent, self.target)
         self.remove_leftovers()
         if not self._may_replace():
             raise FileExistsError(

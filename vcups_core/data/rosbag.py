@@ -147,6 +147,28 @@ def list_topics(path: Path) -> list[TopicInfo]:
     return [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())]
 
 
+def bag_time_span(path: Path) -> tuple[int, int] | None:
+    """``(first, last)`` log time (ns) of a bag's messages (every topic); None for an empty bag.
+
+    Raises:
+        FileNotFoundError: no such file or folder.
+        BagReadError: the bag cannot be opened.
+    """
+    path = Path(path)
+    paths = _bag_paths(path)
+    try:
+        with AnyReader(paths, default_typestore=typestore()) as reader:
+            if not any(conn.msgcount for conn in reader.connections):
+                return None
+            return int(reader.start_time), int(reader.end_time) - 1  # end_time: last + 1
+    except Exception as exc:
+        raise BagReadError(path, str(exc), None) from exc
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns / 1e9:.3f} s"
+
+
 class BagFrameReader:
     """Iterate the frames of one image topic of a bag.
 
@@ -161,7 +183,8 @@ class BagFrameReader:
     Raises (on construction):
         FileNotFoundError: no such bag.
         ValueError: the topic does not exist (the message lists the topics that do) or is not an
-            image topic; ``stride < 1``.
+            image topic; ``stride < 1``; ``start_ns >= stop_ns``, or a range outside the bag's
+            messages (the message gives their span).
         BagReadError: the bag cannot be opened at all.
 
     After iteration, :attr:`stamps` holds every stamp of the range and :meth:`gaps` /
@@ -184,6 +207,11 @@ class BagFrameReader:
     ) -> None:
         if stride < 1:
             raise ValueError(f"stride: expected >= 1, got {stride}")
+        if start_ns is not None and stop_ns is not None and start_ns >= stop_ns:
+            raise ValueError(
+                f"start {_seconds(start_ns)} is not before end {_seconds(stop_ns)}: "
+                "an empty time range"
+            )
         self.path = Path(path)
         self.topic = topic
         self.start_ns, self.stop_ns, self.stride = start_ns, stop_ns, stride
@@ -212,11 +240,33 @@ class BagFrameReader:
                     f"{', '.join(IMAGE_TYPES)}"
                 )
             self.count = matches[0].count
+            self._check_time_range()
             if bag_status(self.path) == "interrupted":
                 self.incomplete = "marked interrupted by the run that wrote it: it ends early"
                 log.warning("%s: %s", self.path, self.incomplete)
         else:
             self.count = 0
+
+    def _check_time_range(self) -> None:
+        """Refuse a ``start_ns``/``stop_ns`` range that lies outside the bag's messages."""
+        if self.start_ns is None and self.stop_ns is None:
+            return
+        span = bag_time_span(self.path)
+        if span is None:
+            return
+        first, last = span
+        after = self.start_ns is not None and self.start_ns > last
+        before = self.stop_ns is not None and self.stop_ns <= first
+        if after or before:
+            asked = " and ".join(
+                f"{name} {_seconds(ns)}"
+                for name, ns in (("start", self.start_ns), ("end", self.stop_ns))
+                if ns is not None
+            )
+            raise ValueError(
+                f"{self.path}: {asked} lies outside the bag, whose messages are logged from "
+                f"{_seconds(first)} to {_seconds(last)}"
+            )
 
     def _is_mcap(self) -> bool:
         return self.path.suffix == ".mcap" or any(self.path.glob("*.mcap"))

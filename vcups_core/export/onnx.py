@@ -42,6 +42,31 @@ from vcups_core.model.predictors.torch_predictor import TorchPredictor
 from vcups_core.types import FramePrediction
 
 INPUT_NAME = "image"
+MIN_OPSET = 11
+"""The oldest ONNX opset the graph exports to (opset 10 cannot pad to a size known at run time)."""
+MIN_EXAMPLE_SIDE = 32
+"""The smallest height or width of the example image the graph is traced (and checked) on."""
+
+
+def check_export_options(opset: int, example_size: tuple[int, int]) -> None:
+    """Refuse an opset or example size the export cannot use, before any work.
+
+    Raises:
+        ValueError: ``opset`` outside ``MIN_OPSET`` .. the newest torch exports, or a side of
+            ``example_size`` below :data:`MIN_EXAMPLE_SIDE` (named as ``--opset``, ``--height``,
+            ``--width``).
+    """
+    newest = int(torch.onnx._constants.ONNX_MAX_OPSET)
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"--opset {opset}: this export needs an ONNX opset from {MIN_OPSET} to {newest} "
+            "(default 17)"
+        )
+    for flag, side in zip(("--height", "--width"), example_size, strict=True):
+        if side < MIN_EXAMPLE_SIDE:
+            raise ValueError(
+                f"{flag} {side}: expected an image side of at least {MIN_EXAMPLE_SIDE} pixels"
+            )
 
 
 class FrameGraph(nn.Module):
@@ -83,7 +108,9 @@ def export_onnx(
 
     Raises:
         ImportError: if the ``onnx`` package is missing (``pip install vcups[export]``).
+        ValueError: see :func:`check_export_options`.
     """
+    check_export_options(opset, example_size)
     try:
         import onnx
     except ImportError as exc:  # pragma: no cover - onnx is installed in the venv

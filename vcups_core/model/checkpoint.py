@@ -25,6 +25,7 @@ import torch
 import torchvision
 
 from vcups_core import __version__
+from vcups_core.checks import check_model_file
 from vcups_core.config import ConfigError, config_from_dict, config_to_dict, load_config
 from vcups_core.configs.model import ModelConfig
 from vcups_core.jobs import atomic_write_stream
@@ -125,30 +126,6 @@ def save_checkpoint(
     return out
 
 
-def check_model_file(path: str | Path, what: str = "checkpoint") -> Path:
-    """``path`` if it is a non-empty file: the check every model input (checkpoint, ONNX graph,
-    TensorRT engine) gets before it is opened, so a mistake is named in one line.
-
-    Args:
-        path: the file.
-        what: what the file should be, for the message (e.g. ``"ONNX graph"``).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is a folder, not a regular file, or empty.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{what} not found: {p}")
-    if p.is_dir():
-        raise ValueError(f"{p}: is a folder; give the {what} file")
-    if not p.is_file():
-        raise ValueError(f"{p}: not a regular file; give the {what} file")
-    if p.stat().st_size == 0:
-        raise ValueError(f"{p}: empty file, not a {what} (an interrupted copy or download?)")
-    return p
-
-
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read ``(state_dict, metadata)`` without building the model.
 
@@ -171,9 +148,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         ) from exc
     except (RuntimeError, EOFError, ValueError) as exc:
         # torch's zip reader: "failed finding central directory" (cut), EOFError (a stub), ...
+        detail = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise ValueError(
-            f"{p}: not a readable checkpoint (truncated or damaged?): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"{p}: not a readable checkpoint (truncated or damaged?): {detail}"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{p} is not a vcups checkpoint (no 'format': {FORMAT!r} entry)")

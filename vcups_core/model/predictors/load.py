@@ -5,8 +5,7 @@ the demo and its held-out scoring). Each backend is imported only when it is ask
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from vcups_core.checks import check_device, check_model_file
 from vcups_core.configs.predictor import PredictorConfig
 from vcups_core.model.predictors.base import Predictor
 from vcups_core.types import CategoryTable
@@ -19,7 +18,12 @@ EMPTY_CHECKPOINT = (
 """The error of a config that names no network (the node's first run without parameters)."""
 
 
-def load_predictor(cfg: PredictorConfig, *, categories: CategoryTable | None = None) -> Predictor:
+def load_predictor(
+    cfg: PredictorConfig,
+    *,
+    categories: CategoryTable | None = None,
+    names: tuple[str, str] = ("model.checkpoint", "model.device"),
+) -> Predictor:
     """Open the network ``cfg`` names.
 
     Args:
@@ -33,17 +37,20 @@ def load_predictor(cfg: PredictorConfig, *, categories: CategoryTable | None = N
             YAML built instead of the checkpoint's own (e.g. other inference thresholds); the
             exported backends take the settings their graph was exported with.
         categories: overrides the category table stored with an exported graph or engine.
+        names: what the checkpoint and the device are called in error messages (the node's
+            parameters by default; the CLIs pass ``("--checkpoint", "--device")``).
 
     Raises:
-        ValueError: ``cfg.checkpoint`` is empty, or the checkpoint cannot be used.
+        ValueError: ``cfg.checkpoint`` is empty, a folder, an empty file or cannot be used;
+            ``cfg.device`` is misspelt, or names a CUDA GPU this machine lacks (torch backend;
+            onnxruntime falls back to its CPU provider).
         FileNotFoundError: the checkpoint does not exist.
         ImportError: the backend's package is missing (with what to install).
     """
     if not cfg.checkpoint:
         raise ValueError(EMPTY_CHECKPOINT)
-    path = Path(cfg.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.checkpoint {path}: no such file")
+    check_device(cfg.device, need_cuda=cfg.backend == "torch", what=names[1])
+    path = check_model_file(cfg.checkpoint, names[0])
     if cfg.backend == "torch":
         from vcups_core.model.checkpoint import load_checkpoint
         from vcups_core.model.predictors.torch_predictor import TorchPredictor

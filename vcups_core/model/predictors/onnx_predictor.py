@@ -38,7 +38,8 @@ class OnnxPredictor(ExportedPredictor):
 
     Raises:
         ImportError: if onnxruntime is not installed (``pip install vcups[export]``).
-        ValueError: if ``categories`` is ``None`` and the file stores none.
+        ValueError: if the file is not a graph onnxruntime can load (empty, truncated, another
+            format), or ``categories`` is ``None`` and the file stores none.
     """
 
     def __init__(
@@ -64,7 +65,21 @@ class OnnxPredictor(ExportedPredictor):
             providers = [
                 p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
             ]
-        self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
+        errors = ort.capi.onnxruntime_pybind11_state  # they derive from Exception only
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
+        except (
+            errors.Fail,
+            errors.InvalidArgument,
+            errors.InvalidGraph,
+            errors.InvalidProtobuf,
+            errors.NoSuchFile,
+        ) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"{self.path}: not a readable ONNX graph (`vcups export` writes one): "
+                f"{detail.rpartition(' failed:')[2]}"
+            ) from None
         meta: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self._read_metadata(meta, categories, missing=f"{self.path} stores no categories")
         self.input_name = self.session.get_inputs()[0].name
