@@ -22,6 +22,12 @@ Methods:
   DIS flow, essential-matrix camera, triangulation) and ``none``. The focal length passed to the
   features is the world's.
 
+* **DepthG** (only with ``--backbone-weights FILE``, a local DINO checkpoint; none exists in this
+  repository, so the row is skipped by default): ``vcups semantic-train --backbone-weights``'s
+  model (:mod:`vcups_core.pseudo.depthg_train`, ``--depthg-steps`` steps on ``--device``) trained
+  on the fit clips' frames (written to a temporary folder, parallax depth), evaluated with
+  depth-guided inference with the parallax depth and without depth.
+
 Metric: semantic mIoU after matching the 27 pseudo-classes to the GT classes
 (:func:`vcups_core.metrics.match_classes` without the thing/stuff split, as CUPS computes mIoU,
 ``docs/method.md`` §6.1 item 5): the pixel confusion is accumulated over the whole evaluation set,
@@ -34,6 +40,7 @@ pipeline per frame, flow included, which the instance pseudo-labels share).
 
     .venv/bin/python benchmarks/pseudo_semantics.py [--fit other|same|both] [--fit-seeds 11 12 13]
         [--eval-seeds 201 202 203] [--frames 20] [--size 256x512] [--fit-stride 2] [--json OUT]
+        [--backbone-weights FILE [--depthg-steps N] [--device cuda]]
 
 About 2-3 minutes on 2 shared cores with the defaults.
 """
@@ -176,17 +183,29 @@ FEATURE_ROWS: tuple[tuple[str, Metric, list[float] | None, tuple[str, ...]], ...
 )
 
 
+Predict = Callable[[npt.NDArray[np.uint8], "F32 | None", float, tuple[int, int]], Any]
+
+
 def evaluate(
     clusterer: SemanticClusterer, clips: Sequence[Clip], variant: str, features: Features
 ) -> dict[str, Any]:
-    """mIoU after matching (module docstring) and the median seconds per frame."""
+    """:func:`evaluate_predictions` of a clusterer on ``features``."""
+
+    def predict(rgb: Any, d: F32 | None, focal: float, shape: tuple[int, int]) -> Any:
+        return clusterer.predict(features(rgb, d, 1, focal), shape)
+
+    return evaluate_predictions(predict, clips, variant)
+
+
+def evaluate_predictions(predict: Predict, clips: Sequence[Clip], variant: str) -> dict[str, Any]:
+    """mIoU after matching (module docstring) and the median seconds per frame of
+    ``predict(rgb, depth, focal, shape) -> uint8 labels``."""
     confusion = np.zeros((NUM_PSEUDO, NUM_GT), np.int64)
     seconds = []
     for clip in clips:
         for rgb, gt, d in zip(clip.rgb, clip.semantic, clip.depth[variant], strict=True):
             start = time.perf_counter()
-            f = features(rgb, d, 1, clip.focal)
-            pred = clusterer.predict(f, gt.shape)
+            pred = predict(rgb, d, clip.focal, gt.shape)
             seconds.append(time.perf_counter() - start)
             confusion += confusion_from(pred, gt, NUM_PSEUDO, NUM_GT, IGNORE_LABEL)
     present = np.flatnonzero(confusion.sum(0) > 0)
@@ -246,6 +265,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     **evaluate(cl, eval_clips, variant, full_features),
                     "fit_s": fit_s,
                 }
+        if args.backbone_weights:
+            rows["DepthG (head on the backbone)"] = depthg_rows(args, train, eval_clips)
         results["modes"][mode] = {"rows": rows, "baseline": baseline}
         print(f"fit={mode}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     results["depth_s_per_frame"] = {
@@ -253,6 +274,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     results["total_s"] = time.perf_counter() - t0
     return results
+
+
+def depthg_rows(
+    args: argparse.Namespace, train: Sequence[Clip], eval_clips: Sequence[Clip]
+) -> dict[str, Any]:
+    """Train the DepthG model on ``train``'s frames and evaluate it (module docstring)."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from vcups_core.config import config_from_dict
+    from vcups_core.pseudo.depthg_train import DepthGTrainOptions, train_depthg
+    from vcups_core.pseudo.sources import SourceSpec
+
+    with tempfile.TemporaryDirectory(prefix="vcups-bench-depthg-") as tmp:
+        folders = []
+        for clip in train:
+            folder = Path(tmp) / f"seed_{clip.seed}"
+            folder.mkdir()
+            for i, rgb in enumerate(clip.rgb):
+                cv2.imwrite(str(folder / f"{i:05d}.png"), rgb[:, :, ::-1])
+            folders.append(folder)
+        cfg = config_from_dict(
+            {"height": 0, "width": 0, "semantics": {"num_classes": NUM_PSEUDO}},
+            PseudoLabelConfig,
+        )
+        start = time.perf_counter()
+        model = train_depthg(
+            SourceSpec.frames(folders),
+            Path(tmp) / "depthg.pt",
+            cfg,
+            backbone_weights=Path(args.backbone_weights),
+            options=DepthGTrainOptions(steps=args.depthg_steps),
+            frames_per_clip=args.frames,
+            device=args.device,
+        )
+        fit_s = time.perf_counter() - start
+
+    def predict(rgb: Any, d: F32 | None, focal: float, shape: tuple[int, int]) -> Any:
+        del focal, shape
+        return model.log_proba(rgb, d).argmax(0).astype(np.uint8)
+
+    return {
+        variant: {**evaluate_predictions(predict, eval_clips, variant), "fit_s": fit_s}
+        for variant in ("parallax", "none")
+    }
 
 
 def print_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -308,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fit-stride", type=int, default=2, help="feature stride when fitting")
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument(
+        "--backbone-weights",
+        default="",
+        metavar="FILE",
+        help="local DINO checkpoint: adds the DepthG row (skipped without it)",
+    )
+    parser.add_argument("--depthg-steps", type=int, default=1000, help="DepthG training steps")
+    parser.add_argument("--device", default="cpu", help="torch device of the DepthG row")
     args = parser.parse_args(argv)
     results = run(args)
     print_results(args, results)

@@ -217,10 +217,10 @@ class RegionGrowingSection:
 class SemanticsSection:
     num_classes: int = option(27, "semantic pseudo-classes (DepthG clusters)", ge=2)
     crop_size: int = option(
-        320, "sliding-window crop of depth-guided inference (DepthG head; not read yet)", gt=0
+        320, "sliding-window crop of depth-guided inference (DepthG model file only)", gt=0
     )
     stride: int = option(
-        160, "sliding-window stride of depth-guided inference (DepthG head; not read yet)", gt=0
+        160, "sliding-window stride of depth-guided inference (DepthG model file only)", gt=0
     )
     cluster_temperature: float = option(2.0, "alpha of log_softmax(alpha * cos)", gt=0.0)
     crf_iterations: int = option(10, "dense-CRF iterations (0 disables the CRF)", ge=0)
@@ -233,8 +233,9 @@ class SemanticsSection:
     )
     weights: str = option(
         "",
-        "semantic clusters file (.npz) from `vcups semantic-train`; set, it turns on the semantic "
-        "stage of `vcups pseudo-labels`; empty = instance pseudo-labels only",
+        "semantic model from `vcups semantic-train`: a clusters file (.npz), or a DepthG model "
+        "(.pt, with --backbone-weights; runs on `device`); set, it turns on the semantic stage of "
+        "`vcups pseudo-labels`; empty = instance pseudo-labels only",
     )
 
 

@@ -532,6 +532,17 @@ class SemanticClusterer:
         up -= np.log(np.exp(up).sum(0, keepdims=True))
         return np.ascontiguousarray(up, np.float32)
 
+    def log_proba(
+        self,
+        image: npt.NDArray[np.uint8],
+        depth: F32 | None = None,
+        *,
+        focal_px: float | None = None,
+    ) -> F32:
+        """:meth:`predict_image` of every pixel (stride 1): ``float32[K, H, W]`` log-probabilities
+        (the semantic stage's model interface, shared with the DepthG model)."""
+        return self.predict_image(image, depth, focal_px=focal_px)
+
     # ----------------------------------------------------------------------------------------------
     # persistence (npz with a JSON header; no pickle)
 

@@ -251,7 +251,9 @@ def label_clip(
                 f"clip has {len(head)} frame(s); at least {MIN_FRAMES} are needed (a single "
                 "frame has no optical flow)"
             )
-        intrinsics = _intrinsics(clip, cfg, (head[0].height, head[0].width), (size[0], size[1]))
+        intrinsics = processing_intrinsics(
+            clip, cfg, (head[0].height, head[0].width), (size[0], size[1])
+        )
         for frame_cues in cues.run(itertools.chain(head, stream), intrinsics):
             if sem_stream is not None:
                 sem_stream.push(frame_cues)
@@ -343,10 +345,12 @@ def _processed(
         yield VideoFrame(image, frame.stamp_ns, frame.frame_id, index)
 
 
-def _intrinsics(
+def processing_intrinsics(
     clip: SourceClip, cfg: PseudoLabelConfig, native: tuple[int, int], size: tuple[int, int]
 ) -> npt.NDArray[np.float64]:
-    """K at the processing size (see the module docstring)."""
+    """K (``float64[3, 3]``) at the processing size ``size``: the source's intrinsics scaled from
+    ``native``, or assumed from ``camera.hfov_deg``; ``camera.focal_px`` > 0 overrides the focal
+    length (see the module docstring). Shared by the pipeline and DepthG training."""
     if clip.intrinsics is None:
         return assumed_intrinsics(size, focal_px=cfg.camera.focal_px, hfov_deg=cfg.camera.hfov_deg)
     k = scale_intrinsics(clip.intrinsics, clip.native_size or native, size)

@@ -1,11 +1,20 @@
-"""The semantic stage of ``vcups pseudo-labels`` (on when ``semantics.weights`` names a clusters
-file from ``vcups semantic-train``; method §2.2 and §2.5).
+"""The semantic stage of ``vcups pseudo-labels`` (on when ``semantics.weights`` names a model file
+from ``vcups semantic-train``; method §2.2 and §2.5).
+
+``semantics.weights`` names one of two kinds of file (:func:`load_semantic_model` tells them apart
+by their content, not their name):
+
+* a clusters ``.npz`` (``vcups semantic-train`` without ``--backbone-weights``): the weight-free
+  :class:`~vcups_core.cues.semantics.SemanticClusterer` on hand-made pixel features;
+* a DepthG ``.pt`` (``vcups semantic-train --backbone-weights FILE``): the paper's frozen backbone,
+  STEGO/DepthG head and cluster probe (:class:`~vcups_core.cues.depthg.DepthGModel`), run with
+  depth-guided inference (``semantics.crop_size``/``stride`` windows, the global pass, fusion by
+  the frame's depth cue) on the config's ``device``.
 
 Per frame, streaming alongside the instance labeler (:class:`ClipSemantics`):
 
-1. log-probabilities of the weight-free :class:`~vcups_core.cues.semantics.SemanticClusterer` at
-   the processing size (:meth:`~SemanticClusterer.predict_image`, every pixel, the frame's depth
-   cue if the cue pipeline gives one, else none), softmax;
+1. the model's log-probabilities at the processing size (``log_proba(image, depth)`` of every
+   pixel with the frame's depth cue if the cue pipeline gives one, else none), softmax;
 2. the dense CRF (:func:`vcups_core.pseudo.crf.dense_crf`) when ``semantics.crf_iterations > 0``,
    at ``semantics.crf_scale`` of the processing size;
 3. temporal smoothing over three frames (:class:`vcups_core.pseudo.smoothing.TemporalSmoother`,
@@ -21,17 +30,16 @@ and counts the thing/stuff statistic. Both passes read one frame at a time back 
 memory stays bounded (two frames' probabilities in the smoother, one frame in the passes) however
 long the clip. The scratch folder is removed when the clip ends (done or not) and by a restart.
 
-The clusters file is loaded once per process; its ``num_classes`` must equal
+The model file is loaded once per process; its class count must equal
 ``semantics.num_classes``, and the probe temperature is ``semantics.cluster_temperature``
 (it only changes the CRF's unary, not the argmax). The store's config hash covers the file's
-*path*, not its content: re-fitting the clusters into the same file needs ``--overwrite`` or
-another store.
+*path*, not its content: re-training into the same file needs ``--overwrite`` or another store.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -47,58 +55,92 @@ from vcups_core.pseudo.store import PNG, StoreWriter
 F32 = npt.NDArray[np.float32]
 
 
-def load_clusterer(cfg: PseudoLabelConfig) -> SemanticClusterer:
-    """The clusterer that ``cfg.semantics.weights`` names, checked against the config.
+class SemanticModel(Protocol):
+    """What the stage needs of a semantic model (clusters or DepthG)."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def log_proba(
+        self, image: npt.NDArray[np.uint8], depth: F32 | None, *, focal_px: float | None = None
+    ) -> F32:
+        """``float32[K, H, W]`` log-probabilities of one ``uint8[H, W, 3]`` frame."""
+        ...
+
+
+def load_semantic_model(cfg: PseudoLabelConfig) -> SemanticModel:
+    """The model that ``cfg.semantics.weights`` names, checked against the config: a clusters
+    ``.npz`` or a DepthG ``.pt`` (told apart by the content; module docstring).
 
     Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: not a clusters file, or its class count differs from
+        FileNotFoundError: the file (or a DepthG model's backbone) is missing.
+        ValueError: neither kind of file, or its class count differs from
             ``semantics.num_classes``.
     """
-    path = Path(cfg.semantics.weights)
+    sem = cfg.semantics
+    path = Path(sem.weights)
     if not path.is_file():
         raise FileNotFoundError(
             f"semantics.weights {str(path)!r}: no such file (make one with `vcups semantic-train "
-            "... --out CLUSTERS.npz`)"
+            "... --out FILE`)"
         )
-    try:
-        clusterer = SemanticClusterer.load(path)
-    except (OSError, KeyError, ValueError) as exc:
+    from vcups_core.cues.depthg import is_model_file
+
+    model: SemanticModel
+    if is_model_file(path):
+        from vcups_core.cues.build import cue_device
+        from vcups_core.cues.depthg import DepthGModel
+
+        try:
+            model = DepthGModel.load(
+                path,
+                device=cue_device(cfg),
+                temperature=sem.cluster_temperature,
+                crop=sem.crop_size,
+                stride=sem.stride,
+            )
+        except ValueError as exc:
+            raise ValueError(f"semantics.weights {str(path)!r}: {exc}") from None
+    else:
+        try:
+            clusterer = SemanticClusterer.load(path)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(
+                f"semantics.weights {str(path)!r}: neither a semantic clusters file (.npz) nor "
+                f"a DepthG model (.pt) from `vcups semantic-train` ({type(exc).__name__}: {exc})"
+            ) from None
+        clusterer.temperature = float(sem.cluster_temperature)
+        model = clusterer
+    if model.num_classes != sem.num_classes:
         raise ValueError(
-            f"semantics.weights {str(path)!r}: not a semantic clusters file from `vcups "
-            f"semantic-train` ({type(exc).__name__}: {exc})"
-        ) from None
-    if clusterer.num_classes != cfg.semantics.num_classes:
-        raise ValueError(
-            f"semantics.weights {str(path)!r} has {clusterer.num_classes} classes, the config's "
-            f"semantics.num_classes is {cfg.semantics.num_classes}; re-run vcups semantic-train "
+            f"semantics.weights {str(path)!r} has {model.num_classes} classes, the config's "
+            f"semantics.num_classes is {sem.num_classes}; re-run vcups semantic-train "
             "with this config"
         )
-    clusterer.temperature = float(cfg.semantics.cluster_temperature)
-    return clusterer
+    return model
 
 
 class SemanticStage:
     """Per-frame semantic probabilities (steps 1-2 of the module docstring), one per process."""
 
-    def __init__(self, cfg: PseudoLabelConfig, clusterer: SemanticClusterer) -> None:
+    def __init__(self, cfg: PseudoLabelConfig, model: SemanticModel) -> None:
         self.cfg = cfg
-        self.clusterer = clusterer
-        self.num_classes = clusterer.num_classes
+        self.model = model
+        self.num_classes = model.num_classes
 
     @classmethod
     def from_config(cls, cfg: PseudoLabelConfig) -> SemanticStage | None:
         """The stage, or None when ``semantics.weights`` is empty (instance labels only)."""
         if not cfg.semantics.weights:
             return None
-        return cls(cfg, load_clusterer(cfg))
+        return cls(cfg, load_semantic_model(cfg))
 
     def probabilities(self, cues: FrameCues) -> F32:
         """``float32[C, H, W]`` class probabilities of one frame (after the CRF if on)."""
         image = cues.frame.image
         depth = cues.depth
         focal = float(cues.intrinsics[0, 0]) if cues.intrinsics is not None else None
-        logp = self.clusterer.predict_image(image, depth, focal_px=focal)
+        logp = self.model.log_proba(image, depth, focal_px=focal)
         unnormalised = np.exp(logp - logp.max(0, keepdims=True))
         probs: F32 = (unnormalised / unnormalised.sum(0, keepdims=True)).astype(np.float32)
         sem = self.cfg.semantics

@@ -1,5 +1,8 @@
 """``vcups semantic-train``: fit the weight-free semantic clusters on the user's own frames.
 
+(With ``--backbone-weights`` the command trains the paper's DepthG model instead:
+:mod:`vcups_core.pseudo.depthg_train`.)
+
 The clusters file it writes is what ``semantics.weights`` of the pseudo-label config names
 (:mod:`vcups_core.pseudo.semantic_stage`). Frames come from the same sources as
 ``vcups pseudo-labels`` (:func:`vcups_core.pseudo.sources.open_source`), resized to the config's

@@ -215,3 +215,78 @@ def test_semantic_writes_are_checked_and_records_round_trip(tmp_path: Path) -> N
     plain = ClipRecord("a", "done", ("0",), None, 0.0, 2, 3, "h")
     assert "thing_stuff" not in plain.to_json()
     assert ClipRecord.from_json(plain.to_json()) == plain
+
+
+# ---------------------------------------------------------------------------------------------
+# the DepthG model file (semantics.weights naming a .pt)
+
+
+def test_a_depthg_model_file_labels_the_clips(tmp_path: Path, clips: list[Path]) -> None:
+    from depthg_utils import one_torch_thread
+
+    with one_torch_thread():
+        _label_with_a_depthg_model(tmp_path, clips)
+
+
+def _label_with_a_depthg_model(tmp_path: Path, clips: list[Path]) -> None:
+    from depthg_utils import tiny_model_file
+
+    model = tiny_model_file(tmp_path, CLASSES)
+    store = tmp_path / "store"
+    cfg = config(model, semantics={"crop_size": 64, "stride": 32, "crf_iterations": 2})
+    assert run(clips, store, cfg) == 0
+    semantic = files(store, "semantic")
+    assert sorted(semantic) == [
+        f"clip_{k}/semantic/{i:05d}.png" for k in range(2) for i in range(FRAMES)
+    ]
+    labels = read_png(store / "clip_0" / "semantic" / "00002.png")
+    assert labels.shape == (H, W) and labels.dtype == np.uint8 and labels.max() < CLASSES
+    assert read_manifest(store)["thing_stuff"]["num_classes"] == CLASSES
+
+
+def test_semantic_train_with_backbone_weights_end_to_end(
+    tmp_path: Path, clips: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from depthg_utils import one_torch_thread
+
+    with one_torch_thread():
+        _train_and_label_with_the_cli(tmp_path, clips, capsys)
+
+
+def _train_and_label_with_the_cli(
+    tmp_path: Path, clips: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from depthg_utils import write_tiny_vit
+
+    vit = write_tiny_vit(tmp_path / "vit.pth")
+    model = tmp_path / "depthg.pt"
+    cfg_file = tmp_path / "pl.yaml"
+    cfg_file.write_text(
+        f"height: 0\nwidth: 0\nsemantics:\n  num_classes: {CLASSES}\n  weights: {model}\n"
+        "  crop_size: 64\n  stride: 32\n  crf_iterations: 0\n"
+    )
+    frames = ["--frames", *map(str, clips)]
+    train = ["semantic-train", *frames, "--out", str(model), "--config", str(cfg_file)]
+    depthg = ["--backbone-weights", str(vit), "--steps", "2", "--batch-size", "2", "--no-progress"]
+    assert main([*train, *depthg]) == 0
+    assert "DepthG model (vit vit_tiny_patch16_224, 6 classes, 2 steps)" in capsys.readouterr().out
+    assert (tmp_path / "depthg.pt.work" / "state.pt").is_file()
+    store = tmp_path / "store"
+    argv = ["pseudo-labels", *frames, "--out", str(store), "--config", str(cfg_file)]
+    assert main([*argv, "--no-progress"]) == 0  # the real cue pipeline and labeler
+    assert len(files(store, "semantic")) == 2 * FRAMES
+    # DepthG-only options without a backbone, and a class count that does not fit: one line
+    assert main([*train, "--steps", "3"]) == 2
+    assert "--steps: only with --backbone-weights" in capsys.readouterr().err
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(f"semantics:\n  num_classes: 9\n  weights: {model}\n")
+    out = ["--out", str(tmp_path / "s9")]
+    assert main(["pseudo-labels", *frames, *out, "--config", str(classes)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 6 classes" in err[0]
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"neither")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"semantics:\n  weights: {foreign}\n")
+    assert main(["pseudo-labels", *frames, *out, "--config", str(bad)]) == 2
+    assert "neither a semantic clusters file (.npz) nor a DepthG model" in capsys.readouterr().err
