@@ -100,9 +100,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from training.replay import run_replay
+    from training.replay import ReplayOptions, run_replay
 
-    return run_replay(args)
+    return run_replay(ReplayOptions.from_args(args))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

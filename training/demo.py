@@ -555,33 +555,23 @@ def step_seconds(metrics: Path, train_cfg: Any) -> float:
 def replay(checkpoint: Path, bag: Path, fps: float, out: Path, progress: bool) -> StepResult:
     """``vcups replay`` of ``bag`` with the checkpoint, then the output bag read back with
     ``mcap_ros2`` (one message per input frame, same stamps) and overlay frames as PNG."""
-    from training.replay import add_arguments, run_replay
+    from training.replay import ReplayOptions, run_replay
 
     panoptic = out / "panoptic_bag"
     video = out / "overlay.mp4"
     report = out / "replay.json"
-    parser = argparse.ArgumentParser(prog="vcups replay")
-    add_arguments(parser)
-    args = parser.parse_args(
-        [
-            str(bag),
-            "--topic",
-            CAMERA,
-            "--checkpoint",
-            str(checkpoint),
-            "--out",
-            str(panoptic),
-            "--video",
-            str(video),
-            "--report",
-            str(report),
-            "--fps",
-            f"{fps:g}",
-            "--overwrite",
-            *([] if progress else ["--quiet"]),
-        ]
+    options = ReplayOptions(
+        bag=str(bag),
+        topic=CAMERA,
+        checkpoint=str(checkpoint),
+        out=str(panoptic),
+        video=str(video),
+        report=str(report),
+        fps=fps,
+        overwrite=True,
+        quiet=not progress,
     )
-    code = run_replay(args)
+    code = run_replay(options)
     if code == 130:
         raise KeyboardInterrupt
     if code != 0:

@@ -129,6 +129,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplayOptions:
+    """Everything ``vcups replay`` takes, typed: what :func:`run_replay` runs.
+
+    The CLI builds it from its arguments (:meth:`from_args`); the demo builds it directly. Paths
+    are strings as the user gave them; ``None`` means "not given" (the ``--config`` file's value
+    or the built-in default applies).
+    """
+
+    bag: str
+    topic: str
+    checkpoint: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    oracle: bool = False
+    config: str | None = None
+    out: str | None = None
+    gt_topics: str | None = None
+    gt_dataset: str | None = None
+    gt_split: str | None = None
+    gt_clip: str | None = None
+    report: str | None = None
+    video: str | None = None
+    fps: float = 10.0
+    stuff_area_limit: int | None = None
+    quiet: bool = False
+    overwrite: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ReplayOptions:
+        """The options of parsed ``vcups replay`` arguments (:func:`add_arguments`)."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
 class GroundTruthFrame:
     """A bag frame with its ground truth, in the shape :class:`OraclePredictor` takes."""
 
@@ -263,7 +297,7 @@ def dataset_ground_truth(
     return out
 
 
-def replay_configs(args: argparse.Namespace) -> tuple[PredictorConfig, StreamingConfig]:
+def replay_configs(args: ReplayOptions) -> tuple[PredictorConfig, StreamingConfig]:
     """The network and the streaming settings of a replay: the ``model`` and ``streaming``
     sections of ``--config`` (a node parameter file; defaults without one), with
     ``--checkpoint``, ``--backend``, ``--device`` and ``--stuff-area-limit`` over them, every
@@ -279,8 +313,9 @@ def replay_configs(args: argparse.Namespace) -> tuple[PredictorConfig, Streaming
     )
     flags = {"checkpoint": args.checkpoint, "backend": args.backend, "device": args.device}
     model = _override(node.model, "--checkpoint/--backend/--device", flags)
-    limit = getattr(args, "stuff_area_limit", None)
-    streaming = _override(node.streaming, "--stuff-area-limit", {"stuff_area_limit": limit})
+    streaming = _override(
+        node.streaming, "--stuff-area-limit", {"stuff_area_limit": args.stuff_area_limit}
+    )
     return model, streaming
 
 
@@ -293,7 +328,7 @@ def _override(cfg: Any, source: str, changes: dict[str, Any]) -> Any:
 
 
 def make_predictor(
-    args: argparse.Namespace, model: PredictorConfig, gt: list[GroundTruthFrame] | None
+    args: ReplayOptions, model: PredictorConfig, gt: list[GroundTruthFrame] | None
 ) -> Predictor:
     """The oracle (``--oracle``: the ground truth's frames) or the network ``model`` names."""
     if args.oracle:
@@ -308,7 +343,7 @@ def make_predictor(
     return load_predictor(model, names=("--checkpoint", "--device"))
 
 
-def run_replay(args: argparse.Namespace) -> int:
+def run_replay(args: ReplayOptions) -> int:
     """Replay; returns the exit code (130 when interrupted by Ctrl-C or SIGTERM)."""
     with terminate_as_interrupt(), contextlib.ExitStack() as stack:
         return _replay(args, stack)
@@ -339,7 +374,7 @@ def _staged(
     return staged
 
 
-def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+def _replay(args: ReplayOptions, stack: contextlib.ExitStack) -> int:
     from tqdm import tqdm
 
     limit_blas_threads()  # as the node does (see vcups_core.runtime)
@@ -353,7 +388,7 @@ def _replay(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if gt_topics and args.gt_dataset:
         raise ValueError("give one ground truth: --gt-topics or --gt-dataset, not both")
     # the outputs are checked (and their leftovers from a killed run removed) before any work
-    overwrite = bool(getattr(args, "overwrite", False))
+    overwrite = args.overwrite
     bag_out = _staged(stack, "--out", args.out, bag=True, overwrite=overwrite)
     video_out = _staged(stack, "--video", args.video)
     report_out = _staged(stack, "--report", args.report)

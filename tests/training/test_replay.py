@@ -312,3 +312,20 @@ def test_dataset_scores_match_classes_over_the_whole_set() -> None:
     assert alone["class_mapping"]["1"] == "road" and alone["SQ"] == pytest.approx(1.0)
     assert whole["class_mapping"] == {"0": "road", "1": "sky"}
     assert whole["SQ"] == pytest.approx(0.0)
+
+
+def test_replay_options_are_exactly_the_cli_arguments() -> None:
+    """The typed options the demo builds and the CLI's arguments cannot drift apart."""
+    import argparse
+    import dataclasses
+
+    from training.replay import ReplayOptions, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    dests = {a.dest for a in parser._actions if a.dest != "help"}
+    assert dests == {f.name for f in dataclasses.fields(ReplayOptions)}
+    args = parser.parse_args(["b", "--topic", "/t", "--fps", "5", "--stuff-area-limit", "3"])
+    assert ReplayOptions.from_args(args) == ReplayOptions(
+        bag="b", topic="/t", fps=5.0, stuff_area_limit=3
+    )
