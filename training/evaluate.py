@@ -81,6 +81,7 @@ from vcups_core.data.datasets import DatasetDescriptor, get_descriptor
 from vcups_core.data.predictions import (
     PREDICTION_FORMATS,
     ClipPredictions,
+    prediction_view,
     submission_frames,
     write_predictions,
 )
@@ -122,10 +123,20 @@ BARRIER_TIMEOUT = timedelta(hours=24)
 def frame_pairs(dataset: str, gt_root: Path, pred_root: Path, split: str | None) -> Iterator[Frame]:
     """Annotated ground-truth frames with the prediction of the same clip and position.
 
+    ``pred_root`` needs only the labels: where it lacks the dataset's images, the ground truth's
+    are linked in (:func:`~vcups_core.data.predictions.prediction_view`).
+
     Raises:
         ValueError: if a clip or an annotated frame has no prediction (names both).
     """
-    predictions = {clip.name: clip for clip in open_dataset(dataset, pred_root, split)}
+    with prediction_view(dataset, pred_root, gt_root, split) as view:
+        yield from _frame_pairs(dataset, gt_root, pred_root, view, split)
+
+
+def _frame_pairs(
+    dataset: str, gt_root: Path, pred_root: Path, view: Path, split: str | None
+) -> Iterator[Frame]:
+    predictions = {clip.name: clip for clip in open_dataset(dataset, view, split)}
     for clip in open_dataset(dataset, gt_root, split):
         pred_clip = predictions.get(clip.name)
         if pred_clip is None:

@@ -250,6 +250,37 @@ def test_torchrun_ranks_share_the_clips_and_rank_0_reports(
     assert report(out) == report(kitti_reference)
 
 
+@pytest.mark.parametrize("dataset", ["kitti-step", "cityscapes-vps", "waymo", "mots"])
+def test_stored_predictions_need_no_images(
+    dataset: str, data: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """A prediction folder with labels only (as other tools write them) is scored: the ground
+    truth's images are linked in, never its labels, and nothing is written to either root."""
+    import shutil
+
+    root, out = data(dataset), tmp_path / "run"
+    config = tmp_path / "evaluation.yaml"
+    config.write_text("waymo_min_track_area: 0\n")
+    assert run(dataset, root, out, "--config", str(config)) == 0
+    labels_only = tmp_path / "labels_only"
+    shutil.copytree(out / "predictions", labels_only)
+    images = [
+        p
+        for p in labels_only.rglob("*")
+        if p.name.endswith("_image.png") or p.name in ("images", "img", "img_all")
+    ]
+    assert images
+    for p in images:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    before = sorted(p.relative_to(labels_only) for p in labels_only.rglob("*"))
+    report_path = tmp_path / "stored.json"
+    args = ["evaluate", "--dataset", dataset, "--gt", str(root), "--pred", str(labels_only)]
+    args += ["--config", str(config), "--match", "none", "--out", str(report_path), "--quiet"]
+    assert main(args) == 0
+    assert json.loads(report_path.read_text())["STQ"] == pytest.approx(1.0)
+    assert sorted(p.relative_to(labels_only) for p in labels_only.rglob("*")) == before
+
+
 def test_a_tiny_checkpoint_runs_end_to_end(tmp_path: Path) -> None:
     import torch
 

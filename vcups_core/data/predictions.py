@@ -27,6 +27,7 @@ time as they are written (it may decode them lazily).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import cast, overload
@@ -197,3 +198,75 @@ def _positional(
         raise ValueError(f"clip {clip.name!r}: frames do not have distinct positions >= 0")
     length = max(where.values(), default=-1) + 1
     return _labeled_clip(clip, labels, length, where)
+
+
+def _missing_images(dataset: str, gt_root: Path, pred_root: Path, split: str) -> list[Path]:
+    """Paths (relative to the roots) of the ground truth's image folders or files that the
+    prediction folder lacks; the readers list a clip's frames by them."""
+    if dataset == "waymo":  # images sit beside the labels: <split>/<scene>/<n>_image.png
+        split_dir = gt_root / split
+        if not split_dir.is_dir():
+            return []
+        return [
+            p.relative_to(gt_root)
+            for p in sorted(split_dir.glob("*/*_image.png"))
+            if not (pred_root / p.relative_to(gt_root)).exists()
+        ]
+    folders = {
+        "kitti-step": [Path("images") / split],
+        "mots": [Path(split) / "images"],
+        "cityscapes-vps": [Path(split) / "img", Path(split) / "img_all"],
+    }.get(dataset, [])
+    return [f for f in folders if (gt_root / f).exists() and not (pred_root / f).exists()]
+
+
+def _overlay(view: Path, pred: Path, gt: Path, missing: Sequence[Path]) -> None:
+    """Fill ``view`` with links to ``pred``'s entries plus ``gt``'s ``missing`` paths; a folder
+    that holds a missing path is made real in ``view`` and filled the same way."""
+    here = {m.parts[0] for m in missing}
+    for entry in pred.iterdir() if pred.is_dir() else ():
+        if entry.name not in here:
+            (view / entry.name).symlink_to(entry.resolve(), entry.is_dir())
+    for name in sorted(here):
+        deeper = [Path(*m.parts[1:]) for m in missing if m.parts[0] == name and len(m.parts) > 1]
+        if not deeper:  # the missing path itself: link the ground truth's
+            (view / name).symlink_to((gt / name).resolve(), (gt / name).is_dir())
+            continue
+        (view / name).mkdir()
+        _overlay(view / name, pred / name, gt / name, deeper)
+
+
+@contextlib.contextmanager
+def prediction_view(
+    dataset: str, pred_root: Path, gt_root: Path, split: str | None = None
+) -> Iterator[Path]:
+    """A folder the dataset's reader can read ``pred_root`` from, even without images.
+
+    Prediction folders written by other tools (the official formats) often hold only labels,
+    while the readers list a clip's frames by its image files. Where ``pred_root`` lacks the
+    ground truth's images, this yields a temporary folder of links: ``pred_root``'s own files
+    and the ground truth's *image* folders or files (never its labels); otherwise ``pred_root``
+    itself. Nothing is copied or written under either root.
+
+    Args:
+        dataset: a registered reader's name.
+        pred_root, gt_root: the prediction and ground-truth roots (the dataset's layout).
+        split: the split read (``None``: the reader's default).
+    """
+    import inspect
+    import tempfile
+
+    from vcups_core.data.registry import READERS
+
+    reader = READERS.get(dataset)
+    if split is None and reader is not None:
+        default = inspect.signature(reader).parameters.get("split")
+        split = default.default if default is not None else None
+    missing = _missing_images(dataset, gt_root, pred_root, split) if split else []
+    if not missing:
+        yield pred_root
+        return
+    with tempfile.TemporaryDirectory(prefix="vcups-pred-") as tmp:
+        view = Path(tmp)
+        _overlay(view, pred_root, gt_root, missing)
+        yield view
