@@ -96,8 +96,10 @@ class MotionSection:
     )
     flow_noise: float = option(
         0.5,
-        "noise of the flow (px) assumed when choosing the camera model (camera_model: auto); "
-        "sub-pixel parallax below it is not taken for 3-D structure (DIS: ~0.5; exact flow: 0.1)",
+        "noise of the flow (px): assumed when choosing the camera model (camera_model: auto), "
+        "where sub-pixel parallax below it is not taken for 3-D structure, and subtracted from "
+        "the residual before the motion score (method: geometric), so that residual flow within "
+        "the noise is not motion (DIS: ~0.5; exact flow: 0.1)",
         gt=0.0,
     )
     ground_prior: bool = option(
@@ -115,7 +117,9 @@ class MotionSection:
         1.0, "RANSAC inlier threshold (px, Sampson distance for the essential matrix)", gt=0.0
     )
     residual_floor: float = option(
-        1.0, "epsilon of score = |residual| / max(|flow|, epsilon) (px)", gt=0.0
+        1.0,
+        "epsilon of score = max(|residual| - flow_noise, 0) / max(|flow|, epsilon) (px)",
+        gt=0.0,
     )
 
 

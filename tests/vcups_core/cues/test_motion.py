@@ -107,6 +107,36 @@ def test_residual_floor() -> None:
             GeometricMotion(residual_floor=bad)
 
 
+def test_residual_noise_is_subtracted_before_the_score() -> None:
+    # the same scene: background jitter 0.2 px, the patch moves 4 px, the static camera
+    camera = CameraMotion("homography", np.eye(3), None, None, 1.0)
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[..., 0] = 0.2
+    flow[PATCH] = (4.0, 0.0)
+    cues = cues_for(flow, camera)
+    # max(|R| - 0.5, 0) / max(|F|, 1): the jitter is within the noise (0), the patch 3.5 / 4
+    score, _ = GeometricMotion(residual_floor=1.0, residual_noise=0.5)(cues)
+    np.testing.assert_allclose(score[background_mask()], 0.0, atol=1e-6)
+    np.testing.assert_allclose(score[PATCH], 0.875, atol=1e-6)
+    # 0 is the plain ratio
+    score, _ = GeometricMotion(residual_floor=1.0, residual_noise=0.0)(cues)
+    np.testing.assert_allclose(score[background_mask()], 0.2, atol=1e-6)
+    for bad in (-0.1, math.nan):
+        with pytest.raises(ValueError, match="residual_noise"):
+            GeometricMotion(residual_noise=bad)
+
+
+def test_the_config_flow_noise_reaches_the_motion_score() -> None:
+    from dataclasses import replace
+
+    from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+    from vcups_core.cues.build import build_motion
+
+    cfg = PseudoLabelConfig()
+    motion = build_motion(replace(cfg, motion=replace(cfg.motion, flow_noise=0.7)))
+    assert isinstance(motion, GeometricMotion) and motion.residual_noise == 0.7
+
+
 def test_no_camera_motion_scores_zero() -> None:
     flow = np.full((H, W, 2), 3.0, np.float32)
     score, ego = GeometricMotion()(cues_for(flow, None))
