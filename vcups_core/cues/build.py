@@ -99,7 +99,7 @@ def build_motion(cfg: PseudoLabelConfig, oracle: Any = None) -> MotionEstimator:
 
         return GeometricMotion(
             section.residual_floor,
-            residual_noise=section.flow_noise,
+            residual_noise=section.residual_noise,
             depth_from_flow=cfg.depth.method in ("parallax", "none"),
             ground_prior=section.ground_prior,
         )

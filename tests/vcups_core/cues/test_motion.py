@@ -126,14 +126,15 @@ def test_residual_noise_is_subtracted_before_the_score() -> None:
             GeometricMotion(residual_noise=bad)
 
 
-def test_the_config_flow_noise_reaches_the_motion_score() -> None:
+def test_the_config_residual_noise_reaches_the_motion_score() -> None:
     from dataclasses import replace
 
     from vcups_core.configs.pseudo_labels import PseudoLabelConfig
     from vcups_core.cues.build import build_motion
 
     cfg = PseudoLabelConfig()
-    motion = build_motion(replace(cfg, motion=replace(cfg.motion, flow_noise=0.7)))
+    assert cfg.motion.residual_noise == 0.0  # off by default (README: measured both ways)
+    motion = build_motion(replace(cfg, motion=replace(cfg.motion, residual_noise=0.7)))
     assert isinstance(motion, GeometricMotion) and motion.residual_noise == 0.7
 
 
