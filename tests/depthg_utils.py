@@ -38,9 +38,9 @@ def tiny_model_file(
         BackboneRecord,
         DepthGHead,
         DepthGModel,
-        file_sha256,
         load_backbone,
     )
+    from vcups_core.jobs import file_sha256
 
     weights = folder / "vit_tiny.pth"
     if not weights.is_file():

@@ -61,6 +61,7 @@ from vcups_core.jobs import (
     atomic_write_json,
     atomic_write_png,
     atomic_write_text,
+    file_sha256,
     hold_folder,
     terminate_as_interrupt,
 )
@@ -145,24 +146,16 @@ class Step:
     run: Callable[[bool], StepResult]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sha256_tree(root: Path) -> str:
     """Digest of the names and contents of the files under ``root`` (hidden ones skipped)."""
     root = Path(root)
     if root.is_file():
-        return sha256_file(root)
+        return file_sha256(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            h.update(f"{rel.as_posix()}\0{sha256_file(path)}\n".encode())
+            h.update(f"{rel.as_posix()}\0{file_sha256(path)}\n".encode())
     return h.hexdigest()
 
 
@@ -522,7 +515,7 @@ def train_model(
     curve = read_metrics(out / "metrics.jsonl")
     tail = [m["loss"] for m in curve[-max(1, len(curve) // 5) :]]
     return StepResult(
-        sha256_file(final),
+        file_sha256(final),
         {
             "steps": result.steps,
             "seconds_per_step": round(per_step, 3),
@@ -1075,7 +1068,7 @@ def _run(opts: DemoOptions, out: Path) -> int:
         pseudo_dir.mkdir(parents=True, exist_ok=True)
         fitted = train_semantic_clusters(SourceSpec.bag(train_bags, CAMERA), clusters, pcfg)
         print(f"    {clusters}: {fitted.num_classes} classes", flush=True)
-        return StepResult(sha256_file(clusters), {"classes": fitted.num_classes})
+        return StepResult(file_sha256(clusters), {"classes": fitted.num_classes})
 
     runner.execute(
         Step(

@@ -61,7 +61,6 @@ parser provides it; else the defaults of ``config/evaluation.yaml``); ``--datase
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
 import os
@@ -91,6 +90,7 @@ from vcups_core.jobs import (
     atomic_write_json,
     check_output_file,
     file_lock,
+    file_sha256,
     make_output_folder,
     select_shard,
     terminate_as_interrupt,
@@ -467,16 +467,8 @@ def _segmenter_factory(
     def model(clip: Clip) -> StreamingSegmenter:
         return StreamingSegmenter.from_config(predictor, streaming)
 
-    identity = {"checkpoint": str(path.resolve()), "sha256": _file_sha256(path)}
+    identity = {"checkpoint": str(path.resolve()), "sha256": file_sha256(path)}
     return model, predictor.categories, identity
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _categories_dict(categories: CategoryTable) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -637,3 +638,13 @@ def is_complete_png(path: Path) -> bool:
             return end == len(data)
         pos = end
     return False
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks: the one file identity of resumable
+    runs (checkpoints an evaluation was run with, a DepthG backbone, the demo's step inputs)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -63,7 +63,6 @@ same name next to the model, and its hash checked), code dim and image normalisa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -78,6 +77,8 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
 from vcups_core.cues.depth_guided import DEFAULT_METRIC_MEDIAN_M, depth_guided_logits
+from vcups_core.jobs import file_sha256
+from vcups_core.model.weights import format_keys, state_dict_problems
 
 FloatArray = npt.NDArray[np.float32]
 BackboneKind = Literal["vit", "resnet"]
@@ -108,20 +109,6 @@ _RESNET_BY_BLOCKS = {
 
 # ----------------------------------------------------------------------------------------------
 # backbone
-
-
-def _format_keys(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -224,7 +211,7 @@ def infer_backbone(state: Mapping[str, Tensor], *, source: str = "state dict") -
         return "resnet", arch
     raise ValueError(
         f"{source}: neither a ViT (blocks.*, patch_embed.*) nor a ResNet (layer1.*) state dict "
-        f"(keys: {_format_keys(keys)})"
+        f"(keys: {format_keys(keys)})"
     )
 
 
@@ -351,23 +338,10 @@ def map_backbone_state_dict(
             given["pos_embed"] = resample_abs_pos_embed(
                 pos, new_size=[new, new], old_size=[old, old], num_prefix_tokens=prefix
             )
-    missing = [k for k in expected if k not in given and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in given if k not in expected]
-    mismatched = [
-        f"{k} {list(given[k].shape)} (model {list(v.shape)})"
-        for k, v in expected.items()
-        if k in given and tuple(given[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches: {_format_keys(mismatched)}")
+    problems = state_dict_problems(expected, given)
+    if problems:
         raise ValueError(
-            f"{source}: not a {backbone.arch} ({backbone.kind}) state dict ({'; '.join(parts)})"
+            f"{source}: not a {backbone.arch} ({backbone.kind}) state dict ({problems})"
         )
     return {k: given.get(k, v) for k, v in expected.items()}
 

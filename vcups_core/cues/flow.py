@@ -61,6 +61,7 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
 from vcups_core.cues.base import FloatMap
+from vcups_core.model.weights import format_keys, state_dict_problems
 from vcups_core.types import VideoFrame
 
 _DIS_PRESETS: dict[str, int] = {
@@ -223,11 +224,6 @@ def _rename(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, s
     return dict(state), {}
 
 
-def _format_keys(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def map_raft_state_dict(
     state: Mapping[str, Tensor], model: nn.Module, *, source: str = "state dict"
 ) -> dict[str, Tensor]:
@@ -252,28 +248,11 @@ def map_raft_state_dict(
     """
     renamed, origin = _rename(state)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in renamed and not k.endswith(".num_batches_tracked")]
-    unexpected = [
-        f"{k} ({origin[k]} in the file)" if origin.get(k, k) != k else k
-        for k in renamed
-        if k not in expected
-    ]
-    mismatched = [
-        f"{k} {list(renamed[k].shape)} (model {list(v.shape)})"
-        for k, v in expected.items()
-        if k in renamed and tuple(renamed[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches: {_format_keys(mismatched)}")
+    problems = state_dict_problems(expected, renamed, origin=origin)
+    if problems:
         raise ValueError(
             f"{source}: not a RAFT state dict for the {type(model).__name__} built from it "
-            f"({'; '.join(parts)})"
+            f"({problems})"
         )
     return {k: renamed.get(k, v) for k, v in expected.items()}
 
@@ -296,7 +275,7 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
         )
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"{path}: state dict entries that are not tensors: {_format_keys(bad)}")
+        raise ValueError(f"{path}: state dict entries that are not tensors: {format_keys(bad)}")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     # CUPS wraps torchvision's RAFT in a module whose attribute is ``raft``
     if all(k.startswith("raft.") for k in state):

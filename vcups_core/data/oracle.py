@@ -19,20 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.data import cityscapes_classes as cs
+from vcups_core.data.datasets import SYNTHETIC_WORLD
 from vcups_core.data.synthetic import SyntheticFrame
 from vcups_core.types import CategoryTable, FramePrediction, MaskCrops
 
 THING_CLASSES = (cs.CAR, cs.PERSON)
-STUFF_CLASSES = (
-    cs.ROAD,
-    cs.SIDEWALK,
-    cs.BUILDING,
-    cs.POLE,
-    cs.TRAFFIC_SIGN,
-    cs.VEGETATION,
-    cs.TERRAIN,
-    cs.SKY,
-)
+STUFF_CLASSES = tuple(sorted(SYNTHETIC_WORLD.evaluated_ids - SYNTHETIC_WORLD.thing_ids))
+"""The world's stuff classes in id order (road, sidewalk, building, pole, traffic sign,
+vegetation, terrain, sky): one list, :data:`~vcups_core.data.datasets.SYNTHETIC_WORLD`."""
 CATEGORIES = CategoryTable(
     names=tuple(cs.CLASS_NAMES[c] for c in THING_CLASSES + STUFF_CLASSES),
     num_things=len(THING_CLASSES),

@@ -271,3 +271,48 @@ def load_backbone_weights(resnet_body: nn.Module, path: str | Path) -> WeightsRe
         report.mismatched[:10],
     )
     return report
+
+
+def format_keys(keys: list[str], limit: int = 12) -> str:
+    """``keys`` joined for a message, the first ``limit`` of them and how many in all."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def state_dict_problems(
+    expected: dict[str, torch.Tensor],
+    given: dict[str, torch.Tensor],
+    *,
+    origin: dict[str, str] | None = None,
+) -> str:
+    """What keeps ``given`` from loading into a model whose state dict is ``expected``.
+
+    Args:
+        expected: the model's ``state_dict()``.
+        given: the file's tensors, keys already mapped to the model's names.
+        origin: the file's own name of a mapped key (shown next to an unexpected key).
+
+    Returns:
+        ``"missing keys: ...; unexpected keys: ...; shape mismatches: ..."`` (the parts that
+        apply; ``num_batches_tracked`` buffers may be missing), or ``""`` when it loads.
+    """
+    origin = origin or {}
+    missing = [k for k in expected if k not in given and not k.endswith(".num_batches_tracked")]
+    unexpected = [
+        f"{k} ({origin[k]} in the file)" if origin.get(k, k) != k else k
+        for k in given
+        if k not in expected
+    ]
+    mismatched = [
+        f"{k} {list(given[k].shape)} (model {list(v.shape)})"
+        for k, v in expected.items()
+        if k in given and tuple(given[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {format_keys(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {format_keys(unexpected)}")
+    if mismatched:
+        parts.append(f"shape mismatches: {format_keys(mismatched)}")
+    return "; ".join(parts)

@@ -56,12 +56,16 @@ from vcups_core.cues.depthg import (
     FrozenBackbone,
     LossWeights,
     depthg_losses,
-    file_sha256,
     fit_centroids,
     load_backbone,
     normalised_inverse_depth,
 )
-from vcups_core.jobs import atomic_write_stream, hold_folder, terminate_as_interrupt
+from vcups_core.jobs import (
+    atomic_write_stream,
+    file_sha256,
+    hold_folder,
+    terminate_as_interrupt,
+)
 from vcups_core.pseudo.sources import SourceClip, SourceSpec, open_source, processing_size
 from vcups_core.pseudo.sources import resize_image as _resize_image
 from vcups_core.types import VideoFrame

@@ -3,10 +3,10 @@ travels with a graph or an engine, written at export and read back by the predic
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from vcups_core.jobs import file_sha256
 from vcups_core.model.checkpoint import (
     categories_from_dict,
     categories_to_dict,
@@ -46,14 +46,6 @@ def _settings_from_metadata(meta: dict[str, str]) -> MergeSettings:
     )
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ExportedPredictor:
     """What the ONNX and TensorRT predictors read from an exported graph's ``vcups_*`` metadata."""
 
@@ -76,4 +68,4 @@ class ExportedPredictor:
         # graphs exported before the semantic head kept its own grid output input resolution
         self.semantic_stride = int(meta.get("vcups_semantic_stride", "1"))
         self.model_name = meta.get("vcups_model_name", self.path.stem)
-        self.checksum = meta.get("vcups_weights_sha256") or _file_sha256(self.path)
+        self.checksum = meta.get("vcups_weights_sha256") or file_sha256(self.path)
