@@ -127,8 +127,9 @@ def _bag_paths(path: Path) -> list[Path]:
     return [path]
 
 
-def list_topics(path: Path) -> list[TopicInfo]:
-    """Topics of a bag with their types and message counts.
+def bag_info(path: Path) -> tuple[list[TopicInfo], tuple[int, int] | None]:
+    """A bag's topics (types and message counts) and the ``(first, last)`` log time (ns) of its
+    messages (None for an empty bag), from one opening of its index.
 
     Raises:
         FileNotFoundError: no such file or folder.
@@ -142,27 +143,19 @@ def list_topics(path: Path) -> list[TopicInfo]:
             for conn in reader.connections:
                 key = (conn.topic, conn.msgtype)
                 counts[key] = counts.get(key, 0) + conn.msgcount
+            span = (
+                (int(reader.start_time), int(reader.end_time) - 1)  # end_time: last + 1
+                if any(counts.values())
+                else None
+            )
     except Exception as exc:  # also rosbags' FileNotFoundError for a missing metadata.yaml
         raise BagReadError(path, str(exc), None) from exc
-    return [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())]
+    return [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())], span
 
 
-def bag_time_span(path: Path) -> tuple[int, int] | None:
-    """``(first, last)`` log time (ns) of a bag's messages (every topic); None for an empty bag.
-
-    Raises:
-        FileNotFoundError: no such file or folder.
-        BagReadError: the bag cannot be opened.
-    """
-    path = Path(path)
-    paths = _bag_paths(path)
-    try:
-        with AnyReader(paths, default_typestore=typestore()) as reader:
-            if not any(conn.msgcount for conn in reader.connections):
-                return None
-            return int(reader.start_time), int(reader.end_time) - 1  # end_time: last + 1
-    except Exception as exc:
-        raise BagReadError(path, str(exc), None) from exc
+def list_topics(path: Path) -> list[TopicInfo]:
+    """Topics of a bag with their types and message counts (:func:`bag_info`)."""
+    return bag_info(path)[0]
 
 
 def _seconds(ns: int) -> str:
@@ -221,8 +214,9 @@ class BagFrameReader:
         self.backwards = 0
         self.incomplete: str | None = None
         self._open_error: Exception | None = None
+        span: tuple[int, int] | None = None
         try:
-            topics = list_topics(self.path)
+            topics, span = bag_info(self.path)
         except BagReadError as exc:
             if not self._is_mcap():
                 raise
@@ -240,18 +234,18 @@ class BagFrameReader:
                     f"{', '.join(IMAGE_TYPES)}"
                 )
             self.count = matches[0].count
-            self._check_time_range()
+            self._check_time_range(span)
             if bag_status(self.path) == "interrupted":
                 self.incomplete = "marked interrupted by the run that wrote it: it ends early"
                 log.warning("%s: %s", self.path, self.incomplete)
         else:
             self.count = 0
 
-    def _check_time_range(self) -> None:
-        """Refuse a ``start_ns``/``stop_ns`` range that lies outside the bag's messages."""
+    def _check_time_range(self, span: tuple[int, int] | None) -> None:
+        """Refuse a ``start_ns``/``stop_ns`` range that lies outside the bag's messages
+        (``span``: their first and last log time)."""
         if self.start_ns is None and self.stop_ns is None:
             return
-        span = bag_time_span(self.path)
         if span is None:
             return
         first, last = span
