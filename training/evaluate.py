@@ -102,6 +102,7 @@ from vcups_core.metrics.evaluate import (
     evaluate,
     match_pseudo_classes,
 )
+from vcups_core.runtime import rank_device
 from vcups_core.streaming.dataset_run import ClipResult, result_path
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.types import CategoryTable
@@ -428,12 +429,6 @@ def _start_group() -> bool:
     return True
 
 
-def _device(device: str) -> str:
-    """``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun (one GPU per rank)."""
-    local = os.environ.get("LOCAL_RANK")
-    return f"cuda:{local}" if device == "cuda" and local else device
-
-
 def _segmenter_factory(
     args: argparse.Namespace, descriptor: DatasetDescriptor, node_cfg: NodeConfig
 ) -> tuple[Callable[[Clip], StreamingSegmenter], CategoryTable, Any]:
@@ -456,7 +451,7 @@ def _segmenter_factory(
             node_cfg.model,
             checkpoint=str(path),
             backend=args.backend or node_cfg.model.backend,
-            device=_device(args.device or node_cfg.model.device),
+            device=rank_device(args.device or node_cfg.model.device),
         ),
         names=("--checkpoint", "--device"),
     )

@@ -6,6 +6,8 @@ Library code never calls this: a process decides its own thread pools. The ROS n
 
 from __future__ import annotations
 
+import os
+
 from threadpoolctl import threadpool_limits
 
 
@@ -29,3 +31,10 @@ def limit_blas_threads(threads: int = 1) -> None:
     if threads < 1:
         raise ValueError(f"threads: expected >= 1, got {threads}")
     threadpool_limits(limits=threads, user_api="blas")
+
+
+def rank_device(device: str) -> str:
+    """``device``, except that plain ``cuda`` under torchrun becomes the rank's own GPU,
+    ``cuda:$LOCAL_RANK`` (one GPU per rank; ``cuda:<i>`` and ``cpu`` are kept)."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(local)}" if device == "cuda" and local else device

@@ -24,3 +24,13 @@ def test_limit_blas_threads_sets_every_loaded_blas() -> None:
         threadpool_limits(limits=max(before), user_api="blas")
     with pytest.raises(ValueError, match="threads: expected >= 1, got 0"):
         limit_blas_threads(0)
+
+
+def test_rank_device_gives_each_torchrun_rank_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vcups_core.runtime import rank_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert rank_device("cuda") == "cuda" and rank_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert rank_device("cuda") == "cuda:3"
+    assert rank_device("cuda:1") == "cuda:1" and rank_device("cpu") == "cpu"

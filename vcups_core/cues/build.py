@@ -15,7 +15,6 @@ Frames stream through with one frame of look-ahead, so memory does not grow with
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,15 +30,14 @@ from vcups_core.cues.base import (
     MotionEstimator,
 )
 from vcups_core.cues.validity import validity_mask
+from vcups_core.runtime import rank_device
 from vcups_core.types import VideoFrame
 
 
 def cue_device(cfg: PseudoLabelConfig) -> str:
     """The torch device of network cues: ``cfg.device``, or under torchrun with ``cuda`` the
     rank's own GPU (``cuda:$LOCAL_RANK``)."""
-    if cfg.device == "cuda" and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return cfg.device
+    return rank_device(cfg.device)
 
 
 def _need_oracle(oracle: Any, what: str) -> Any:
