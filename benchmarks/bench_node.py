@@ -48,12 +48,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vcups_ros.msg import PanopticTrackArray
 
+from vcups_core import rosmsg as conv
 from vcups_core.streaming.segmenter import StreamingSegmenter
 from vcups_core.streaming.smoother import SemanticSmoother
 from vcups_core.streaming.tracker import OnlineTracker
 from vcups_core.types import CategoryTable, FramePrediction
-from vcups_ros import conversions as conv
 from vcups_ros.perception_node import PerceptionNode, run
+from vcups_ros.rclpy_types import rclpy_types
 
 QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 WARMUP = 3
@@ -61,6 +62,9 @@ WARMUP = 3
 
 class Precomputed:
     """A predictor that costs nothing: it cycles through precomputed predictions."""
+
+    model_name = "precomputed"  # the Predictor contract (PanopticInfo.model_name)
+    checksum = ""
 
     def __init__(self, predictions: list[FramePrediction]) -> None:
         self.categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
@@ -76,6 +80,9 @@ class Precomputed:
 class PostProcessed:
     """A predictor whose network costs nothing but whose numpy post-processing (mask pasting and
     the per-frame merge, as every backend runs it) is real."""
+
+    model_name = "postprocessed"  # the Predictor contract (PanopticInfo.model_name)
+    checksum = ""
 
     def __init__(self, predictions: list[FramePrediction]) -> None:
         self.categories = CategoryTable.default(NUM_THINGS, NUM_STUFF)
@@ -114,7 +121,7 @@ def relay_process(
     segmenter = StreamingSegmenter(
         Precomputed([prediction]), tracker=OnlineTracker(), smoother=SemanticSmoother()
     )
-    types = conv.rclpy_types()
+    types = rclpy_types()
     answer = conv.panoptic_frame_to_msg(segmenter.compose(prediction, 1, 1, "cam"), types)
     rclpy.init()
     node = rclpy.create_node("bench_relay", namespace="relay")
@@ -187,7 +194,7 @@ def measure(
     blas_threads: int = 1,
 ) -> dict[str, list[float]]:
     """Latencies in ms through the relay and through the node, first frames left out."""
-    types = conv.rclpy_types()
+    types = rclpy_types()
     rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     ctx = mp.get_context("spawn")  # rclpy must not be forked
     rclpy.init()

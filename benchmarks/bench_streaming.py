@@ -113,6 +113,9 @@ class SizeRun:
         class HandedOver:
             """A zero-cost predictor: returns the prediction handed to it for the next frame."""
 
+            model_name = "handed-over"  # the Predictor contract
+            checksum = ""
+
             def __init__(self) -> None:
                 self.categories = categories
                 self.next: FramePrediction | None = None

@@ -341,3 +341,22 @@ def test_info_message(world: str) -> None:
         rosmsg.panoptic_info_msg(
             types, version=1, category_names=["a", "b", "c"], category_is_thing=[True]
         )
+
+
+def test_info_of_a_predictor_without_name_or_checksum() -> None:
+    """A bare predictor (a test fake, a user's own) still gets an info message: its class name,
+    no checksum (before, the node's configure failed on the missing attributes)."""
+    from vcups_core.configs.streaming import StreamingConfig
+    from vcups_core.streaming.segmenter import StreamingSegmenter
+    from vcups_core.types import CategoryTable
+
+    class Bare:
+        categories = CategoryTable.default(1, 2)
+
+        def predict(self, image: Any) -> Any:
+            raise AssertionError("not called")
+
+    seg = StreamingSegmenter.from_config(Bare(), StreamingConfig())  # type: ignore[arg-type]
+    msg = rosmsg.segmenter_info_msg(seg, rosmsg.MessageTypes.rosbags(), version=3)
+    assert (msg.model_name, msg.model_checksum, msg.version) == ("Bare", "", 3)
+    assert list(msg.category_names) == ["thing_0", "stuff_0", "stuff_1"]

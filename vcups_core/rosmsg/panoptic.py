@@ -254,8 +254,9 @@ def segmenter_info_msg(
         version=version,
         category_names=list(cats.names),
         category_is_thing=list(cats.is_thing),
-        model_name=str(predictor.model_name),
-        model_checksum=str(predictor.checksum),
+        # injected predictors (tests, benchmarks, a user's own) may leave these out
+        model_name=str(getattr(predictor, "model_name", type(predictor).__name__)),
+        model_checksum=str(getattr(predictor, "checksum", "")),
         score_threshold=segmenter.score_threshold,
         stamp_ns=stamp_ns,
     )
