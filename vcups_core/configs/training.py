@@ -80,6 +80,11 @@ class TrainingConfig:
     only_with_instances: bool = option(
         True, "train only on key frames with at least one thing instance (as CUPS)"
     )
+    ignore_unknown_thing_regions: bool = option(
+        False,
+        "semantic target: pixels of a thing pseudo-class outside every instance are ignored "
+        "instead of 'thing' (CUPS IGNORE_UNKNOWN_THING_REGIONS; False in CUPS' config)",
+    )
     backend: Literal["auto", "nccl", "gloo"] = option(
         "auto", "torch.distributed backend (auto: nccl on GPUs, gloo on CPUs)"
     )

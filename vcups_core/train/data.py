@@ -273,9 +273,14 @@ class Schedule:
 # Dataset
 
 
-def frame_targets(clip: StoreClip, i: int) -> tuple[FrameTargets, torch.Tensor]:
-    """Frame ``i``'s targets with the store's track ids (``int64[N]``, returned separately)."""
-    t = clip.targets(i)
+def frame_targets(
+    clip: StoreClip, i: int, *, ignore_unknown_thing_regions: bool = False
+) -> tuple[FrameTargets, torch.Tensor]:
+    """Frame ``i``'s targets with the store's track ids (``int64[N]``, returned separately).
+
+    ``ignore_unknown_thing_regions``: see :func:`vcups_core.pseudo.compose.training_targets`.
+    """
+    t = clip.targets(i, ignore_unknown_thing_regions=ignore_unknown_thing_regions)
     targets = FrameTargets(
         boxes=torch.from_numpy(t.boxes),
         classes=torch.from_numpy(t.classes),
@@ -332,8 +337,10 @@ class ClipDataset(Dataset[tuple[ClipSample, ClipSample]]):
         max_reference_offset: int,
         augment: Callable[[ClipSample, torch.Generator], ClipSample] | None,
         seed: int,
+        ignore_unknown_thing_regions: bool = False,
     ) -> None:
         self.index = index
+        self.ignore_unknown_thing_regions = ignore_unknown_thing_regions
         self.cache = cache
         self.items = list(items)
         self.clip_length = clip_length
@@ -353,7 +360,9 @@ class ClipDataset(Dataset[tuple[ClipSample, ClipSample]]):
         frames = [item.frame, *refs]
         targets, source_ids = [], []
         for f in frames:
-            t, ids = frame_targets(clip, f)
+            t, ids = frame_targets(
+                clip, f, ignore_unknown_thing_regions=self.ignore_unknown_thing_regions
+            )
             targets.append(t)
             source_ids.append(ids)
         relabel_tracks(targets, source_ids)

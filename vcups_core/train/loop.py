@@ -445,6 +445,7 @@ def _train(options: TrainOptions, ctx: DistContext) -> TrainResult:
         max_reference_offset=cfg.clip.max_reference_offset,
         augment=augment.geometric,
         seed=cfg.seed,
+        ignore_unknown_thing_regions=cfg.ignore_unknown_thing_regions,
     )
     loader = DataLoader(
         dataset,

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 import torch
 
-from vcups_core.train.data import Schedule, StoreIndex, generator, reference_offsets
+from vcups_core.pseudo.store import StoreClip
+from vcups_core.train.data import (
+    Schedule,
+    StoreIndex,
+    frame_targets,
+    generator,
+    reference_offsets,
+)
 from vcups_core.train.sample import ClipSample, FrameTargets, model_inputs, relabel_tracks
 
 
@@ -92,3 +103,28 @@ def test_model_inputs_pairs_key_and_reference_and_offsets_ids_per_clip() -> None
     assert [t["pair"] for t in targets] == [1, 0, 3, 2]
     assert [t["track_ids"].tolist() for t in targets] == [[1, 2], [2], [3], [3]]
     assert targets[0]["masks"].dtype == torch.uint8
+
+
+def test_frame_targets_ignore_unknown_thing_regions(tmp_path: Path) -> None:
+    # thing class 1, stuff class 0; the instance covers (0, 0) only, class 1 also lies at (0, 1)
+    sem = np.array([[1, 1, 0]], np.uint8)
+    inst = np.array([[7, 0, 0]], np.uint16)
+    cv2.imwrite(str(tmp_path / "s.png"), sem)
+    cv2.imwrite(str(tmp_path / "i.png"), inst)
+    clip = StoreClip(
+        name="c",
+        stems=("0",),
+        instance_paths=(tmp_path / "i.png",),
+        semantic_paths=(tmp_path / "s.png",),
+        source={},
+        height=1,
+        width=3,
+        thing_classes=(1,),
+        stuff_classes=(0,),
+    )
+    kept, ids = frame_targets(clip, 0)
+    assert kept.semantic.tolist() == [[0, 0, 1]]  # CUPS default: 'thing' outside instances
+    assert ids.tolist() == [7]
+    ignored, _ = frame_targets(clip, 0, ignore_unknown_thing_regions=True)
+    assert ignored.semantic.tolist() == [[0, 255, 1]]
+    assert ignored.masks.tolist() == kept.masks.tolist() == [[[True, False, False]]]
