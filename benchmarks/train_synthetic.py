@@ -31,7 +31,7 @@ theirs. Prints tables; ``--json OUT`` writes
 curves as ``OUT``'s name with ``_curve.png``.
 
     .venv/bin/python benchmarks/train_synthetic.py [--steps 300] [--json OUT] [--work DIR]
-        [--runs full no_drop_loss no_copy_paste oracle_labels] [--no-speed]
+        [--runs full no_drop_loss no_copy_paste oracle_labels] [--no-speed] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -216,6 +216,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "size": list(args.size),
             "steps": args.steps,
             "lr": args.lr,
+            "overrides": list(args.set),
             "pseudo_label_seconds": round(pseudo_seconds, 1),
         },
         "runs": {},
@@ -227,7 +228,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "no_drop_loss": ["video_drop_loss=false"],
             "no_copy_paste": ["copy_paste.enabled=false"],
         }.get(name, [])
-        cfg = cpu_training_config(args.size, args.steps, lr=args.lr, overrides=ablation)
+        cfg = cpu_training_config(
+            args.size, args.steps, lr=args.lr, overrides=[*args.set, *ablation]
+        )
         keys = sum(1 for _ in (store / ".status").glob("*.json")) * args.frames
         cfg = with_startup_epochs(cfg, args.steps, keys)
         out = work / "runs" / name
@@ -309,6 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here (and the curves next to it)")
     p.add_argument("--work", help="working folder (default: a temporary one); reused if given")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config overrides for every run (e.g. ignore_unknown_thing_regions=true)",
+    )
     args = p.parse_args(argv)
     if args.work:
         work = Path(args.work)
