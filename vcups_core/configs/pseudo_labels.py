@@ -137,6 +137,13 @@ class RegionGrowingSection:
     depth_threshold: float = option(0.02, "tau_d: relative depth difference to grow", gt=0.0)
     flow_threshold: float = option(0.04, "tau_f: relative flow difference to grow", gt=0.0)
     radius: int = option(8, "r: neighbourhood radius in pixels", ge=1)
+    scale_thresholds: bool = option(
+        True,
+        "tau_d holds per pixel step of a 640x1280 frame (the paper's size); on a coarser growing "
+        "grid (a smaller frame, or work_pixels) it grows with the step's length in such pixels, "
+        "sqrt(640*1280 / grid area), as a slanted surface's depth changes per step; false = per "
+        "step of the grid itself (splits slanted faces into strips)",
+    )
     flow_source: Literal["residual", "flow"] = option(
         "residual",
         "grow on the flow minus the camera's own flow where the motion backend gives it (an "

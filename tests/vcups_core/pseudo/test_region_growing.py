@@ -14,6 +14,7 @@ from vcups_core.pseudo.region_growing import (
     REFERENCE_AREA,
     clean_instances,
     grow_regions,
+    reference_step,
     scaled_min_area,
     similarity_components,
     stencil,
@@ -32,8 +33,13 @@ def scene() -> tuple[F32, F32, F32, npt.NDArray[np.bool_]]:
 
 
 def cfg(**changes: Any) -> RegionGrowingSection:
-    """The defaults (α 0.15, τ_d 0.02, τ_f 0.04, r 8, min_area 64), plus ``changes``."""
-    return dataclasses.replace(RegionGrowingSection(), **changes)
+    """The defaults (α 0.15, τ_d 0.02, τ_f 0.04, r 8, min_area 64), plus ``changes``.
+
+    The hand-made fields below are built for thresholds per step of their own grid: on a 40x64
+    frame ``scale_thresholds`` would multiply τ_d by ~18 (its own tests are below), so
+    it is off unless a test sets it.
+    """
+    return dataclasses.replace(RegionGrowingSection(scale_thresholds=False), **changes)
 
 
 def px(pixels: int) -> int:
@@ -118,6 +124,51 @@ def test_diagonal_flow_norm_is_more_lenient() -> None:
     flow[8:32, 32:56] = (6.0, 0.0)  # 1 px step: relative 0.18 > τ_f, 1 / diag(75.5) < τ_f
     assert grow(motion, flow, None, valid, flow_tolerance=0.0).max() == 2
     assert grow(motion, flow, None, valid, flow_tolerance=0.0, flow_norm="diagonal").max() == 1
+
+
+def test_reference_step() -> None:
+    assert reference_step(640, 1280) == 1.0
+    assert reference_step(320, 640) == 2.0  # the work_pixels grid of a 640x1280 frame
+    assert reference_step(256, 512) == 2.5
+    assert reference_step(1280, 2560) == 0.5
+
+
+def slanted_object(h: int, w: int, step: float) -> tuple[F32, F32, F32, npt.NDArray[np.bool_]]:
+    """A moving 16x24 object whose depth grows by ``step`` (relative) per column, like the side
+    of a car seen at a grazing angle, on a static background far behind."""
+    motion = np.zeros((h, w), np.float32)
+    flow = np.zeros((h, w, 2), np.float32)
+    depth = np.full((h, w), 200.0, np.float32)
+    motion[40:56, 100:124] = 1.0
+    flow[40:56, 100:124] = (2.0, -1.0)
+    depth[40:56, 100:124] = (50.0 * (1.0 + step) ** np.arange(24, dtype=np.float32))[None, :]
+    return motion, flow, depth, np.ones((h, w), bool)
+
+
+def test_scaled_thresholds_keep_a_slanted_face_whole_at_low_resolution() -> None:
+    # 256x512: one grid step is 2.5 pixels of a 640x1280 frame, τ_d 0.02 becomes 0.05
+    motion, flow, depth, valid = slanted_object(256, 512, 0.023)
+    scaled = grow_regions(motion, flow, depth, valid, cfg(scale_thresholds=True), work_scale=1.0)
+    assert scaled.max() == 1 and (scaled[40:56, 100:124] == 1).all()
+    # per grid step (the old rule), every column is a region of its own: 16-pixel strips
+    strips = grow_regions(
+        motion, flow, depth, valid, cfg(scale_thresholds=False, min_area=0), work_scale=1.0
+    )
+    assert strips.max() == 24
+    # a real depth discontinuity (object 20 % in front of its neighbour) still splits
+    depth[40:56, 112:124] *= 1.2
+    split = grow_regions(motion, flow, depth, valid, cfg(scale_thresholds=True), work_scale=1.0)
+    assert split.max() == 2 and split[48, 105] != split[48, 118]
+
+
+def test_scaled_thresholds_at_the_reference_size_are_the_paper_values() -> None:
+    # at 640x1280 grown at full resolution the step is 1 reference pixel: nothing changes
+    motion, flow, depth, valid = slanted_object(640, 1280, 0.023)
+    for scale in (True, False):
+        labels = grow_regions(
+            motion, flow, depth, valid, cfg(scale_thresholds=scale, min_area=0), work_scale=1.0
+        )
+        assert labels.max() == 24
 
 
 def test_seed_on_noisy_static_background_is_rejected() -> None:
