@@ -486,9 +486,26 @@ def _sample_points(
     points outside ``[-0.5, W - 0.5] × [-0.5, H - 0.5]`` or with a NaN flow are ``outside``
     and moved to ``(0, 0)`` (a safe point: their samples are replaced by the fill).
     """
-    h, w = flow.shape[:2]
-    map_x = np.add(np.arange(w, dtype=np.float32)[None, :], flow[..., 0], dtype=np.float32)
-    map_y = np.add(np.arange(h, dtype=np.float32)[:, None], flow[..., 1], dtype=np.float32)
+    return _sample_points_of(flow[..., 0], flow[..., 1])
+
+
+def _sample_points_of(
+    flow_x: npt.NDArray[np.floating[Any]],
+    flow_y: npt.NDArray[np.floating[Any]],
+    *,
+    x0: int = 0,
+    y0: int = 0,
+    width: int | None = None,
+    height: int | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """:func:`_sample_points` of a flow given as its two ``[h, w]`` components (contiguous ones
+    are faster): the pixels ``[y0 : y0 + h, x0 : x0 + w]`` of a ``height x width`` image (by
+    default the whole image, ``h x w``)."""
+    rows, cols = flow_x.shape
+    w = cols if width is None else width
+    h = rows if height is None else height
+    map_x = np.add(np.arange(x0, x0 + cols, dtype=np.float32)[None, :], flow_x, dtype=np.float32)
+    map_y = np.add(np.arange(y0, y0 + rows, dtype=np.float32)[:, None], flow_y, dtype=np.float32)
     # NaN compares False, so NaN flow counts as outside
     inside = np.greater_equal(map_x, -0.5)
     scratch = np.empty_like(inside)

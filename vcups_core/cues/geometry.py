@@ -704,9 +704,17 @@ def _over_hypot_f32(
         same = bound.astype(np.float32) == np.multiply(q, 1.0 + _ROUNDING_MARGIN, out=bound).astype(
             np.float32
         )
-        same &= squares > _SQUARES_RANGE[0]
-        same &= squares < _SQUARES_RANGE[1]
-        same &= (q == 0) | (np.abs(q) > _SQUARES_RANGE[0])  # no float64 subnormal quotient
+        # the range conditions below hold for every element in practice: checked at once by
+        # min/max (NaN-propagating), elementwise only when one may fail
+        if not (
+            q.size
+            and squares.min() > _SQUARES_RANGE[0]
+            and squares.max() < _SQUARES_RANGE[1]
+            and np.abs(q, out=bound).min() > _SQUARES_RANGE[0]
+        ):
+            same &= squares > _SQUARES_RANGE[0]
+            same &= squares < _SQUARES_RANGE[1]
+            same &= (q == 0) | (np.abs(q) > _SQUARES_RANGE[0])  # no float64 subnormal quotient
         redo = np.flatnonzero(~same)
         if redo.size:
             exact_den = np.hypot(x.take(redo), y.take(redo))
@@ -773,6 +781,20 @@ def _rays_of(h: int, w: int, k_bytes: bytes) -> tuple[F64, F64]:
     return rx, ry
 
 
+def _rays_x_row(shape: tuple[int, int], intrinsics: F64) -> F64 | None:
+    """The first row ``[1, W]`` of ``_planar_rays(shape, intrinsics)[0]`` when every row equals
+    it, else None.
+
+    Without skew (``K^-1[0, 1] = 0``, the ``K^-1`` that :func:`_rays_of` computes), every row
+    is ``(K^-1[0, 0] x + (+-0)) + K^-1[0, 2]``, and ``a + (+-0) = a`` for ``a != 0`` (with one
+    sign of the zero for every row).
+    """
+    k = _check_intrinsics(intrinsics)
+    if np.linalg.inv(np.frombuffer(k.tobytes(), dtype=np.float64).reshape(3, 3))[0, 1] != 0:
+        return None
+    return _planar_rays(shape, k)[0][:1]
+
+
 def _normalize(pts: F64, k_inv: F64) -> tuple[F64, F64]:
     """``(x, y)`` of ``K^-1 (p, 1)`` for pixel points ``float64[N, 2]``."""
     x = k_inv[0, 0] * pts[:, 0] + k_inv[0, 1] * pts[:, 1] + k_inv[0, 2]
@@ -807,9 +829,15 @@ def usable_mask(flow: FloatMap, valid: npt.NDArray[np.bool_] | None) -> npt.NDAr
         ValueError: on a flow that is not ``[H, W, 2]`` or a mask of another shape.
     """
     _check_flow(flow)
-    # both components finite (per component: a reduction over the axis of length 2 is slow)
-    ok: npt.NDArray[np.bool_] = np.isfinite(flow[..., 0])
-    ok &= np.isfinite(flow[..., 1])
+    # both components finite (a reduction over the axis of length 2 is slow): the two bools of a
+    # pixel read as one uint16, 0x0101 when both are True
+    ok: npt.NDArray[np.bool_]
+    finite = np.isfinite(flow)
+    if finite.flags.c_contiguous:
+        ok = finite.view(np.uint16).reshape(finite.shape[:2]) == 0x0101
+    else:
+        ok = np.isfinite(flow[..., 0])
+        ok &= np.isfinite(flow[..., 1])
     if valid is not None:
         if valid.shape != ok.shape:
             raise ValueError(f"valid shape {valid.shape} != flow shape {ok.shape}")

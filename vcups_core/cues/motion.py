@@ -46,7 +46,10 @@ from vcups_core.cues.geometry import (
     _SQUARES_RANGE,
     _endpoint_rays,
     _epipolar_distance_at,
+    _grid_axes,
+    _over_hypot_f32,
     _planar_rays,
+    _rays_x_row,
     epipolar_fundamental,
     fit_translation_scale,
     normalized_correspondences,
@@ -112,7 +115,8 @@ class GeometricMotion:
             return np.zeros((h, w), np.float32), None
         # The score is 0 outside ``valid``: only the valid pixels are computed, gathered into
         # flat arrays, each with the same arithmetic as on the whole grid, in chunks (small
-        # temporaries are reused by the allocator; large ones cost page faults every time).
+        # temporaries are reused by the allocator; large ones cost page faults every time);
+        # the common case, the epipolar residual, by blocks of rows (:func:`_epipolar_scores`).
         idx = np.flatnonzero(valid)
         ego: FloatMap | None = None
         scale = math.nan
@@ -140,6 +144,24 @@ class GeometricMotion:
         ):
             fund = epipolar_fundamental(camera, cues.intrinsics)
         rays = _planar_rays((h, w), cues.intrinsics) if behind_test and idx.size else None
+        k_inv = np.linalg.inv(np.asarray(cues.intrinsics, dtype=np.float64))
+        if ego is None and fund is not None and not with_prior:
+            # the common case (essential camera, the epipolar residual): in blocks of rows
+            _epipolar_scores(
+                out,
+                flow,
+                valid,
+                camera,
+                cues.intrinsics,
+                fund,
+                behind_test=behind_test,
+                residual_floor=self.residual_floor,
+                residual_noise=self.residual_noise,
+            )
+            return out, ego
+        # the scores of the valid pixels, in ``idx`` order (one scatter at the end is faster
+        # than one per chunk)
+        scores = np.empty(idx.size, np.float32)
         for start in range(0, idx.size, step):
             sub = idx[start : start + step]
             pairs = flow.reshape(-1, 2).take(sub, axis=0)
@@ -165,7 +187,15 @@ class GeometricMotion:
                 ).astype(np.float64)
                 if behind_test:
                     behind = _behind(
-                        fx, fy, sub, camera, cues.intrinsics, (h, w), exact=with_prior, rays=rays
+                        fx,
+                        fy,
+                        sub,
+                        camera,
+                        cues.intrinsics,
+                        (h, w),
+                        exact=with_prior,
+                        rays=rays,
+                        k_inv=k_inv,
                     )
                     residual[behind.against] = np.inf
                     if with_prior:
@@ -177,10 +207,12 @@ class GeometricMotion:
             np.maximum(mag, self.residual_floor, out=mag)
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = np.divide(residual, mag, out=residual)
-            # = clip(nan_to_num(score, nan=0, posinf=1), 0, 1): clip maps +-inf to 1 and 0
-            np.clip(score, 0.0, 1.0, out=score)
-            score[np.isnan(score)] = 0.0
-            out_flat[sub] = score  # rounded to float32 here
+            # = clip(nan_to_num(score, nan=0, posinf=1), 0, 1), with fmax(NaN, 0) = 0 and
+            # fmax(-inf, 0) = 0 (the score is never -0.0: the residual is >= +0)
+            np.fmax(score, 0.0, out=score)
+            np.minimum(score, 1.0, out=score)
+            scores[start : start + sub.size] = score  # rounded to float32 here
+        out_flat[idx] = scores
         if parts is not None:
             prior = ground_prior_residual(
                 cues,
@@ -257,17 +289,19 @@ def _behind(
     *,
     exact: bool = False,
     rays: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    k_inv: npt.NDArray[np.float64] | None = None,
 ) -> _Behind:
     """:func:`_translational_parts` of the pixels ``idx`` (flat indices, flow ``fx, fy``), with
     the same arithmetic per pixel as on the whole grid; ``e_norm`` and ``along`` only with
     ``exact`` (the ``against`` test is the same either way). ``rays``: ``_planar_rays(shape,
-    intrinsics)`` when already known."""
+    intrinsics)`` and ``k_inv``: the inverse of ``intrinsics``, when already known."""
     assert camera.rotation is not None
     assert camera.translation is not None
     rays_x, rays_y = _planar_rays(shape, intrinsics) if rays is None else rays  # read-only
     rx = rays_x.reshape(-1).take(idx)
     ry = rays_y.reshape(-1).take(idx)
-    k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+    if k_inv is None:
+        k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
     u, v = _endpoint_rays(rx, ry, fx, fy, k_inv)
     rot, t = camera.rotation, camera.translation
     tmp = np.empty_like(rx)
@@ -293,24 +327,160 @@ def _behind(
             against = np.multiply(along, focal, out=tmp) < -1.0
             against &= norm > 0
             return _Behind(c, norm, along, against, focal, float(t[2]), intrinsics)
-        # without np.hypot (slow): sqrt(ex^2 + ey^2) is within a relative 1e-15 of it, which
-        # decides the comparison except within the margin of -1; those pixels use hypot
-        squares = np.multiply(ex, ex, out=dy)  # ``along`` is in dx
-        squares += np.multiply(ey, ey, out=tmp)
-        approx = np.sqrt(squares, out=tmp)
-        np.divide(along, approx, out=approx)
-        approx *= focal
-        against = approx < -1.0 - _ROUNDING_MARGIN
-        sure = np.greater(approx, -1.0 + _ROUNDING_MARGIN)
-        sure |= against
-        sure &= squares > _SQUARES_RANGE[0]
-        sure &= squares < _SQUARES_RANGE[1]
-        redo = np.flatnonzero(~sure)
-        if redo.size:
-            norm = np.hypot(ex.take(redo), ey.take(redo))
-            value = along.take(redo) / norm * focal
-            against[redo] = (value < -1.0) & (norm > 0)
+        against = _against(along, ex, ey, focal)
     return _Behind(c, None, None, against, focal, float(t[2]), intrinsics)
+
+
+def _against(
+    along: npt.NDArray[np.float64],
+    ex: npt.NDArray[np.float64],
+    ey: npt.NDArray[np.float64],
+    focal: float,
+) -> npt.NDArray[np.bool_]:
+    """The ``against`` test of :func:`_behind` (not ``exact``) on flat arrays: ``along / |E| *
+    focal < -1`` and ``|E| > 0``, ``|E| = np.hypot(ex, ey)``.
+
+    Only a negative ``along`` can run against the epipolar direction (0, NaN: never), and few
+    do: the test runs on those elements only. Without np.hypot (slow): ``sqrt(ex^2 + ey^2)`` is
+    within a relative 1e-15 of it, which decides the comparison except within the margin of -1;
+    those elements use hypot.
+    """
+    against = np.zeros(along.shape, bool)
+    neg = np.flatnonzero(along < 0)
+    if neg.size:
+        ex, ey, along = ex.take(neg), ey.take(neg), along.take(neg)
+        squares = np.multiply(ex, ex)
+        tmp = np.multiply(ey, ey)
+        squares += tmp
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            approx = np.sqrt(squares, out=tmp)
+            np.divide(along, approx, out=approx)
+            approx *= focal
+            hit = approx < -1.0 - _ROUNDING_MARGIN
+            sure = np.greater(approx, -1.0 + _ROUNDING_MARGIN)
+            sure |= hit
+            sure &= squares > _SQUARES_RANGE[0]
+            sure &= squares < _SQUARES_RANGE[1]
+            redo = np.flatnonzero(~sure)
+            if redo.size:
+                norm = np.hypot(ex.take(redo), ey.take(redo))
+                value = along.take(redo) / norm * focal
+                hit[redo] = (value < -1.0) & (norm > 0)
+        against[neg] = hit
+    return against
+
+
+def _epipolar_scores(
+    out: FloatMap,
+    flow: FloatMap,
+    valid: npt.NDArray[np.bool_],
+    camera: CameraMotion,
+    intrinsics: npt.NDArray[np.float64],
+    fund: npt.NDArray[np.float64],
+    *,
+    behind_test: bool,
+    residual_floor: float,
+    residual_noise: float,
+) -> None:
+    """The motion score of an essential camera without ego flow (the epipolar residual, and with
+    ``behind_test`` the ``against`` pixels scored as moving), written into ``out`` where
+    ``valid`` (``out`` is left as it is elsewhere).
+
+    Every pixel's arithmetic is that of :func:`_epipolar_distance_at` and :func:`_behind` on the
+    valid pixels, but on blocks of whole rows (within the columns that hold valid pixels): no
+    gathers, and the terms that depend on the pixel's column or row alone (``F_i0 x``,
+    ``F_i1 y``, ``R_i1 r_y``) are computed once per column or row. Invalid pixels of a block
+    are computed too and not written.
+    """
+    assert camera.rotation is not None
+    assert camera.translation is not None
+    h, w = valid.shape
+    cols = np.flatnonzero(valid.any(axis=0))
+    if not cols.size:
+        return
+    rows = np.flatnonzero(valid.any(axis=1))
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    col, row = _grid_axes((h, w))  # x + 0.5 as [1, W], y + 0.5 as [H, 1]
+    px = col[:, c0:c1]
+    # l_i = (F_i0 x + F_i1 y) + F_i2, as in _epipolar_distance_at
+    lx = [np.multiply(px, fund[i, 0]) for i in range(3)]
+    ly = [np.multiply(row, fund[i, 1]) for i in range(3)]
+    rot, t = camera.rotation, camera.translation
+    focal = float(intrinsics[0, 0])
+    if behind_test:
+        rays_x, rays_y = _planar_rays((h, w), intrinsics)  # ray_y depends on the row alone
+        k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
+        ry_col = rays_y[:, :1]
+        ry_rot = [np.multiply(ry_col, rot[i, 1]) for i in range(3)]  # R_i1 r_y, [H, 1]
+        # r_x (and R_i0 r_x) is the same in every row without skew
+        rx_row = _rays_x_row((h, w), intrinsics)
+        rx_row = None if rx_row is None else rx_row[:, c0:c1]
+        rx_rot = [np.multiply(rx_row, rot[i, 0]) for i in range(3)] if rx_row is not None else None
+    step = max(1, _CHUNK // (c1 - c0))
+    with np.errstate(all="ignore"):  # the invalid pixels of a block may be anything
+        for r0 in range(int(rows[0]), int(rows[-1]) + 1, step):
+            r1 = min(r0 + step, h)
+            block = valid[r0:r1, c0:c1]
+            f = flow[r0:r1, c0:c1]
+            fx, fy = f[..., 0].copy(), f[..., 1].copy()  # contiguous: faster loops below
+            py = row[r0:r1]
+            # _epipolar_distance_at
+            l0 = np.add(lx[0], ly[0][r0:r1])
+            l0 += fund[0, 2]
+            l1 = np.add(lx[1], ly[1][r0:r1])
+            l1 += fund[1, 2]
+            l2 = np.add(lx[2], ly[2][r0:r1])
+            l2 += fund[2, 2]
+            num = np.add(px, fx, dtype=np.float64)
+            num *= l0
+            term = np.add(py, fy, dtype=np.float64)
+            term *= l1
+            num += term
+            num += l2
+            np.abs(num, out=num)
+            residual = _over_hypot_f32(num.reshape(-1), l0.reshape(-1), l1.reshape(-1))
+            if behind_test:
+                # _behind, not exact
+                rx = rays_x[r0:r1, c0:c1] if rx_row is None else rx_row
+                u, v = _endpoint_rays(rx, ry_col[r0:r1], fx, fy, k_inv)
+                # a_i = (R_i0 r_x + R_i1 r_y) + R_i2, as in _affine
+                if rx_rot is None:
+                    ax, ay, c = (np.multiply(rx, rot[i, 0]) for i in range(3))
+                    for i, a in enumerate((ax, ay, c)):
+                        a += ry_rot[i][r0:r1]
+                else:
+                    ax, ay, c = (np.add(rx_rot[i], ry_rot[i][r0:r1]) for i in range(3))
+                for i, a in enumerate((ax, ay, c)):
+                    a += rot[i, 2]
+                ax /= c  # where r lands after the rotation alone
+                ay /= c
+                dx = np.subtract(u, ax, out=u)
+                dy = np.subtract(v, ay, out=v)
+                ex = np.multiply(ax, t[2], out=ax)
+                np.subtract(t[0], ex, out=ex)
+                ey = np.multiply(ay, t[2], out=ay)
+                np.subtract(t[1], ey, out=ey)
+                along = np.multiply(dx, ex, out=dx)
+                along += np.multiply(dy, ey, out=dy)
+                against = _against(along.reshape(-1), ex.reshape(-1), ey.reshape(-1), focal)
+                residual[against] = np.inf
+            mag = _norm(fx, fy).reshape(-1)
+            np.maximum(mag, residual_floor, out=mag)
+            if residual_noise > 0:  # in float64, as in GeometricMotion.__call__
+                wide = np.subtract(residual, residual_noise, dtype=np.float64)
+                np.maximum(wide, 0.0, out=wide)
+                score = np.divide(wide, mag, out=wide)
+            else:
+                # float32(residual / mag) of the float64 quotient is the float32 quotient of
+                # the two float32 numbers: rounding a float64 quotient of float32 operands to
+                # float32 is innocuous (53 >= 2 * 24 + 2; Figueroa 1995)
+                score = np.divide(residual, mag, out=residual)
+            np.fmax(score, 0.0, out=score)  # as in GeometricMotion.__call__
+            np.minimum(score, 1.0, out=score)
+            # score where valid, else +0 (the score is finite and >= +0 here), rounded to float32
+            np.multiply(
+                score.reshape(block.shape), block, out=out[r0:r1, c0:c1], casting="same_kind"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

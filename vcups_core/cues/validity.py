@@ -8,12 +8,14 @@ Flow conventions are those of :mod:`vcups_core.cues.base`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
 from vcups_core.configs.pseudo_labels import ValiditySection
-from vcups_core.cues.flow import warp
+from vcups_core.cues.flow import _sample_points_of, warp
 
 BoolMap = npt.NDArray[np.bool_]
 
@@ -49,6 +51,14 @@ def forward_backward_valid(
     Raises:
         ValueError: if the shapes differ or are not ``[H, W, 2]``, or a tolerance is negative.
     """
+    _check(flow, flow_back, fb_abs, fb_rel)
+    h, w = flow.shape[:2]
+    return _consistent(flow, flow_back, fb_abs, fb_rel, slice(0, h), slice(0, w))
+
+
+def _check(
+    flow: npt.NDArray[np.float32], flow_back: npt.NDArray[np.float32], fb_abs: float, fb_rel: float
+) -> None:
     if flow.shape != flow_back.shape or flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(
             f"flow and flow_back must both be [H, W, 2], got {list(flow.shape)} and "
@@ -56,20 +66,69 @@ def forward_backward_valid(
         )
     if fb_abs < 0 or fb_rel < 0:
         raise ValueError(f"fb_abs and fb_rel must be >= 0, got {fb_abs}, {fb_rel}")
-    fwd = flow.astype(np.float32, copy=False)
-    back = warp(flow_back.astype(np.float32, copy=False), fwd)  # NaN outside the image
-    fx, fy, bx, by = fwd[..., 0], fwd[..., 1], back[..., 0], back[..., 1]
+
+
+def _consistent(
+    flow: npt.NDArray[np.float32],
+    flow_back: npt.NDArray[np.float32],
+    fb_abs: float,
+    fb_rel: float,
+    rows: slice,
+    cols: slice,
+) -> BoolMap:
+    """:func:`forward_backward_valid` of the pixels ``[rows, cols]`` (non-empty slices with
+    explicit bounds)."""
+    # the components as contiguous planes (the arithmetic below is elementwise, and strided
+    # float32 loops are slow)
+    fx, fy = _planes(flow[rows, cols])
+    back = flow_back.astype(np.float32, copy=False)
+    h, w = flow.shape[:2]
+    map_x, map_y, outside = _sample_points_of(
+        fx, fy, x0=cols.start, y0=rows.start, width=w, height=h
+    )
+    # = warp(back, flow) without the fill of the points outside: they are excluded below (with
+    # the fill, their error is NaN, which fails the test)
+    bx, by = (_remap(plane, map_x, map_y) for plane in _planes(back))
+    if bx.size and (np.isnan(bx.max()) or np.isnan(by.max())):
+        # a NaN of ``back`` was sampled (perhaps with weight 0, which cv2 spreads but warp does
+        # not): warp's NaN rules. Without a NaN sample, no NaN of ``back`` took part in any
+        # sample, and warp's samples are these.
+        bx, by = _planes(warp(back, flow.astype(np.float32, copy=False))[rows, cols])
     # |f + b| and fb_abs + fb_rel * (|f| + |b|), in float32 with the operations of
     # np.linalg.norm(..., axis=-1) (sqrt(x * x + y * y)), but without its slow reduction over
     # an axis of length 2
     ex = np.add(fx, bx)
     ey = np.add(fy, by)
-    error = _norm(ex, ey)
-    tolerance = _norm(fx, fy, out=ex)
-    tolerance += _norm(bx, by, out=ey)
-    tolerance = fb_abs + fb_rel * tolerance
-    valid: BoolMap = error <= tolerance  # False wherever a NaN is involved
+    error = _norm(ex, ey, out=ex)
+    tolerance = _norm(fx, fy, out=fx)
+    tolerance += _norm(bx, by, out=bx)
+    tolerance *= fb_rel  # = fb_abs + fb_rel * tolerance (in float32)
+    tolerance += fb_abs
+    valid: BoolMap = np.less_equal(error, tolerance)  # False wherever a NaN is involved
+    valid &= np.logical_not(outside, out=outside)
     return valid
+
+
+def _remap(
+    plane: npt.NDArray[np.float32], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Bilinear :func:`cv2.remap` of one ``float32`` plane, border replicated (as
+    :func:`~vcups_core.cues.flow.warp` samples one channel)."""
+    return np.asarray(
+        cv2.remap(plane, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+        dtype=np.float32,
+    )
+
+
+def _planes(
+    flow: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The two components of a ``[H, W, 2]`` flow as fresh (writable) contiguous
+    ``float32[H, W]``."""
+    return (
+        np.array(flow[..., 0], dtype=np.float32, order="C"),
+        np.array(flow[..., 1], dtype=np.float32, order="C"),
+    )
 
 
 def _norm(
@@ -134,8 +193,18 @@ def validity_mask(
     Returns:
         ``bool[H, W]`` (what :attr:`~vcups_core.cues.base.FrameCues.valid` holds).
     """
-    valid = forward_backward_valid(flow, flow_back, fb_abs=cfg.fb_abs, fb_rel=cfg.fb_rel)
+    _check(flow, flow_back, cfg.fb_abs, cfg.fb_rel)
     height, width = flow.shape[:2]
-    return valid & border_mask(
+    valid = border_mask(
         height, width, sides=cfg.border_sides, top=cfg.border_top, bottom=cfg.border_bottom
     )
+    # the consistency test inside the border only (outside, the mask is False anyway)
+    s = _pixels(cfg.border_sides, width, "sides", 0.5)
+    rows = slice(
+        _pixels(cfg.border_top, height, "top", 1.0),
+        height - _pixels(cfg.border_bottom, height, "bottom", 1.0),
+    )
+    cols = slice(s, width - s)
+    if rows.start < rows.stop and cols.start < cols.stop:
+        valid[rows, cols] = _consistent(flow, flow_back, cfg.fb_abs, cfg.fb_rel, rows, cols)
+    return valid

@@ -178,3 +178,40 @@ def test_the_bidirectional_combination_keeps_the_formula() -> None:
     ).astype(np.float32)
     assert middle.motion is not None
     assert middle.motion.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.4])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_block_score_equals_the_whole_grid_score_with_skew_and_noise(
+    noise: float, seed: int
+) -> None:
+    # a skewed K: the rays' x differ between rows (the blocks cannot share a row's terms)
+    k = K.copy()
+    k[0, 1] = 0.7 if seed else 0.0
+    rng = np.random.default_rng(seed)
+    flow = _flow(rng, 3.0)
+    valid = rng.random((H, W)) < 0.8
+    valid[:, :5] = False
+    camera = _essential(rng)
+    cues = FrameCues(
+        VideoFrame(np.zeros((H, W, 3), np.uint8), 0, index=0),
+        VideoFrame(np.zeros((H, W, 3), np.uint8), 1, index=1),
+        k,
+        flow,
+        True,
+        flow,
+        valid=valid,
+        camera=camera,
+        depth=None,
+    )
+    score, ego = mot.GeometricMotion(1.0, residual_noise=noise)(cues)
+    assert ego is None
+    residual = geo.epipolar_distance(flow, camera, k).astype(np.float64)
+    parts = mot._translational_parts(cues)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = np.where(parts.along * parts.focal < -1.0, np.inf, residual)
+        residual = np.maximum(residual - noise, 0.0) if noise else residual
+        expected = residual / np.maximum(np.linalg.norm(flow, axis=2), 1.0)
+    expected = np.clip(np.nan_to_num(expected, nan=0.0, posinf=1.0), 0.0, 1.0)
+    expected[~(np.isfinite(flow).all(axis=2) & valid)] = 0.0
+    assert score.tobytes() == expected.astype(np.float32).tobytes()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vcups_core.configs.pseudo_labels import ValiditySection
+from vcups_core.cues.flow import warp
 from vcups_core.cues.validity import border_mask, forward_backward_valid, validity_mask
 
 
@@ -112,3 +113,27 @@ def test_validity_mask_combines_both() -> None:
     expected = np.zeros((8, 8), bool)
     expected[1:6, 1:7] = True  # rows 1..5 (bottom 2 rows cut), columns 1..6
     np.testing.assert_array_equal(valid, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_consistency_test_equals_its_formula_on_warped_flow(seed: int) -> None:
+    """Bit for bit the formula of the docstring on ``warp``'s samples (NaN outside the image),
+    also with NaN in the flow back (sampled by ``warp``'s rules) and inside a border."""
+    rng = np.random.default_rng(seed)
+    flow = (rng.normal(size=(20, 30, 2)) * 4.0).astype(np.float32)
+    back = (-flow + rng.normal(size=flow.shape) * 0.6).astype(np.float32)
+    flow[2, 3] = np.nan
+    if seed % 2:
+        back[rng.random((20, 30)) < 0.05] = np.nan
+    sampled = warp(back, flow)
+    error = np.linalg.norm(flow + sampled, axis=-1)
+    tolerance = 1.0 + 0.05 * (np.linalg.norm(flow, axis=-1) + np.linalg.norm(sampled, axis=-1))
+    expected = error <= tolerance
+    np.testing.assert_array_equal(
+        forward_backward_valid(flow, back, fb_abs=1.0, fb_rel=0.05), expected
+    )
+    cfg = ValiditySection(
+        fb_abs=1.0, fb_rel=0.05, border_sides=0.1, border_top=0.15, border_bottom=0.05
+    )
+    border = border_mask(20, 30, sides=0.1, top=0.15, bottom=0.05)
+    np.testing.assert_array_equal(validity_mask(flow, back, cfg), expected & border)
