@@ -279,6 +279,37 @@ class TrackingSection:
         "so that a later detection matching it at tau_m continues its id; 0 = the paper's rule",
         ge=0,
     )
+    fragment_inside: float = option(
+        0.0,
+        "a detection left without a track whose area lies at least this fraction inside one "
+        "track's warped mask (or a remembered lost track's) joins that track: a fragment of the "
+        "object, not a new one; 0 = off (the paper's rule), else in (0.5, 1]",
+        ge=0.0,
+        le=1.0,
+    )
+    fragment_flow: float = option(
+        0.0,
+        "fragment_inside: a detection joins a track only if its mean flow differs from the "
+        "mean flow over the track's warped mask by at most this fraction of the larger norm "
+        "(plus 1 px): an object coming out from behind another lies inside the occluder's "
+        "warped mask but moves differently; 0 = no flow test",
+        ge=0.0,
+    )
+    split_min_share: float = option(
+        0.1,
+        "a detection holding the warped masks of several tracks is split only between tracks "
+        "whose warped mask is at least this fraction of the detection's area (slivers inside a "
+        "large detection are fragments of it, not crossing objects); 0 = every such track (the "
+        "plain split rule)",
+        ge=0.0,
+        le=1.0,
+    )
+    min_track_frames: int = option(
+        1,
+        "tracks seen in fewer frames are removed from the labels (short false tracks); the "
+        "labels come out this many frames minus one late; 1 = off (the paper's rule)",
+        ge=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ class InstanceLabeler:
             fill_gaps=cfg.tracking.fill_gaps and cfg.tracking.window >= 3,
             min_containment=cfg.tracking.min_containment,
             max_lost=cfg.tracking.max_lost,
+            fragment_inside=cfg.tracking.fragment_inside,
+            fragment_flow=cfg.tracking.fragment_flow,
+            split_min_share=cfg.tracking.split_min_share,
+            min_track_frames=cfg.tracking.min_track_frames,
         )
 
     def push(self, cues: FrameCues) -> list[tuple[int, npt.NDArray[np.uint16]]]:

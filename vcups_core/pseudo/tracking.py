@@ -23,7 +23,23 @@ Stated: a sliding window of 3 frames, Hungarian matching on IoU, acceptance thre
    moving relative to the camera, or the flow is noisy) then breaks its track into one id with
    holes instead of several ids, which is what AQ and best-track J count. ``max_lost`` 0 is the
    paper's rule.
+5b. **Fragments** (``fragment_inside`` > 0; ours): a detection still without a track whose area
+   lies at least ``fragment_inside`` inside one track's warped mask (first the active tracks,
+   then the remembered lost ones) is a fragment of that object and takes its id, so one track
+   can hold several detections. With ``fragment_flow`` > 0 only if it moves like the track
+   (mean flows), so that an object coming out from behind another is not swallowed by the
+   occluder's backward-warped mask. On real video (DAVIS) region growing often breaks an object
+   into pieces for a frame or two; without this the second piece starts a track that step 2
+   then keeps splitting off the whole object again in every later frame.
 6. Unmatched detections start new track ids, unique within the clip (1, 2, ...).
+7. **Short tracks** (``min_track_frames`` > 1; ours): frames are held back
+   ``min_track_frames − 1`` frames and emitted without the tracks seen in fewer than
+   ``min_track_frames`` frames so far (a track that reaches the count later keeps only its later
+   frames).
+
+Step 2's ``split_min_share`` (ours): only tracks whose warped mask is at least that fraction of
+the detection take part in a split; a sliver track (a one-frame fragment) inside a large
+detection would otherwise claim its nearest pixels every frame and live on as a splinter.
 
 With window 2 (or ``fill_gaps: false``) step 4 is skipped.
 """
@@ -113,7 +129,10 @@ def match_tracks(
 
 
 def split_merged(
-    detections: npt.NDArray[np.int32], warped: npt.NDArray[np.integer], track_ids: list[int]
+    detections: npt.NDArray[np.int32],
+    warped: npt.NDArray[np.integer],
+    track_ids: list[int],
+    min_share: float = 0.0,
 ) -> npt.NDArray[np.int32]:
     """Split detections that swallowed two or more tracks' warped masks (step 2).
 
@@ -121,6 +140,11 @@ def split_merged(
         detections: ``int32[H, W]`` ids ``1..N`` (0 = none).
         warped: ``int[H, W]`` warped track map of the previous frame (track ids, 0 = none).
         track_ids: the ids present in ``warped``.
+        min_share: a track takes part in a split only if its warped mask is at least this
+            fraction of the detection's area (0 = every track at least half inside). A sliver
+            track inside a large detection is a fragment of that object, not a second object;
+            without the floor it claims its nearest pixels every frame and lives on as a
+            splinter of the object.
 
     Returns:
         ``int32[H, W]`` detections ``1..N'``: every split part gets a new id after ``N``.
@@ -138,10 +162,18 @@ def split_merged(
         (detections.astype(np.int64) * (m + 1) + tracks).ravel(), minlength=(n + 1) * (m + 1)
     ).reshape(n + 1, m + 1)
     track_area = joint.sum(axis=0)
+    det_area = joint.sum(axis=1)
     next_id = n + 1
     objects: list[tuple[slice, slice] | None] | None = None  # bounding boxes, found once
     for d in range(1, n + 1):
-        inside = np.flatnonzero((joint[d, 1:] >= 0.5 * track_area[1:]) & (track_area[1:] > 0)) + 1
+        inside = (
+            np.flatnonzero(
+                (joint[d, 1:] >= 0.5 * track_area[1:])
+                & (track_area[1:] > 0)
+                & (track_area[1:] >= min_share * det_area[d])
+            )
+            + 1
+        )
         if inside.size < 2:
             continue
         if objects is None:
@@ -163,6 +195,70 @@ def split_merged(
     return out
 
 
+def absorb_fragments(
+    detections: npt.NDArray[np.int32],
+    tracks: npt.NDArray[np.integer],
+    free: list[int],
+    min_inside: float,
+    flow: npt.NDArray[np.float32] | None = None,
+    max_flow_diff: float = 0.0,
+) -> dict[int, int]:
+    """Detections that are fragments of one track (step 5b): each detection of ``free`` whose
+    area lies at least ``min_inside`` inside one track's (warped) mask joins that track.
+
+    Args:
+        detections: ``int32[H, W]`` ids ``1..N`` (0 = none).
+        tracks: ``int[H, W]`` the warped masks (track ids, 0 = none).
+        free: the detection ids still without a track.
+        min_inside: fraction of the detection's area inside the track's mask (``> 0.5``, so
+            that at most one track qualifies).
+        flow: ``float32[H, W, 2]`` flow of this frame (to the previous one); with
+            ``max_flow_diff > 0`` a detection joins a track only if its mean flow differs from
+            the mean flow over the track's mask by at most ``max_flow_diff`` times the larger of
+            the two norms, plus 1 px. An object coming out from behind another lies inside the
+            occluder's backward-warped mask (its pixels sample where the occluder was) but
+            moves differently; a fragment of the object moves with it.
+
+    Returns:
+        ``{detection id: track id}``.
+    """
+    if not free or min_inside <= 0:
+        return {}
+    track_ids = np.flatnonzero(np.bincount(tracks.ravel())[1:]) + 1
+    if track_ids.size == 0:
+        return {}
+    n = int(detections.max())
+    lut_t = np.zeros(int(track_ids[-1]) + 1, np.int64)
+    lut_t[track_ids] = np.arange(1, track_ids.size + 1)
+    lut_d = np.zeros(n + 1, np.int64)
+    lut_d[free] = np.arange(1, len(free) + 1)
+    m = track_ids.size
+    joint = np.bincount(
+        (lut_d[detections] * (m + 1) + lut_t[tracks]).ravel(), minlength=(len(free) + 1) * (m + 1)
+    ).reshape(len(free) + 1, m + 1)[1:]
+    area = joint.sum(axis=1)
+    best = joint[:, 1:].argmax(axis=1)
+    inside = joint[np.arange(len(free)), best + 1]
+    ok = (area > 0) & (inside >= min_inside * np.maximum(area, 1))
+    if flow is not None and max_flow_diff > 0 and ok.any():
+        flat_d, flat_t = lut_d[detections].ravel(), lut_t[tracks].ravel()
+        fx, fy = flow[..., 0].ravel(), flow[..., 1].ravel()
+        finite = np.isfinite(fx) & np.isfinite(fy)
+        fx, fy = np.where(finite, fx, 0.0), np.where(finite, fy, 0.0)
+
+        def means(index: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float64]:
+            count = np.bincount(index, finite, minlength=k + 1)[1:]
+            sums = [np.bincount(index, c, minlength=k + 1)[1:] for c in (fx, fy)]
+            return np.stack(sums, -1) / np.maximum(count, 1)[:, None]
+
+        det_flow = means(flat_d, len(free))
+        track_flow = means(flat_t, m)[best]
+        diff = np.linalg.norm(det_flow - track_flow, axis=1)
+        scale = np.maximum(np.linalg.norm(det_flow, axis=1), np.linalg.norm(track_flow, axis=1))
+        ok &= diff <= max_flow_diff * scale + 1.0
+    return {free[i]: int(track_ids[best[i]]) for i in np.flatnonzero(ok)}
+
+
 class InstanceTracker:
     """Links per-frame detections into tracks with one frame of delay (see the module docstring).
 
@@ -172,6 +268,12 @@ class InstanceTracker:
         min_containment: the second matching pass of :func:`match_tracks` (0 = off).
         max_lost: frames a track without detections is remembered for re-linking (step 5;
             0 = off).
+        fragment_inside: a detection left without a track whose area lies at least this much
+            inside one warped (or remembered lost) track joins that track (step 5b; 0 = off).
+        fragment_flow: ``max_flow_diff`` of :func:`absorb_fragments` (0 = no flow test).
+        split_min_share: ``min_share`` of :func:`split_merged` (step 2; 0 = the plain rule).
+        min_track_frames: tracks seen in fewer frames are removed from the output (step 7;
+            1 = off); output is delayed by ``min_track_frames - 1`` frames.
     """
 
     def __init__(
@@ -181,9 +283,24 @@ class InstanceTracker:
         fill_gaps: bool = True,
         min_containment: float = 0.0,
         max_lost: int = 0,
+        fragment_inside: float = 0.0,
+        split_min_share: float = 0.0,
+        min_track_frames: int = 1,
+        fragment_flow: float = 0.0,
     ) -> None:
         if max_lost < 0:
             raise ValueError(f"max_lost must be >= 0, got {max_lost}")
+        if fragment_inside and not 0.5 < fragment_inside <= 1.0:
+            raise ValueError(f"fragment_inside must be 0 or in (0.5, 1], got {fragment_inside}")
+        if min_track_frames < 1:
+            raise ValueError(f"min_track_frames must be >= 1, got {min_track_frames}")
+        self.fragment_inside = fragment_inside
+        self.fragment_flow = fragment_flow
+        self.split_min_share = split_min_share
+        self.min_track_frames = min_track_frames
+        # step 7: final maps not yet emitted, and the frames each track id was seen in so far
+        self._held: list[tuple[int, npt.NDArray[np.uint16]]] = []
+        self._seen = np.zeros(1, np.int64)
         self.iou_threshold = iou_threshold
         self.min_containment = min_containment
         self.fill_gaps = fill_gaps
@@ -219,13 +336,35 @@ class InstanceTracker:
         if self._pending is not None:
             out.append(self._finalize(lookahead=(detections, flow_prev)))
         self._pending = (index, detections, flow_prev)
-        return out
+        return self._hold(out, flush=False)
 
     def finish(self) -> list[tuple[int, npt.NDArray[np.uint16]]]:
-        """Finalize the last frame."""
-        if self._pending is None:
-            return []
-        return [self._finalize(lookahead=None)]
+        """Finalize the last frame (and the frames held back for ``min_track_frames``)."""
+        out = [] if self._pending is None else [self._finalize(lookahead=None)]
+        return self._hold(out, flush=True)
+
+    def _hold(
+        self, done: list[tuple[int, npt.NDArray[np.uint16]]], *, flush: bool
+    ) -> list[tuple[int, npt.NDArray[np.uint16]]]:
+        """Step 7: hold final maps back ``min_track_frames - 1`` frames; emit them without the
+        tracks seen in fewer than ``min_track_frames`` frames so far (counted up to the newest
+        frame, so a track that reaches the count later keeps only its later frames)."""
+        if self.min_track_frames <= 1:
+            return done
+        for _, labels in done:
+            present = np.bincount(labels.ravel()) > 0
+            present[0] = False
+            if present.size > self._seen.size:
+                self._seen = np.pad(self._seen, (0, present.size - self._seen.size))
+            self._seen[: present.size] += present
+        self._held.extend(done)
+        out: list[tuple[int, npt.NDArray[np.uint16]]] = []
+        while self._held and (flush or len(self._held) >= self.min_track_frames):
+            index, labels = self._held.pop(0)
+            keep = self._seen >= self.min_track_frames
+            keep[0] = True
+            out.append((index, np.where(keep[labels], labels, 0).astype(np.uint16)))
+        return out
 
     def _new_id(self) -> int:
         if self._next_id > MAX_TRACK_ID:
@@ -251,7 +390,7 @@ class InstanceTracker:
             warped = warp(self._last, flow_prev, nearest=True).astype(np.uint16)
             # the ids present, ascending (a histogram: cheaper than np.unique's sort)
             track_ids = [int(t) for t in np.flatnonzero(np.bincount(warped.ravel())[1:]) + 1]
-            detections = split_merged(detections, warped, track_ids)
+            detections = split_merged(detections, warped, track_ids, self.split_min_share)
             n = int(detections.max())
             if track_ids and n:
                 tid = np.asarray(track_ids)
@@ -261,10 +400,18 @@ class InstanceTracker:
                 for d, t in match_tracks(iou, contain, self.iou_threshold, self.min_containment):
                     matched_det[d + 1] = track_ids[t]
             unmatched_tracks = [t for t in track_ids if t not in matched_det.values()]
+        if self.fragment_inside > 0 and warped is not None:
+            # fragments of an active track before lost tracks may claim them
+            self._absorb(detections, warped, matched_det, flow_prev)
         lost_warped: npt.NDArray[np.uint16] | None = None
         if self._lost is not None and flow_prev is not None:
             lost_warped = warp(self._lost, flow_prev, nearest=True).astype(np.uint16)
             matched_det.update(self._relink(detections, lost_warped, matched_det))
+            if self.fragment_inside > 0:
+                self._absorb(detections, lost_warped, matched_det, flow_prev)
+        if self.fragment_inside > 0:
+            taken = set(matched_det.values())
+            unmatched_tracks = [t for t in unmatched_tracks if t not in taken]
         n = int(detections.max())
         lut_out = np.zeros(n + 1, np.uint16)
         for d in range(1, n + 1):
@@ -291,6 +438,21 @@ class InstanceTracker:
             self._remember_lost(result, warped, lost_warped)
         self._last = result
         return index, result
+
+    def _absorb(
+        self,
+        detections: npt.NDArray[np.int32],
+        tracks: npt.NDArray[np.uint16],
+        matched_det: dict[int, int],
+        flow: npt.NDArray[np.float32] | None,
+    ) -> None:
+        """Step 5b: add the free detections that are fragments of a track in ``tracks``."""
+        free = [d for d in range(1, int(detections.max()) + 1) if d not in matched_det]
+        matched_det.update(
+            absorb_fragments(
+                detections, tracks, free, self.fragment_inside, flow, self.fragment_flow
+            )
+        )
 
     def _relink(
         self,

@@ -6,7 +6,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from vcups_core.pseudo.tracking import InstanceTracker, hungarian_iou, split_merged
+from vcups_core.pseudo.tracking import (
+    InstanceTracker,
+    absorb_fragments,
+    hungarian_iou,
+    split_merged,
+)
 
 H, W = 24, 40
 Labels = npt.NDArray[np.int32]
@@ -241,3 +246,100 @@ def test_a_lost_track_that_moved_elsewhere_is_not_relinked() -> None:
 def test_max_lost_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="max_lost"):
         InstanceTracker(max_lost=-1)
+
+
+def test_split_min_share_ignores_sliver_tracks() -> None:
+    # a big track and a 2x2 sliver track, both inside one detection
+    warped = box(box(empty(), 6, 18, 2, 30, 5), 8, 10, 31, 33, 9).astype(np.uint16)
+    blob = box(empty(), 6, 18, 2, 34)  # 12 x 32 = 384 px; the sliver is 4 px (1 %)
+    assert int(split_merged(blob, warped, [5, 9]).max()) == 2  # the plain rule splits
+    np.testing.assert_array_equal(split_merged(blob, warped, [5, 9], min_share=0.1), blob)
+    # two real objects (each 64 / 384 = 17 % of the blob) are still split
+    two = box(box(empty(), 8, 16, 4, 12, 5), 8, 16, 24, 32, 9).astype(np.uint16)
+    assert int(split_merged(blob, two, [5, 9], min_share=0.1).max()) == 2
+
+
+def test_absorb_fragments_on_hand_masks() -> None:
+    tracks = box(box(empty(), 4, 14, 4, 20, 3), 4, 14, 26, 36, 7).astype(np.uint16)
+    dets = box(box(box(empty(), 4, 8, 4, 10, 1), 10, 14, 14, 20, 2), 4, 14, 20, 28, 3)
+    # det 1 and 2 lie inside track 3; det 3 straddles (6 of 8 columns outside track 7)
+    assert absorb_fragments(dets, tracks, [1, 2, 3], 0.8) == {1: 3, 2: 3}
+    assert absorb_fragments(dets, tracks, [2, 3], 0.8) == {2: 3}  # only the free ones
+    assert absorb_fragments(dets, tracks, [1, 2, 3], 0.0) == {}  # off
+    assert absorb_fragments(dets, empty().astype(np.uint16), [1, 2, 3], 0.8) == {}
+
+
+def test_a_fragmented_object_keeps_one_id() -> None:
+    # one object (ids 1..2 per frame as region growing numbers them): whole, then broken in two
+    # pieces for two frames, then whole again; the plain rule gives the second piece a new track
+    # that then splits the whole object again every frame
+    whole = box(empty(), 4, 16, 4, 28)
+    broken = box(box(empty(), 4, 16, 4, 18, 1), 4, 16, 19, 28, 2)
+    frames: list[tuple[Labels, Flow | None]] = [(whole, None)] + [
+        (f, still()) for f in (broken, broken, whole, whole)
+    ]
+    plain = dict(run(InstanceTracker(min_containment=0.8), frames))
+    assert len(np.unique(plain[4])) == 3  # two ids on the whole object, forever
+    fixed = dict(run(InstanceTracker(min_containment=0.8, fragment_inside=0.8), frames))
+    for t in range(5):
+        np.testing.assert_array_equal(fixed[t], (frames[t][0] > 0).astype(np.uint16))
+
+
+def test_a_new_object_beside_a_track_is_not_absorbed() -> None:
+    a = box(empty(), 4, 14, 4, 14)
+    beside = box(a, 4, 14, 12, 22, 2)  # half of it inside a's mask, half outside
+    out = dict(run(InstanceTracker(fragment_inside=0.8), [(a, None), (beside, still())]))
+    assert np.unique(out[1]).tolist() == [0, 1, 2]
+
+
+def test_crossing_objects_are_never_merged_with_the_new_options() -> None:
+    a, b = (8, 16, 4, 12), (8, 16, 24, 32)
+    first = box(box(empty(), *a, 1), *b, 2)
+    blob = box(empty(), 8, 16, 4, 32)
+    after = box(box(empty(), *a, 2), *b, 1)
+    tracker = InstanceTracker(min_containment=0.8, fragment_inside=0.8, split_min_share=0.1)
+    out = dict(run(tracker, [(first, None), (blob, still()), (after, still())]))
+    ids_a, ids_b = int(out[0][8, 4]), int(out[0][8, 24])
+    assert ids_a != ids_b
+    assert (out[1][8:16, 4:12] == ids_a).all() and (out[1][8:16, 24:32] == ids_b).all()
+    assert out[2][8, 4] == ids_a and out[2][8, 24] == ids_b
+
+
+@pytest.mark.parametrize("min_frames", [2, 3])
+def test_short_tracks_are_removed(min_frames: int) -> None:
+    obj = box(empty(), 4, 14, 4, 14)
+    blip = box(obj, 18, 22, 30, 36, 2)  # a false detection in frames 1 and 2 only
+    frames: list[tuple[Labels, Flow | None]] = [(obj, None)] + [
+        (f, still()) for f in (blip, blip, obj, obj)
+    ]
+    tracker = InstanceTracker(min_track_frames=min_frames)
+    out = []
+    for t, (det, flow) in enumerate(frames):
+        got = tracker.push(t, det, flow)
+        # held back min_frames - 1 frames (plus the one frame of the 3-frame window)
+        assert [i for i, _ in got] == ([t - min_frames] if t >= min_frames else [])
+        out += got
+    out += tracker.finish()
+    assert [i for i, _ in out] == [0, 1, 2, 3, 4]
+    blip_kept = min_frames <= 2
+    for t, labels in out:
+        assert labels[5, 5] == 1
+        assert (labels[18, 30] == 2) == (blip_kept and t in (1, 2))
+
+
+def test_new_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="fragment_inside"):
+        InstanceTracker(fragment_inside=0.5)
+    with pytest.raises(ValueError, match="min_track_frames"):
+        InstanceTracker(min_track_frames=0)
+
+
+def test_fragment_flow_keeps_an_object_that_moves_differently_apart() -> None:
+    tracks = box(empty(), 4, 16, 4, 30, 3).astype(np.uint16)
+    dets = box(box(empty(), 4, 16, 4, 20, 1), 6, 12, 22, 28, 2)  # det 2 lies inside track 3
+    flow = still()
+    flow[..., 0] = -4.0  # the track (and det 1) moved 4 px right
+    assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.2) == {2: 3}  # moves along: joins
+    flow[6:12, 22:28] = (0.0, 3.0)  # det 2 moves down instead: a different object
+    assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.2) == {}
+    assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.0) == {2: 3}  # no flow test
