@@ -61,6 +61,12 @@ class ValiditySection:
         ge=0.0,
         lt=1.0,
     )
+    exits_from_back: bool = option(
+        True,
+        "with motion.bidirectional: a pixel whose flow leaves the image (no partner pixel to "
+        "check) is valid when its flow to the previous frame is consistent (objects leaving the "
+        "view); false = such pixels are invalid",
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ are translated into backends. Per clip, :meth:`CuePipeline.run` computes for eve
    a clip uses its flow to the previous frame, which the previous step already computed);
 2. validity: forward-backward consistency and the border mask;
 3. the camera motion along that flow (only where a backend needs it);
-4. depth, then the motion score.
+4. depth, then the motion score; with ``motion.bidirectional`` also along the flow to the
+   previous frame (the smaller score kept), and pixels whose flow leaves the image take their
+   validity from that direction (``validity.exits_from_back``).
 
 Frames stream through with one frame of look-ahead, so memory does not grow with the clip.
 """
@@ -29,7 +31,7 @@ from vcups_core.cues.base import (
     FrameCues,
     MotionEstimator,
 )
-from vcups_core.cues.validity import validity_mask
+from vcups_core.cues.validity import leaves_image, validity_mask
 from vcups_core.runtime import rank_device
 from vcups_core.types import VideoFrame
 
@@ -225,6 +227,10 @@ class CuePipeline:
             np.copyto(combined, cues.motion, where=cues.valid & ~back.valid)
             np.copyto(combined, back.motion, where=~cues.valid)
             cues.motion = combined.astype(np.float32, copy=False)
+            if self.cfg.validity.exits_from_back:
+                # pixels leaving the image had no partner to check their flow against; the flow
+                # to the previous frame vouches for them (objects driving out of the view)
+                cues.valid = cues.valid | (back.valid & leaves_image(cues.flow))
         return cues
 
     def _fill(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:

@@ -180,6 +180,27 @@ def border_mask(height: int, width: int, *, sides: float, top: float, bottom: fl
     return mask
 
 
+def leaves_image(flow: npt.NDArray[np.floating[Any]]) -> BoolMap:
+    """Pixels whose finite flow points outside the image (``x + f`` beyond the pixel centres'
+    range ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``, the rule of :func:`forward_backward_valid`).
+
+    Args:
+        flow: ``float[H, W, 2]``.
+
+    Returns:
+        ``bool[H, W]``; False where the flow is NaN or infinite.
+    """
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be [H, W, 2], got shape {list(flow.shape)}")
+    fx = np.ascontiguousarray(flow[..., 0])
+    fy = np.ascontiguousarray(flow[..., 1])
+    _, _, outside = _sample_points_of(fx, fy)
+    outside &= np.isfinite(fx)
+    outside &= np.isfinite(fy)
+    return outside
+
+
 def validity_mask(
     flow: npt.NDArray[np.float32], flow_back: npt.NDArray[np.float32], cfg: ValiditySection
 ) -> BoolMap:

@@ -7,7 +7,12 @@ import pytest
 
 from vcups_core.configs.pseudo_labels import ValiditySection
 from vcups_core.cues.flow import warp
-from vcups_core.cues.validity import border_mask, forward_backward_valid, validity_mask
+from vcups_core.cues.validity import (
+    border_mask,
+    forward_backward_valid,
+    leaves_image,
+    validity_mask,
+)
 
 
 def _constant(h: int, w: int, dx: float, dy: float) -> np.ndarray:
@@ -137,3 +142,16 @@ def test_the_consistency_test_equals_its_formula_on_warped_flow(seed: int) -> No
     )
     border = border_mask(20, 30, sides=0.1, top=0.15, bottom=0.05)
     np.testing.assert_array_equal(validity_mask(flow, back, cfg), expected & border)
+
+
+def test_leaves_image_marks_finite_flow_beyond_the_pixel_centres() -> None:
+    flow = np.zeros((2, 3, 2), np.float32)
+    flow[0, 0] = (-0.6, 0.0)  # x = -0.6: outside
+    flow[0, 1] = (-1.5, 0.0)  # x = -0.5: on the edge, inside
+    flow[0, 2] = (0.6, 0.0)  # x = 2.6 > 2.5: outside
+    flow[1, 0] = (0.0, 1.0)  # y = 2 > 1.5: outside
+    flow[1, 1] = (np.nan, 5.0)  # NaN: not "leaving"
+    flow[1, 2] = (-1.0, -1.0)  # (1, 0): inside
+    assert leaves_image(flow).tolist() == [[True, False, True], [True, False, False]]
+    with pytest.raises(ValueError, match=r"\[H, W, 2\]"):
+        leaves_image(np.zeros((2, 3), np.float32))
