@@ -289,7 +289,7 @@ class TrackingSection:
         0.0,
         "a detection left without a track whose area lies at least this fraction inside one "
         "track's warped mask (or a remembered lost track's) joins that track: a fragment of the "
-        "object, not a new one; 0 = off (the paper's rule), else in (0.5, 1]",
+        "object, not a new one (the track holding most of it); 0 = off (the paper's rule)",
         ge=0.0,
         le=1.0,
     )

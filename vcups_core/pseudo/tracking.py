@@ -210,8 +210,8 @@ def absorb_fragments(
         detections: ``int32[H, W]`` ids ``1..N`` (0 = none).
         tracks: ``int[H, W]`` the warped masks (track ids, 0 = none).
         free: the detection ids still without a track.
-        min_inside: fraction of the detection's area inside the track's mask (``> 0.5``, so
-            that at most one track qualifies).
+        min_inside: fraction of the detection's area inside the track's mask (``> 0.5``: at
+            most one track qualifies; below, the track holding most of the detection).
         flow: ``float32[H, W, 2]`` flow of this frame (to the previous one); with
             ``max_flow_diff > 0`` a detection joins a track only if its mean flow differs from
             the mean flow over the track's mask by at most ``max_flow_diff`` times the larger of
@@ -290,8 +290,8 @@ class InstanceTracker:
     ) -> None:
         if max_lost < 0:
             raise ValueError(f"max_lost must be >= 0, got {max_lost}")
-        if fragment_inside and not 0.5 < fragment_inside <= 1.0:
-            raise ValueError(f"fragment_inside must be 0 or in (0.5, 1], got {fragment_inside}")
+        if not 0.0 <= fragment_inside <= 1.0:
+            raise ValueError(f"fragment_inside must be in [0, 1], got {fragment_inside}")
         if min_track_frames < 1:
             raise ValueError(f"min_track_frames must be >= 1, got {min_track_frames}")
         self.fragment_inside = fragment_inside

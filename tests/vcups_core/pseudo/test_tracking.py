@@ -329,7 +329,7 @@ def test_short_tracks_are_removed(min_frames: int) -> None:
 
 def test_new_options_are_validated() -> None:
     with pytest.raises(ValueError, match="fragment_inside"):
-        InstanceTracker(fragment_inside=0.5)
+        InstanceTracker(fragment_inside=1.5)
     with pytest.raises(ValueError, match="min_track_frames"):
         InstanceTracker(min_track_frames=0)
 
