@@ -230,7 +230,7 @@ class CuePipeline:
             if self.cfg.validity.exits_from_back:
                 # pixels leaving the image had no partner to check their flow against; the flow
                 # to the previous frame vouches for them (objects driving out of the view)
-                cues.valid = cues.valid | (back.valid & leaves_image(cues.flow))
+                cues.valid = cues.valid | leaves_image(cues.flow, where=back.valid & ~cues.valid)
         return cues
 
     def _fill(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:

@@ -180,12 +180,15 @@ def border_mask(height: int, width: int, *, sides: float, top: float, bottom: fl
     return mask
 
 
-def leaves_image(flow: npt.NDArray[np.floating[Any]]) -> BoolMap:
+def leaves_image(
+    flow: npt.NDArray[np.floating[Any]], where: npt.NDArray[np.bool_] | None = None
+) -> BoolMap:
     """Pixels whose finite flow points outside the image (``x + f`` beyond the pixel centres'
     range ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``, the rule of :func:`forward_backward_valid`).
 
     Args:
         flow: ``float[H, W, 2]``.
+        where: ``bool[H, W]``: test only these pixels (False elsewhere); None = all.
 
     Returns:
         ``bool[H, W]``; False where the flow is NaN or infinite.
@@ -193,12 +196,24 @@ def leaves_image(flow: npt.NDArray[np.floating[Any]]) -> BoolMap:
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be [H, W, 2], got shape {list(flow.shape)}")
-    fx = np.ascontiguousarray(flow[..., 0])
-    fy = np.ascontiguousarray(flow[..., 1])
-    _, _, outside = _sample_points_of(fx, fy)
-    outside &= np.isfinite(fx)
-    outside &= np.isfinite(fy)
-    return outside
+    h, w = flow.shape[:2]
+    if where is None:
+        where = np.ones((h, w), bool)
+    elif where.shape != (h, w):
+        raise ValueError(f"where {list(where.shape)} must be [H, W] = {[h, w]}")
+    out = np.zeros((h, w), bool)
+    idx = np.flatnonzero(where)
+    if idx.size == 0:
+        return out
+    ys, xs = np.divmod(idx, w)
+    fx = flow[..., 0].reshape(-1).take(idx)
+    fy = flow[..., 1].reshape(-1).take(idx)
+    # the arithmetic of the forward-backward test's sample points (float32 targets)
+    tx = np.add(xs.astype(np.float32), fx, dtype=np.float32)
+    ty = np.add(ys.astype(np.float32), fy, dtype=np.float32)
+    inside = (tx >= -0.5) & (tx <= w - 0.5) & (ty >= -0.5) & (ty <= h - 0.5)
+    out.reshape(-1)[idx] = ~inside & np.isfinite(fx) & np.isfinite(fy)
+    return out
 
 
 def validity_mask(

@@ -153,5 +153,7 @@ def test_leaves_image_marks_finite_flow_beyond_the_pixel_centres() -> None:
     flow[1, 1] = (np.nan, 5.0)  # NaN: not "leaving"
     flow[1, 2] = (-1.0, -1.0)  # (1, 0): inside
     assert leaves_image(flow).tolist() == [[True, False, True], [True, False, False]]
+    where = np.array([[False, True, True], [True, True, True]])
+    assert leaves_image(flow, where=where).tolist() == [[False, False, True], [True, False, False]]
     with pytest.raises(ValueError, match=r"\[H, W, 2\]"):
         leaves_image(np.zeros((2, 3), np.float32))
