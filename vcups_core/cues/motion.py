@@ -311,16 +311,7 @@ def _behind(
     c = _affine(rot[2], rx, ry, tmp)
     focal = float(intrinsics[0, 0])
     with np.errstate(invalid="ignore", divide="ignore"):
-        ax /= c  # where r lands after the rotation alone
-        ay /= c
-        dx = np.subtract(u, ax, out=u)  # the translational part of the flow (normalised units)
-        dy = np.subtract(v, ay, out=v)
-        ex = np.multiply(ax, t[2], out=ax)
-        np.subtract(t[0], ex, out=ex)
-        ey = np.multiply(ay, t[2], out=ay)
-        np.subtract(t[1], ey, out=ey)
-        along = np.multiply(dx, ex, out=dx)
-        along += np.multiply(dy, ey, out=dy)
+        along, ex, ey = _along_epipole(u, v, ax, ay, c, t)
         if exact:
             norm = np.hypot(ex, ey)
             along /= norm
@@ -329,6 +320,38 @@ def _behind(
             return _Behind(c, norm, along, against, focal, float(t[2]), intrinsics)
         against = _against(along, ex, ey, focal)
     return _Behind(c, None, None, against, focal, float(t[2]), intrinsics)
+
+
+def _along_epipole(
+    u: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    ax: npt.NDArray[np.float64],
+    ay: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    t: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The translational part of the flow against the epipolar direction, in place.
+
+    ``(u, v)``: the flow endpoints' rays (normalised units); ``(ax, ay, c)``: the rotated start
+    rays (``a = R r``, unnormalised); ``t``: the camera translation. ``a / c`` is where a start
+    ray lands after the rotation alone, ``d = (u, v) - a / c`` the translational part of the
+    flow, ``E = t_xy - (a / c) t_z`` the direction away from the epipole. Overwrites ``u, v, ax,
+    ay`` (call under ``np.errstate``: ``c`` may be 0).
+
+    Returns:
+        ``(along, ex, ey)``: ``d . E`` and ``E``, in the storage of ``u``, ``ax``, ``ay``.
+    """
+    ax /= c
+    ay /= c
+    dx = np.subtract(u, ax, out=u)
+    dy = np.subtract(v, ay, out=v)
+    ex = np.multiply(ax, t[2], out=ax)
+    np.subtract(t[0], ex, out=ex)
+    ey = np.multiply(ay, t[2], out=ay)
+    np.subtract(t[1], ey, out=ey)
+    along = np.multiply(dx, ex, out=dx)
+    along += np.multiply(dy, ey, out=dy)
+    return along, ex, ey
 
 
 def _against(
@@ -452,16 +475,7 @@ def _epipolar_scores(
                     ax, ay, c = (np.add(rx_rot[i], ry_rot[i][r0:r1]) for i in range(3))
                 for i, a in enumerate((ax, ay, c)):
                     a += rot[i, 2]
-                ax /= c  # where r lands after the rotation alone
-                ay /= c
-                dx = np.subtract(u, ax, out=u)
-                dy = np.subtract(v, ay, out=v)
-                ex = np.multiply(ax, t[2], out=ax)
-                np.subtract(t[0], ex, out=ex)
-                ey = np.multiply(ay, t[2], out=ay)
-                np.subtract(t[1], ey, out=ey)
-                along = np.multiply(dx, ex, out=dx)
-                along += np.multiply(dy, ey, out=dy)
+                along, ex, ey = _along_epipole(u, v, ax, ay, c, t)
                 against = _against(along.reshape(-1), ex.reshape(-1), ey.reshape(-1), focal)
                 residual[against] = np.inf
             mag = _norm(fx, fy).reshape(-1)
