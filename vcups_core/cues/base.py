@@ -70,7 +70,8 @@ class FrameCues:
         flow_prev: ``float32[H, W, 2]`` flow from this frame to the previous one (None at the
             first frame): what the tracker warps the previous masks with.
         valid: ``bool[H, W]`` pixels whose flow passed the forward-backward check and lie
-            inside the border mask.
+            inside the border mask (with ``validity.exits_from_back``, also those whose flow
+            leaves the image while their flow to the previous frame passes the check).
         camera: the estimated camera motion along ``flow`` (None before it is estimated, or if
             the estimate failed).
         depth: ``float32[H, W]`` (NaN = unknown), or None with ``depth.method: none``.
