@@ -72,6 +72,23 @@ def hungarian_iou(iou: npt.NDArray[np.float64], threshold: float) -> list[tuple[
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
 
 
+def joint_counts(
+    a: npt.NDArray[np.integer], b: npt.NDArray[np.integer], n: int, m: int
+) -> npt.NDArray[np.int64]:
+    """Pixel counts of every label pair of two label maps.
+
+    Args:
+        a: ``int[H, W]`` labels ``0..n``.
+        b: ``int[H, W]`` labels ``0..m``.
+
+    Returns:
+        ``int64[n + 1, m + 1]``: entry ``[i, j]`` counts the pixels with ``a == i`` and ``b == j``.
+    """
+    return np.bincount(
+        (a.astype(np.int64) * (m + 1) + b).ravel(), minlength=(n + 1) * (m + 1)
+    ).reshape(n + 1, m + 1)
+
+
 def pair_overlaps(
     current: npt.NDArray[np.integer], previous: npt.NDArray[np.integer], n: int, m: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -85,9 +102,7 @@ def pair_overlaps(
         ``(iou, containment)``, each ``float64[n, m]``; containment is ``|a ∩ b| / min(|a|, |b|)``,
         how much of the smaller mask lies inside the other.
     """
-    joint = np.bincount(
-        (current.astype(np.int64) * (m + 1) + previous).ravel(), minlength=(n + 1) * (m + 1)
-    ).reshape(n + 1, m + 1)
+    joint = joint_counts(current, previous, n, m)
     inter = joint[1:, 1:].astype(np.float64)
     area_a = joint[1:, :].sum(axis=1)[:, None].astype(np.float64)
     area_b = joint[:, 1:].sum(axis=0)[None, :].astype(np.float64)
@@ -158,9 +173,7 @@ def split_merged(
     lut[tid] = np.arange(1, tid.size + 1)
     tracks = lut[warped]
     m = tid.size
-    joint = np.bincount(
-        (detections.astype(np.int64) * (m + 1) + tracks).ravel(), minlength=(n + 1) * (m + 1)
-    ).reshape(n + 1, m + 1)
+    joint = joint_counts(detections, tracks, n, m)
     track_area = joint.sum(axis=0)
     det_area = joint.sum(axis=1)
     next_id = n + 1
@@ -233,9 +246,7 @@ def absorb_fragments(
     lut_d = np.zeros(n + 1, np.int64)
     lut_d[free] = np.arange(1, len(free) + 1)
     m = track_ids.size
-    joint = np.bincount(
-        (lut_d[detections] * (m + 1) + lut_t[tracks]).ravel(), minlength=(len(free) + 1) * (m + 1)
-    ).reshape(len(free) + 1, m + 1)[1:]
+    joint = joint_counts(lut_d[detections], lut_t[tracks], len(free), m)[1:]
     area = joint.sum(axis=1)
     best = joint[:, 1:].argmax(axis=1)
     inside = joint[np.arange(len(free)), best + 1]

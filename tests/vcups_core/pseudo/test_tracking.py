@@ -10,6 +10,7 @@ from vcups_core.pseudo.tracking import (
     InstanceTracker,
     absorb_fragments,
     hungarian_iou,
+    joint_counts,
     split_merged,
 )
 
@@ -343,3 +344,11 @@ def test_fragment_flow_keeps_an_object_that_moves_differently_apart() -> None:
     flow[6:12, 22:28] = (0.0, 3.0)  # det 2 moves down instead: a different object
     assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.2) == {}
     assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.0) == {2: 3}  # no flow test
+
+
+def test_joint_counts_counts_every_label_pair() -> None:
+    a = np.array([[0, 1, 1], [2, 2, 0]], np.int32)
+    b = np.array([[1, 1, 0], [1, 0, 0]], np.uint16)
+    # rows: a = 0, 1, 2; columns: b = 0, 1
+    assert joint_counts(a, b, 2, 1).tolist() == [[1, 1], [1, 1], [1, 1]]
+    assert joint_counts(b, a, 1, 2).tolist() == [[1, 1, 1], [1, 1, 1]]
