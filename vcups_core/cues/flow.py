@@ -489,6 +489,19 @@ def _sample_points(
     return _sample_points_of(flow[..., 0], flow[..., 1])
 
 
+def _outside_image(
+    map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32], width: int, height: int
+) -> npt.NDArray[np.bool_]:
+    """Sample points beyond the pixel centres' range ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``
+    (any shape; NaN compares False, so a NaN point counts as outside)."""
+    inside = np.greater_equal(map_x, -0.5)
+    scratch = np.empty_like(inside)
+    inside &= np.less_equal(map_x, width - 0.5, out=scratch)
+    inside &= np.greater_equal(map_y, -0.5, out=scratch)
+    inside &= np.less_equal(map_y, height - 0.5, out=scratch)
+    return np.logical_not(inside, out=inside)
+
+
 def _sample_points_of(
     flow_x: npt.NDArray[np.floating[Any]],
     flow_y: npt.NDArray[np.floating[Any]],
@@ -506,13 +519,7 @@ def _sample_points_of(
     h = rows if height is None else height
     map_x = np.add(np.arange(x0, x0 + cols, dtype=np.float32)[None, :], flow_x, dtype=np.float32)
     map_y = np.add(np.arange(y0, y0 + rows, dtype=np.float32)[:, None], flow_y, dtype=np.float32)
-    # NaN compares False, so NaN flow counts as outside
-    inside = np.greater_equal(map_x, -0.5)
-    scratch = np.empty_like(inside)
-    inside &= np.less_equal(map_x, w - 0.5, out=scratch)
-    inside &= np.greater_equal(map_y, -0.5, out=scratch)
-    inside &= np.less_equal(map_y, h - 0.5, out=scratch)
-    outside = np.logical_not(inside, out=inside)
+    outside = _outside_image(map_x, map_y, w, h)
     np.clip(map_x, 0, w - 1, out=map_x)
     np.clip(map_y, 0, h - 1, out=map_y)
     np.copyto(map_x, 0, where=outside)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.configs.pseudo_labels import ValiditySection
-from vcups_core.cues.flow import _sample_points_of, warp
+from vcups_core.cues.flow import _outside_image, _sample_points_of, warp
 
 BoolMap = npt.NDArray[np.bool_]
 
@@ -211,8 +211,8 @@ def leaves_image(
     # the arithmetic of the forward-backward test's sample points (float32 targets)
     tx = np.add(xs.astype(np.float32), fx, dtype=np.float32)
     ty = np.add(ys.astype(np.float32), fy, dtype=np.float32)
-    inside = (tx >= -0.5) & (tx <= w - 0.5) & (ty >= -0.5) & (ty <= h - 0.5)
-    out.reshape(-1)[idx] = ~inside & np.isfinite(fx) & np.isfinite(fy)
+    outside = _outside_image(tx, ty, w, h)
+    out.reshape(-1)[idx] = outside & np.isfinite(fx) & np.isfinite(fy)
     return out
 
 
