@@ -51,10 +51,9 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import numpy.typing as npt
@@ -243,24 +242,6 @@ class CachedPredictor:
         return getattr(self._inner, name)
 
 
-@contextlib.contextmanager
-def network_once() -> Iterator[None]:
-    """:func:`model_frames` opens one :class:`CachedPredictor` per predictor config."""
-    import vcups_core.model.predictors as predictors
-
-    real = predictors.load_predictor
-    opened: dict[Any, CachedPredictor] = {}
-
-    def load(cfg: Any, **kwargs: Any) -> CachedPredictor:
-        key = (cfg, tuple(sorted(kwargs.items())))
-        if key not in opened:
-            opened[key] = CachedPredictor(real(cfg, **kwargs))
-        return opened[key]
-
-    with mock.patch.object(predictors, "load_predictor", load):
-        yield
-
-
 def run_davis(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     clips = davis_bags(Path(args.davis), args.davis_clips, args.davis_height, work)
     demo = demo_heldout(Path(args.checkpoint))
@@ -281,21 +262,32 @@ def run_davis(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "frames": {c.name: len(c.masks) for c in clips},
         "settings": {},
     }
-    with contextlib.ExitStack() as stack:
-        if not args.davis_rerun_network:
-            stack.enter_context(network_once())
-        for name, overrides in VARIANTS.items():
-            out["settings"][name] = davis_setting(args, clips, name, overrides)
+    shared = None
+    if not args.davis_rerun_network:
+        from vcups_core.config import replace
+        from vcups_core.model.predictors import load_predictor
+
+        model = replace(NodeConfig().model, checkpoint=str(args.checkpoint), device="cpu")
+        shared = CachedPredictor(load_predictor(model))
+    for name, overrides in VARIANTS.items():
+        out["settings"][name] = davis_setting(args, clips, name, overrides, shared)
     return out
 
 
 def davis_setting(
-    args: argparse.Namespace, clips: Sequence[DavisClip], name: str, overrides: list[str]
+    args: argparse.Namespace,
+    clips: Sequence[DavisClip],
+    name: str,
+    overrides: list[str],
+    predictor: CachedPredictor | None = None,
 ) -> dict[str, Any]:
-    """One setting through the streaming path on every clip, scored class-agnostically."""
+    """One setting through the streaming path on every clip, scored class-agnostically
+    (``predictor``: the shared network, else the checkpoint is opened again)."""
     node = apply_overrides(NodeConfig(), overrides, NodeConfig)
     t0 = time.perf_counter()
-    preds = model_frames(Path(args.checkpoint), [c.bag for c in clips], node=node)
+    preds = model_frames(
+        Path(args.checkpoint), [c.bag for c in clips], node=node, predictor=predictor
+    )
     seconds = time.perf_counter() - t0
     pooled, per_clip = class_agnostic(preds, clips)
     print(

@@ -101,12 +101,15 @@ def model_frames(
     *,
     node: NodeConfig | None = None,
     device: str = "cpu",
+    predictor: Any = None,
 ) -> Predictions:
     """Run ``checkpoint`` through the streaming path on every bag (a fresh tracker per bag).
 
     ``node``: the node's settings (default: its defaults): the network is opened from its
     ``model`` section with ``checkpoint`` and ``device`` over it, the segmenter set up by its
-    ``streaming`` section, as the node does.
+    ``streaming`` section, as the node does. ``predictor``: an already opened predictor to use
+    instead (``checkpoint`` and ``device`` are then not read; e.g. to compare streaming settings
+    on one network's outputs).
 
     Returns:
         :class:`Predictions` in the model's category ids (``semantic``) and track ids.
@@ -116,7 +119,8 @@ def model_frames(
     from vcups_core.streaming.segmenter import StreamingSegmenter
 
     node = node if node is not None else NodeConfig()
-    predictor = load_predictor(replace(node.model, checkpoint=str(checkpoint), device=device))
+    if predictor is None:
+        predictor = load_predictor(replace(node.model, checkpoint=str(checkpoint), device=device))
     drives = []
     for bag in bags:
         segmenter = StreamingSegmenter.from_config(predictor, node.streaming)
