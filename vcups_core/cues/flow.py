@@ -527,17 +527,66 @@ def _sample_points_of(
     return map_x, map_y, outside
 
 
-def _gather_nearest(
-    values: npt.NDArray[Any], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
-) -> npt.NDArray[Any]:
-    """``values`` at the pixel nearest to each sample point (points inside ``[0, W - 1] ×
-    [0, H - 1]``), gathered exactly (any dtype); a fresh array."""
-    h, w = map_x.shape
+def _nearest_index(
+    map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
+) -> npt.NDArray[np.intp]:
+    """The flat index ``y * W + x`` (``intp[H * W]``) of the pixel nearest to each sample point
+    (points inside ``[0, W - 1] × [0, H - 1]``)."""
+    w = map_x.shape[1]
     # floor(p + 0.5) of a point in [0, n - 1] is a pixel index in [0, n - 1]
     ix = np.floor(np.add(map_x, 0.5, dtype=np.float32)).astype(np.intp)
     iy = np.floor(np.add(map_y, 0.5, dtype=np.float32)).astype(np.intp)
     iy *= w
     iy += ix
+    return iy.ravel()
+
+
+def _take_nearest(values: npt.NDArray[Any], index: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+    """``values`` (``[H, W]`` or ``[H, W, C]``) at the flat pixel indices ``index`` of
+    :func:`_nearest_index`, gathered exactly (any dtype); a fresh array of ``values``' shape."""
+    h, w = values.shape[:2]
     flat = values.reshape(h * w, *values.shape[2:])
-    out: npt.NDArray[Any] = np.take(flat, iy.ravel(), axis=0)
+    out: npt.NDArray[Any] = np.take(flat, index, axis=0)
     return out.reshape(values.shape)
+
+
+def _gather_nearest(
+    values: npt.NDArray[Any], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
+) -> npt.NDArray[Any]:
+    """``values`` at the pixel nearest to each sample point (points inside ``[0, W - 1] ×
+    [0, H - 1]``), gathered exactly (any dtype); a fresh array."""
+    return _take_nearest(values, _nearest_index(map_x, map_y))
+
+
+class NearestWarp:
+    """``warp(values, flow, nearest=True)`` (the default fill) of several label maps along one
+    flow: the sample pixels are found once, each map is then one gather (bit-identical to
+    :func:`warp`).
+
+    Args:
+        flow: ``float32[H, W, 2]`` flow from this frame to the partner; kept (as :attr:`flow`)
+            and assumed unchanged while the warp is used.
+    """
+
+    def __init__(self, flow: npt.NDArray[np.floating[Any]]) -> None:
+        flow = np.asarray(flow)
+        if flow.ndim != 3 or flow.shape[2] != 2:
+            raise ValueError(f"flow must be [H, W, 2], got {list(flow.shape)}")
+        self.flow = flow
+        map_x, map_y, outside = _sample_points(flow)
+        self.index = _nearest_index(map_x, map_y)
+        self.outside = np.flatnonzero(outside)
+
+    def __call__(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``values`` (``[H, W]`` or ``[H, W, C]`` on the partner's grid) warped: its dtype, 0
+        (NaN for float values) where the sample point is outside the image."""
+        values = np.asarray(values)
+        if values.ndim not in (2, 3) or values.shape[:2] != self.flow.shape[:2]:
+            raise ValueError(
+                f"values must be [H, W] or [H, W, C] with H, W = {list(self.flow.shape[:2])}, "
+                f"got {list(values.shape)}"
+            )
+        out = _take_nearest(values, self.index)
+        integral = not np.issubdtype(out.dtype, np.floating)
+        out.reshape(self.index.size, -1)[self.outside] = 0 if integral else math.nan
+        return out

@@ -51,7 +51,7 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from vcups_core.cues.flow import warp
+from vcups_core.cues.flow import NearestWarp
 
 MAX_TRACK_ID = int(np.iinfo(np.uint16).max)
 """Track ids are stored in 16-bit PNGs."""
@@ -102,7 +102,14 @@ def pair_overlaps(
         ``(iou, containment)``, each ``float64[n, m]``; containment is ``|a ∩ b| / min(|a|, |b|)``,
         how much of the smaller mask lies inside the other.
     """
-    joint = joint_counts(current, previous, n, m)
+    return _overlaps(joint_counts(current, previous, n, m))
+
+
+def _overlaps(
+    joint: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`pair_overlaps` from the :func:`joint_counts` ``int64[n + 1, m + 1]`` of the two
+    label maps."""
     inter = joint[1:, 1:].astype(np.float64)
     area_a = joint[1:, :].sum(axis=1)[:, None].astype(np.float64)
     area_b = joint[:, 1:].sum(axis=0)[None, :].astype(np.float64)
@@ -162,12 +169,27 @@ def split_merged(
             splinter of the object.
 
     Returns:
-        ``int32[H, W]`` detections ``1..N'``: every split part gets a new id after ``N``.
+        ``int32[H, W]`` detections ``1..N'``: every split part gets a new id after ``N`` (a
+        fresh array).
     """
-    out = detections.copy()
+    out, _ = _split_merged(detections, warped, track_ids, min_share)
+    return out.copy() if out is detections else out
+
+
+def _split_merged(
+    detections: npt.NDArray[np.int32],
+    warped: npt.NDArray[np.integer],
+    track_ids: list[int],
+    min_share: float = 0.0,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64] | None]:
+    """:func:`split_merged`, returning ``detections`` itself (not a copy) when nothing is split,
+    and then also the :func:`joint_counts` ``int64[N + 1, M + 1]`` of ``detections`` and the
+    tracks numbered ``1..M`` in the order of ``track_ids`` (None otherwise: with a split, or
+    without detections or tracks)."""
     n = int(detections.max())
     if n == 0 or not track_ids:
-        return out
+        return detections, None
+    out = detections
     tid = np.asarray(track_ids)
     lut = np.zeros(int(warped.max()) + 1, np.int64)
     lut[tid] = np.arange(1, tid.size + 1)
@@ -194,6 +216,8 @@ def split_merged(
         sl = objects[d - 1]
         if sl is None:
             continue
+        if out is detections:
+            out = detections.copy()
         sub_tracks = np.where(np.isin(tracks[sl], inside), tracks[sl], 0)
         # every pixel of the detection goes to the nearest warped mask among those inside it
         _, (iy, ix) = ndimage.distance_transform_edt(sub_tracks == 0, return_indices=True)
@@ -205,7 +229,7 @@ def split_merged(
                 continue  # the first part keeps the detection's id
             out[sl][part] = next_id
             next_id += 1
-    return out
+    return out, joint if out is detections else None
 
 
 def absorb_fragments(
@@ -324,6 +348,7 @@ class InstanceTracker:
         self._pending: tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None = (
             None
         )
+        self._warps: list[NearestWarp] = []  # the last two flows' (:meth:`_warp`)
 
     def push(
         self,
@@ -377,6 +402,17 @@ class InstanceTracker:
             out.append((index, np.where(keep[labels], labels, 0).astype(np.uint16)))
         return out
 
+    def _warp(self, flow: npt.NDArray[np.float32]) -> NearestWarp:
+        """The nearest-neighbour warp along ``flow``, reused: a frame's flow to the previous
+        frame warps the gap-filling masks as the lookahead, then the track maps (step 1) and the
+        lost masks when that frame is finalized."""
+        for known in self._warps:
+            if known.flow is flow:
+                return known
+        made = NearestWarp(flow)
+        self._warps = [*self._warps[-1:], made]
+        return made
+
     def _new_id(self) -> int:
         if self._next_id > MAX_TRACK_ID:
             raise ValueError(
@@ -397,17 +433,21 @@ class InstanceTracker:
         warped: npt.NDArray[np.uint16] | None = None
         matched_det: dict[int, int] = {}
         unmatched_tracks: list[int] = []
+        joint: npt.NDArray[np.int64] | None = None  # of the final detections and the tracks
         if self._last is not None and flow_prev is not None:
-            warped = warp(self._last, flow_prev, nearest=True).astype(np.uint16)
+            warped = self._warp(flow_prev)(self._last).astype(np.uint16, copy=False)
             # the ids present, ascending (a histogram: cheaper than np.unique's sort)
             track_ids = [int(t) for t in np.flatnonzero(np.bincount(warped.ravel())[1:]) + 1]
-            detections = split_merged(detections, warped, track_ids, self.split_min_share)
+            # without a split, its joint histogram is the one of the matching below
+            detections, joint = _split_merged(detections, warped, track_ids, self.split_min_share)
             n = int(detections.max())
             if track_ids and n:
                 tid = np.asarray(track_ids)
-                lut = np.zeros(int(warped.max()) + 1, np.int64)
-                lut[tid] = np.arange(1, tid.size + 1)
-                iou, contain = pair_overlaps(detections, lut[warped], n, tid.size)
+                if joint is None:
+                    lut = np.zeros(int(warped.max()) + 1, np.int64)
+                    lut[tid] = np.arange(1, tid.size + 1)
+                    joint = joint_counts(detections, lut[warped], n, tid.size)
+                iou, contain = _overlaps(joint)
                 for d, t in match_tracks(iou, contain, self.iou_threshold, self.min_containment):
                     matched_det[d + 1] = track_ids[t]
             unmatched_tracks = [t for t in track_ids if t not in matched_det.values()]
@@ -416,7 +456,7 @@ class InstanceTracker:
             self._absorb(detections, warped, matched_det, flow_prev)
         lost_warped: npt.NDArray[np.uint16] | None = None
         if self._lost is not None and flow_prev is not None:
-            lost_warped = warp(self._lost, flow_prev, nearest=True).astype(np.uint16)
+            lost_warped = self._warp(flow_prev)(self._lost).astype(np.uint16, copy=False)
             matched_det.update(self._relink(detections, lost_warped, matched_det))
             if self.fragment_inside > 0:
                 self._absorb(detections, lost_warped, matched_det, flow_prev)
@@ -429,7 +469,9 @@ class InstanceTracker:
             lut_out[d] = matched_det.get(d, 0)
         # new ids in the order of the detections (largest first, as region growing numbers them)
         present = np.zeros(n + 1, bool)
-        if detections.size and detections.min() >= 0:  # a histogram: cheaper than np.unique
+        if joint is not None:  # the pixel count of each detection, already known
+            present[: n + 1] = joint.sum(axis=1) > 0
+        elif detections.size and detections.min() >= 0:  # a histogram: cheaper than np.unique
             present[: n + 1] = np.bincount(detections.ravel(), minlength=n + 1)[: n + 1] > 0
         else:
             present[np.unique(detections)] = True
@@ -517,7 +559,7 @@ class InstanceTracker:
     ) -> npt.NDArray[np.uint16]:
         """Step 4: insert unmatched tracks that reappear one frame later."""
         keep = np.where(np.isin(warped, tracks), warped, 0).astype(np.uint16)
-        twice = warp(keep, next_flow_prev, nearest=True).astype(np.int64)
+        twice = self._warp(next_flow_prev)(keep)  # uint16
         n = int(next_detections.max())
         if n == 0:
             return result
