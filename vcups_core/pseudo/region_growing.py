@@ -299,8 +299,10 @@ def grow_regions(
     if flow.shape != (h, w, 2) or valid.shape != (h, w):
         raise ValueError(f"flow {flow.shape} / valid {valid.shape} do not match motion {(h, w)}")
     finite = usable_mask(flow, valid)
-    flow0 = flow.astype(np.float32, copy=True)
-    flow0[~finite] = 0
+    flow0 = np.array(flow, dtype=np.float32, order="C")  # a C-contiguous copy
+    # = flow0[~finite] = 0: a pixel's two float32 read as one uint64, times 0 or 1 (+0.0 bits)
+    pixels = flow0.view(np.uint64).reshape(h, w)
+    np.multiply(pixels, finite, out=pixels)
     sh, sw = max(1, round(h * work_scale)), max(1, round(w * work_scale))
     scale = sw / w
     small_depth: npt.NDArray[np.float32] | None
