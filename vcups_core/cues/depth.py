@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vcups_core.cues.base import CameraMotion, FloatMap, FrameCues
-from vcups_core.cues.geometry import _endpoint_rays, _planar_rays, usable_mask
+from vcups_core.cues.geometry import _endpoint_rays, _planar_rays, _rays_x_row, usable_mask
 
 
 class ParallaxDepth:
@@ -118,58 +118,86 @@ def triangulate_depth(
     ):
         return depth
     rot, t = camera.rotation, camera.translation
-    # Only the usable pixels are computed (gathered into flat arrays); every pixel's arithmetic
-    # is the same, in the same order, as on the whole grid, so the result does not depend on it.
-    # They are computed in chunks: small temporaries are reused by the allocator, large ones
-    # cost page faults every time.
-    idx = np.flatnonzero(ok)
-    rays_x, rays_y = _planar_rays(ok.shape, intrinsics)  # cached, read-only
+    # Every pixel's arithmetic is the same, in the same order, as on the whole grid, so the
+    # result does not depend on how the pixels are grouped. The grid is computed in blocks of
+    # whole rows (small temporaries are reused by the allocator, large ones cost page faults
+    # every time), the unusable pixels of a block too (few) and then left out; the terms that
+    # depend on the pixel's column or row alone (``R_i0 r_x``, ``R_i1 r_y``) once per column or
+    # row. The angle test runs on the pixels that pass the others.
+    h, w = ok.shape
+    rays_x, rays_y = _planar_rays((h, w), intrinsics)  # cached, read-only
+    rx_row = _rays_x_row((h, w), intrinsics)  # r_x is the same in every row without skew
+    rx_all = rays_x if rx_row is None else rx_row  # [H, W] or [1, W]
+    ry_col = rays_y[:, :1]  # r_y depends on the row alone: [H, 1]
     k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
     min_angle = math.radians(min_parallax_deg)
-    flat_depth = depth.reshape(-1)
-    flat_flow = flow.reshape(-1, 2)
-    flat_x, flat_y = rays_x.reshape(-1), rays_y.reshape(-1)
-    for start in range(0, idx.size, _CHUNK):
-        sub = idx[start : start + _CHUNK]
-        _triangulate_at(
-            flat_depth,
-            sub,
-            flat_x.take(sub),
-            flat_y.take(sub),
-            flat_flow.take(sub, axis=0),
-            rot,
-            t,
-            k_inv,
-            min_angle,
-        )
+    # the terms of a pixel's ray alone, per column (r_x) and per row (r_y):
+    # R_i0 r_x and R_i1 r_y of a_i = (R_i0 r_x + R_i1 r_y) + R_i2, as in _affine;
+    # with w = R^T t, (ry w2 - w1)^2 and (w0 - rx w2)^2 of |r x w|^2, rx w1 and ry w0 of its last
+    # term, rx rx and ry ry of r.r, rx w0 and ry w1 of r.w (see _keep_angle)
+    wv = rot.T @ t
+    rx_rot = [np.multiply(rx_all, rot[i, 0]) for i in range(3)]
+    ry_rot = [np.multiply(ry_col, rot[i, 1]) for i in range(3)]
+    cross_y = np.square(np.subtract(np.multiply(ry_col, wv[2]), wv[1]))
+    cross_x = np.square(np.subtract(wv[0], np.multiply(rx_all, wv[2])))
+    last_x, last_y = np.multiply(rx_all, wv[1]), np.multiply(ry_col, wv[0])
+    dot_x, dot_y = np.multiply(rx_all, rx_all), np.multiply(ry_col, ry_col)
+    along_x, along_y = np.multiply(rx_all, wv[0]), np.multiply(ry_col, wv[1])
+    rows = np.flatnonzero(ok.any(axis=1))
+    step = max(1, _CHUNK // w)
+    for r0 in range(int(rows[0]), int(rows[-1]) + 1, step):
+        r1 = min(r0 + step, h)
+        x = slice(None) if rx_row is not None else slice(r0, r1)  # the rows of the [.., W] terms
+        f = flow[r0:r1]
+        fx, fy = f[..., 0].copy(), f[..., 1].copy()  # contiguous: faster loops below
+        with np.errstate(all="ignore"):  # the unusable pixels of a block may be anything
+            u, v = _endpoint_rays(rx_all[x], ry_col[r0:r1], fx, fy, k_inv)
+            ax, ay, az = (np.add(rx_rot[i][x], ry_rot[i][r0:r1]) for i in range(3))
+            for i, a in enumerate((ax, ay, az)):
+                a += rot[i, 2]
+            passed, rho = _inverse_depth(u, v, ax, ay, az, t)
+            passed &= ok[r0:r1]
+            # the triangulation angle, as in _keep_angle: |r x w| = sqrt(((ry w2 - w1)^2 +
+            # (w0 - rx w2)^2) + (rx w1 - ry w0)^2), r.r + rho r.w = ((rx rx + ry ry) + 1) +
+            # rho ((rx w0 + ry w1) + w2)
+            cross = np.add(cross_y[r0:r1], cross_x[x])
+            term = np.subtract(last_x[x], last_y[r0:r1], out=u)
+            cross += np.square(term, out=term)
+            np.sqrt(cross, out=cross)
+            cross *= rho
+            dot = np.add(dot_x[x], dot_y[r0:r1], out=v)
+            dot += 1.0
+            along = np.add(along_x[x], along_y[r0:r1], out=ay)
+            along += wv[2]
+            along *= rho
+            dot += along
+            keep = _angle_at_least(cross, dot, min_angle, where=passed)
+            np.divide(1.0, rho, out=rho)
+        np.copyto(depth[r0:r1], rho, where=keep, casting="same_kind")  # 1 / rho as float32
     return depth
 
 
 _CHUNK = 1 << 15
-"""Pixels per chunk of :func:`triangulate_depth` (float64 temporaries of 256 KiB)."""
+"""Pixels per block of :func:`triangulate_depth` (float64 temporaries of 256 KiB)."""
 
 
-def _triangulate_at(
-    depth: FloatMap,
-    idx: npt.NDArray[np.intp],
-    rx: npt.NDArray[np.float64],
-    ry: npt.NDArray[np.float64],
-    pairs: FloatMap,
-    rot: npt.NDArray[np.float64],
+def _inverse_depth(
+    u: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    ax: npt.NDArray[np.float64],
+    ay: npt.NDArray[np.float64],
+    az: npt.NDArray[np.float64],
     t: npt.NDArray[np.float64],
-    k_inv: npt.NDArray[np.float64],
-    min_angle: float,
-) -> None:
-    """Triangulate the pixels with flat indices ``idx`` (rays ``rx, ry``, flow ``pairs``) into
-    the flat ``depth`` (left untouched where unknown)."""
-    u, v = _endpoint_rays(rx, ry, pairs[:, 0], pairs[:, 1], k_inv)
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """``(passed, rho)``: the inverse depth ``rho = (c . e) / (c . c)`` of the pixels with
+    endpoint rays ``(u, v)`` and rotated rays ``a = R r``, and where it is usable (``c . c > 0``,
+    ``rho > 0``, in front of the partner camera). Overwrites its arguments but ``az``: ``rho``
+    is stored in ``ax``, and ``u, v, ay`` are free scratch afterwards (any shape, the same for
+    all).
+    """
     # In place (fewer large temporaries), each expression in its written order:
-    # a = R r = (R00 rx + R01 ry) + R02, ...; c = u t_z - t_x, ...; e = a_xy - (u, v) a_z;
-    # rho = (cx ex + cy ey) / (cx cx + cy cy). (a + b == b + a and a * b == b * a exactly.)
-    tmp = np.empty_like(rx)
-    ax = _affine(rot[0], rx, ry, tmp)
-    ay = _affine(rot[1], rx, ry, tmp)
-    az = _affine(rot[2], rx, ry, tmp)
+    # c = u t_z - t_x, ...; e = a_xy - (u, v) a_z; rho = (cx ex + cy ey) / (cx cx + cy cy).
+    # (a + b == b + a and a * b == b * a exactly.)
     cx = np.multiply(u, t[2])
     cx -= t[0]
     cy = np.multiply(v, t[2])
@@ -177,43 +205,18 @@ def _triangulate_at(
     ex = np.subtract(ax, np.multiply(u, az, out=u), out=ax)
     ey = np.subtract(ay, np.multiply(v, az, out=v), out=ay)
     cc = np.multiply(cx, cx, out=u)
-    cc += np.multiply(cy, cy, out=tmp)
+    cc += np.multiply(cy, cy, out=v)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.multiply(ex, cx, out=ex)
         rho += np.multiply(ey, cy, out=ey)
         rho /= cc
         # in front of both cameras; the angle only where that holds
-        front = np.multiply(rho, t[2], out=tmp)
+        front = np.multiply(rho, t[2], out=cx)
         front += az
-        sel = np.flatnonzero((cc > 0) & (rho > 0) & (front > 0))
-    rx, ry, rho = rx.take(sel), ry.take(sel), rho.take(sel)
-    # angle at the point between the centres 0 and -w, w = R^T t: atan2(rho |r x w|, r.r + rho r.w)
-    # with |r x w| = sqrt(((ry w2 - w1)^2 + (w0 - rx w2)^2) + (rx w1 - ry w0)^2)
-    # and r.r + rho r.w = ((rx rx + ry ry) + 1) + rho ((rx w0 + ry w1) + w2)
-    w = rot.T @ t
-    tmp = np.empty_like(rx)
-    cross = np.multiply(ry, w[2])
-    cross -= w[1]
-    np.square(cross, out=cross)
-    term = np.multiply(rx, w[2])
-    np.subtract(w[0], term, out=term)
-    cross += np.square(term, out=term)
-    np.multiply(rx, w[1], out=term)
-    term -= np.multiply(ry, w[0], out=tmp)
-    cross += np.square(term, out=term)
-    np.sqrt(cross, out=cross)
-    dot = np.multiply(rx, rx)
-    dot += np.multiply(ry, ry, out=tmp)
-    dot += 1.0
-    along = np.multiply(rx, w[0], out=term)
-    along += np.multiply(ry, w[1], out=tmp)
-    along += w[2]
-    along *= rho
-    dot += along
-    cross *= rho
-    keep = _angle_at_least(cross, dot, min_angle)
-    with np.errstate(divide="ignore"):
-        depth[idx.take(sel)[keep]] = (1.0 / rho[keep]).astype(np.float32)
+        passed = cc > 0
+        passed &= rho > 0
+        passed &= front > 0
+    return passed, rho
 
 
 _TAN_MARGIN = 1e-6
@@ -222,7 +225,11 @@ error of ``x tan(theta)`` and of ``arctan2`` (a few units in the last place)."""
 
 
 def _angle_at_least(
-    y: npt.NDArray[np.float64], x: npt.NDArray[np.float64], theta: float
+    y: npt.NDArray[np.float64],
+    x: npt.NDArray[np.float64],
+    theta: float,
+    *,
+    where: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.bool_]:
     """``np.arctan2(y, x) >= theta`` elementwise, exactly, calling ``arctan2`` only near the bound.
 
@@ -230,10 +237,15 @@ def _angle_at_least(
     above ``theta`` (``x <= 0``: at least ``pi / 2``), ``0 <= y < x tan(theta) (1 - m)`` with
     ``x > 0`` one clearly below it; every other element (within the margin ``m``, zeros, NaN, inf)
     is decided by ``arctan2`` itself, so the result is that of the plain comparison.
+
+    ``where`` (``bool``, the shape of ``y``): the elements to decide; the others are False (and
+    cost no ``arctan2``). ``y`` and ``x`` may have any (the same) shape.
     """
     if not 0.0 < theta < 0.5 * math.pi - 1e-3:
         with np.errstate(invalid="ignore"):
             plain: npt.NDArray[np.bool_] = np.arctan2(y, x) >= theta
+        if where is not None:
+            plain &= where
         return plain
     tan_theta = math.tan(theta)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -241,8 +253,12 @@ def _angle_at_least(
         above = (y > bound) & (y > 0)
         np.multiply(x, tan_theta * (1.0 - _TAN_MARGIN), out=bound)
         below = (y < bound) & (y >= 0) & (x > 0)
-        near = np.flatnonzero(~(above | below))
-        above[near] = np.arctan2(y.take(near), x.take(near)) >= theta
+        undecided = np.logical_not(above | below, out=below)
+        if where is not None:
+            above &= where
+            undecided &= where
+        near = np.flatnonzero(undecided)
+        above.reshape(-1)[near] = np.arctan2(y.take(near), x.take(near)) >= theta
     return above
 
 
