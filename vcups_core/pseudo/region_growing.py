@@ -49,6 +49,7 @@ edges would cost more than the rest of the pipeline together.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -97,6 +98,33 @@ def similarity_components(
         ``int32[H, W]`` component id per pixel (``-1`` outside ``active``); isolated active pixels
         are components of their own.
     """
+    comp, _ = _similarity_graph(
+        flow,
+        depth,
+        active,
+        radius=radius,
+        depth_threshold=depth_threshold,
+        flow_threshold=flow_threshold,
+        flow_norm=flow_norm,
+        flow_tolerance=flow_tolerance,
+    )
+    return comp
+
+
+def _similarity_graph(
+    flow: npt.NDArray[np.float32],
+    depth: npt.NDArray[np.float32] | None,
+    active: npt.NDArray[np.bool_],
+    *,
+    radius: int,
+    depth_threshold: float,
+    flow_threshold: float,
+    flow_norm: str = "relative",
+    flow_tolerance: float = 0.0,
+) -> tuple[npt.NDArray[np.int32], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """:func:`similarity_components`, and the stencil pairs ``(p, q)`` (flat indices of two
+    active pixels, ``intp[M]`` each) that failed the tests: the only pairs whose components can
+    differ (every other pair is an edge of the graph)."""
     h, w = active.shape
     n = h * w
     itype = np.int32 if n < 2**31 else np.int64
@@ -111,6 +139,8 @@ def similarity_components(
     flat_depth = None if depth is None else depth.reshape(-1)
     rows: list[npt.NDArray[np.integer]] = []
     cols: list[npt.NDArray[np.integer]] = []
+    rejected_p: list[npt.NDArray[np.intp]] = []
+    rejected_q: list[npt.NDArray[np.intp]] = []
     for dy, dx in stencil(radius):
         if abs(dy) >= h or abs(dx) >= w:
             continue
@@ -128,13 +158,21 @@ def similarity_components(
                 ok &= ~(rel >= depth_threshold)  # NaN (unknown depth) passes
         rows.append(p[ok].astype(itype))
         cols.append(q[ok].astype(itype))
+        failed = ~ok
+        rejected_p.append(p[failed])
+        rejected_q.append(q[failed])
     r = np.concatenate(rows) if rows else np.zeros(0, itype)
     c = np.concatenate(cols) if cols else np.zeros(0, itype)
     graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n)).tocsr()
     _, comp = connected_components(graph, directed=False)
     out: npt.NDArray[np.int32] = comp.astype(np.int32).reshape(h, w)
     out[~active] = -1
-    return out
+    empty = np.zeros(0, np.intp)
+    rejected = (
+        np.concatenate(rejected_p) if rejected_p else empty,
+        np.concatenate(rejected_q) if rejected_q else empty,
+    )
+    return out, rejected
 
 
 class _ActivePixels:
@@ -202,6 +240,7 @@ def merge_components(
     depth_threshold: float,
     flow_threshold: float,
     flow_tolerance: float,
+    pairs: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None,
 ) -> npt.NDArray[np.int32]:
     """Merge neighbouring components whose *mean* flow (and mean depth) pass the growing tests.
 
@@ -214,6 +253,10 @@ def merge_components(
     Args:
         comp: ``int32[H, W]`` component ids, -1 = inactive.
         flow: ``float32[H, W, 2]``; depth ``float32[H, W]`` (NaN = unknown) or None.
+        pairs: the stencil pairs ``(p, q)`` (flat indices of active pixels) to look for
+            neighbouring components in, when known to hold every pair of two different
+            components (those that failed the tests of :func:`similarity_components`, which made
+            ``comp``); None = every pair of the stencil.
 
     Returns:
         ``int32[H, W]`` merged component ids (-1 kept).
@@ -234,13 +277,15 @@ def merge_components(
         mean_d = np.where(dcount > 0, dsum / np.maximum(dcount, 1), np.nan)
     h, w = comp.shape
     flat = comp.reshape(-1)
-    pixels = _ActivePixels(active)
     pa: list[npt.NDArray[np.int32]] = []
     pb: list[npt.NDArray[np.int32]] = []
-    for dy, dx in stencil(radius):
-        if abs(dy) >= h or abs(dx) >= w:
-            continue
-        p, q = pixels.pairs(dy, dx)  # both >= 0, in the order of a[differ] on the grid
+    every: Iterable[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = (
+        [] if pairs is None else [pairs]
+    )
+    if pairs is None:
+        pixels = _ActivePixels(active)
+        every = (pixels.pairs(dy, dx) for dy, dx in stencil(radius) if abs(dy) < h and abs(dx) < w)
+    for p, q in every:  # both >= 0; only the set of component pairs matters below
         a, b = flat.take(p), flat.take(q)
         differ = a != b
         pa.append(a[differ])
@@ -249,8 +294,8 @@ def merge_components(
     b = np.concatenate(pb)
     if a.size == 0:
         return comp
-    pairs = np.unique(np.minimum(a, b).astype(np.int64) * k + np.maximum(a, b))
-    first, second = pairs // k, pairs % k
+    keys = np.unique(np.minimum(a, b).astype(np.int64) * k + np.maximum(a, b))
+    first, second = keys // k, keys % k
     diff = np.hypot(mean_x[first] - mean_x[second], mean_y[first] - mean_y[second])
     mag_first = np.hypot(mean_x[first], mean_y[first])  # |mean F| only where needed
     mag_second = np.hypot(mean_x[second], mean_y[second])
@@ -332,7 +377,7 @@ def grow_regions(
     radius = max(1, round(cfg.radius * scale))
     step = reference_step(sh, sw) if cfg.scale_thresholds else 1.0
     depth_threshold = cfg.depth_threshold * step
-    comp = similarity_components(
+    comp, rejected = _similarity_graph(
         small_flow,
         small_depth,
         small_valid & (small_motion >= cfg.support_threshold),
@@ -350,6 +395,7 @@ def grow_regions(
         depth_threshold=depth_threshold,
         flow_threshold=cfg.flow_threshold,
         flow_tolerance=cfg.flow_tolerance,
+        pairs=rejected,  # the other pairs join pixels of one component
     )
     seeds = small_valid & (small_motion > cfg.seed_threshold)
     seed_comps = np.unique(comp[seeds])
