@@ -117,7 +117,7 @@ class GeometricMotion:
         # flat arrays, each with the same arithmetic as on the whole grid, in chunks (small
         # temporaries are reused by the allocator; large ones cost page faults every time);
         # the common case, the epipolar residual, by blocks of rows (:func:`_epipolar_scores`).
-        idx = np.flatnonzero(valid)
+        any_valid = bool(valid.any())  # the indices only where needed (not the common case)
         ego: FloatMap | None = None
         scale = math.nan
         if camera.model == "homography":
@@ -130,20 +130,19 @@ class GeometricMotion:
                 )
         behind_test = camera.model == "essential" and (cues.depth is None or self.depth_from_flow)
         with_prior = behind_test and self.ground_prior
-        step = max(idx.size, 1) if with_prior else _CHUNK
         out = np.zeros((h, w), np.float32)
         out_flat = out.reshape(-1)
         parts: _TranslationalParts | None = None
         # constants of every chunk, computed once (only where a chunk would compute them)
         fund = None
         if (
-            idx.size
+            any_valid
             and camera.model == "essential"
             and camera.rotation is not None
             and camera.translation is not None
         ):
             fund = epipolar_fundamental(camera, cues.intrinsics)
-        rays = _planar_rays((h, w), cues.intrinsics) if behind_test and idx.size else None
+        rays = _planar_rays((h, w), cues.intrinsics) if behind_test and any_valid else None
         k_inv = np.linalg.inv(np.asarray(cues.intrinsics, dtype=np.float64))
         if ego is None and fund is not None and not with_prior:
             # the common case (essential camera, the epipolar residual): in blocks of rows
@@ -159,6 +158,8 @@ class GeometricMotion:
                 residual_noise=self.residual_noise,
             )
             return out, ego
+        idx = np.flatnonzero(valid)
+        step = max(idx.size, 1) if with_prior else _CHUNK
         # the scores of the valid pixels, in ``idx`` order (one scatter at the end is faster
         # than one per chunk)
         scores = np.empty(idx.size, np.float32)
