@@ -121,10 +121,16 @@ def _similarity_graph(
     flow_threshold: float,
     flow_norm: str = "relative",
     flow_tolerance: float = 0.0,
+    compact: bool = False,
 ) -> tuple[npt.NDArray[np.int32], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
     """:func:`similarity_components`, and the stencil pairs ``(p, q)`` (flat indices of two
     active pixels, ``intp[M]`` each) that failed the tests: the only pairs whose components can
-    differ (every other pair is an edge of the graph)."""
+    differ (every other pair is an edge of the graph).
+
+    With ``compact``, the component ids are those of :func:`_compact` (``0..K-1`` in their
+    order), from a graph of the active pixels alone: the components are numbered by their
+    smallest member in both graphs, and the active pixels keep their order, so the ids of one
+    are the ids of the other in the same order."""
     h, w = active.shape
     n = h * w
     itype = np.int32 if n < 2**31 else np.int64
@@ -161,12 +167,26 @@ def _similarity_graph(
         failed = ~ok
         rejected_p.append(p[failed])
         rejected_q.append(q[failed])
-    r = np.concatenate(rows) if rows else np.zeros(0, itype)
-    c = np.concatenate(cols) if cols else np.zeros(0, itype)
-    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n)).tocsr()
-    _, comp = connected_components(graph, directed=False)
-    out: npt.NDArray[np.int32] = comp.astype(np.int32).reshape(h, w)
-    out[~active] = -1
+    r: npt.NDArray[np.integer] = np.concatenate(rows) if rows else np.zeros(0, itype)
+    c: npt.NDArray[np.integer] = np.concatenate(cols) if cols else np.zeros(0, itype)
+    out: npt.NDArray[np.int32]
+    if compact:
+        # the graph of the active pixels alone (node = rank among them), far smaller
+        size = pixels.index.size
+        out = np.full((h, w), -1, np.int32)
+        if size:
+            rank = np.zeros(n, itype)
+            rank[pixels.index] = np.arange(size, dtype=itype)
+            graph = coo_matrix(
+                (np.ones(r.size, np.int8), (rank.take(r), rank.take(c))), shape=(size, size)
+            ).tocsr()
+            _, comp = connected_components(graph, directed=False)
+            out.reshape(-1)[pixels.index] = comp
+    else:
+        graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n)).tocsr()
+        _, comp = connected_components(graph, directed=False)
+        out = comp.astype(np.int32).reshape(h, w)
+        out[~active] = -1
     empty = np.zeros(0, np.intp)
     rejected = (
         np.concatenate(rejected_p) if rejected_p else empty,
@@ -386,9 +406,10 @@ def grow_regions(
         flow_threshold=cfg.flow_threshold,
         flow_norm=cfg.flow_norm,
         flow_tolerance=cfg.flow_tolerance,
+        compact=True,  # = _compact(similarity_components(...))
     )
     comp = merge_components(
-        _compact(comp),
+        comp,
         small_flow,
         small_depth,
         radius=radius,
