@@ -88,7 +88,9 @@ def _consistent(
     )
     # = warp(back, flow) without the fill of the points outside: they are excluded below (with
     # the fill, their error is NaN, which fails the test)
-    bx, by = (_remap(plane, map_x, map_y) for plane in _planes(back))
+    # each component of ``back`` as a contiguous plane in turn, in one buffer
+    plane = np.empty(back.shape[:2], np.float32)
+    bx, by = (_remap(_copy_to(plane, back[..., c]), map_x, map_y) for c in (0, 1))
     if bx.size and (np.isnan(bx.max()) or np.isnan(by.max())):
         # a NaN of ``back`` was sampled (perhaps with weight 0, which cv2 spreads but warp does
         # not): warp's NaN rules. Without a NaN sample, no NaN of ``back`` took part in any
@@ -96,12 +98,13 @@ def _consistent(
         bx, by = _planes(warp(back, flow.astype(np.float32, copy=False))[rows, cols])
     # |f + b| and fb_abs + fb_rel * (|f| + |b|), in float32 with the operations of
     # np.linalg.norm(..., axis=-1) (sqrt(x * x + y * y)), but without its slow reduction over
-    # an axis of length 2
-    ex = np.add(fx, bx)
-    ey = np.add(fy, by)
-    error = _norm(ex, ey, out=ex)
-    tolerance = _norm(fx, fy, out=fx)
-    tolerance += _norm(bx, by, out=bx)
+    # an axis of length 2; in the storage of the sample points and the planes (no longer
+    # needed: fresh large arrays cost page faults)
+    ex = np.add(fx, bx, out=map_x)
+    ey = np.add(fy, by, out=map_y)
+    error = _norm_in_place(ex, ey)
+    tolerance = _norm_in_place(fx, fy)
+    tolerance += _norm_in_place(bx, by)
     tolerance *= fb_rel  # = fb_abs + fb_rel * tolerance (in float32)
     tolerance += fb_abs
     valid: BoolMap = np.less_equal(error, tolerance)  # False wherever a NaN is involved
@@ -140,6 +143,26 @@ def _norm(
     ``out`` may be ``x`` or ``y``."""
     yy = np.multiply(y, y)
     res = np.multiply(x, x, out=out)
+    res += yy
+    result: npt.NDArray[np.float32] = np.sqrt(res, out=res)
+    return result
+
+
+def _copy_to(
+    buffer: npt.NDArray[np.float32], values: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``values`` copied into ``buffer`` (returned)."""
+    np.copyto(buffer, values)
+    return buffer
+
+
+def _norm_in_place(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """:func:`_norm` in the storage of ``x`` (returned), with ``y`` as scratch (both
+    overwritten)."""
+    yy = np.multiply(y, y, out=y)
+    res = np.multiply(x, x, out=x)
     res += yy
     result: npt.NDArray[np.float32] = np.sqrt(res, out=res)
     return result
