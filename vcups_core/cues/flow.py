@@ -533,9 +533,10 @@ def _nearest_index(
     """The flat index ``y * W + x`` (``intp[H * W]``) of the pixel nearest to each sample point
     (points inside ``[0, W - 1] × [0, H - 1]``)."""
     w = map_x.shape[1]
-    # floor(p + 0.5) of a point in [0, n - 1] is a pixel index in [0, n - 1]
-    ix = np.floor(np.add(map_x, 0.5, dtype=np.float32)).astype(np.intp)
-    iy = np.floor(np.add(map_y, 0.5, dtype=np.float32)).astype(np.intp)
+    # floor(p + 0.5) of a point in [0, n - 1] is a pixel index in [0, n - 1]; p + 0.5 > 0, so
+    # the cast's truncation is that floor
+    ix = np.add(map_x, 0.5, dtype=np.float32).astype(np.intp)
+    iy = np.add(map_y, 0.5, dtype=np.float32).astype(np.intp)
     iy *= w
     iy += ix
     return iy.ravel()

@@ -84,9 +84,10 @@ def joint_counts(
     Returns:
         ``int64[n + 1, m + 1]``: entry ``[i, j]`` counts the pixels with ``a == i`` and ``b == j``.
     """
-    return np.bincount(
-        (a.astype(np.int64) * (m + 1) + b).ravel(), minlength=(n + 1) * (m + 1)
-    ).reshape(n + 1, m + 1)
+    key = a.astype(np.int64)  # a * (m + 1) + b, in place (frame-sized temporaries are slow)
+    key *= m + 1
+    key += b
+    return np.bincount(key.ravel(), minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
 
 
 def pair_overlaps(
@@ -558,7 +559,7 @@ class InstanceTracker:
         next_flow_prev: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.uint16]:
         """Step 4: insert unmatched tracks that reappear one frame later."""
-        keep = np.where(np.isin(warped, tracks), warped, 0).astype(np.uint16)
+        keep = np.where(np.isin(warped, tracks), warped, 0).astype(np.uint16, copy=False)
         twice = self._warp(next_flow_prev)(keep)  # uint16
         n = int(next_detections.max())
         if n == 0:
