@@ -208,7 +208,13 @@ class _ActivePixels:
 
     def pairs(self, dy: int, dx: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         h, w = self.shape
-        inside = (self.y + dy >= 0) & (self.y + dy < h) & (self.x + dx >= 0) & (self.x + dx < w)
+        # = (y + dy >= 0) & (y + dy < h) & (x + dx >= 0) & (x + dx < w), without the additions
+        # (and the bounds that always hold: y, x >= 0 and y, x < h, w)
+        inside = self.y < h - dy if dy > 0 else self.y >= -dy
+        if dx > 0:
+            inside &= self.x < w - dx
+        elif dx < 0:
+            inside &= self.x >= -dx
         p = self.index[inside]
         q = p + (dy * w + dx)
         both = self.flat.take(q)
@@ -570,6 +576,9 @@ def _clean(
                 window[holes & (window == 0)] = i
     if weights is None:
         areas = np.bincount(out.ravel())
+    elif (weights[0] == weights[0][0]).all() and (weights[1] == weights[1][0]).all():
+        # every pixel counts the same (an integer factor of the frame's size): the same sums
+        areas = np.bincount(out.ravel()) * (int(weights[0][0]) * int(weights[1][0]))
     else:
         # exact: integer sums far below 2**53
         areas = np.bincount(out.ravel(), np.outer(weights[0], weights[1]).ravel()).astype(np.int64)
