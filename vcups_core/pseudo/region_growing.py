@@ -441,7 +441,7 @@ def grow_regions(
     keep = ids_sorted[starts][medians > cfg.seed_threshold]
     lut = np.zeros(int(comp.max()) + 2, np.int32)
     lut[keep + 1] = np.arange(1, keep.size + 1, dtype=np.int32)
-    labels_small = lut[comp + 1]
+    labels_small = np.take(lut, comp + 1)  # = lut[comp + 1] (faster)
     min_area = scaled_min_area(cfg.min_area, h, w)
     if (sh, sw) == (h, w):
         return clean_instances(labels_small, min_area=min_area, fill_holes=cfg.fill_holes)
@@ -587,5 +587,5 @@ def _clean(
     order = order[areas[order] >= max(min_area, 1)]
     lut = np.zeros(areas.size, np.int32)
     lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
-    result: npt.NDArray[np.int32] = lut[out]
+    result: npt.NDArray[np.int32] = np.take(lut, out)  # = lut[out] (faster)
     return result

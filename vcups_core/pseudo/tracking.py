@@ -90,6 +90,37 @@ def joint_counts(
     return np.bincount(key.ravel(), minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
 
 
+def _mapped_joint_counts(
+    a: npt.NDArray[np.integer],
+    labels: npt.NDArray[np.integer],
+    lut: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+) -> npt.NDArray[np.int64]:
+    """``joint_counts(a, lut[labels], n, m)`` for a ``lut`` with ``lut[0] == 0``, counted on the
+    pixels with a label (track masks cover a small part of a frame) and the histogram of ``a``
+    (column 0: the rest of each row). The same integers.
+
+    Args:
+        a: ``int[H, W]`` labels ``0..n``.
+        labels: ``int[H, W]`` (``>= 0``), mapped by ``lut`` to ``0..m``.
+    """
+    flat, flat_a = labels.reshape(-1), a.reshape(-1)
+    at = np.flatnonzero(flat != 0)  # (np.flatnonzero of a bool array is far faster)
+    key = flat_a.take(at).astype(np.int64)
+    key *= m + 1
+    key += lut.take(flat.take(at))
+    joint = np.bincount(key, minlength=(n + 1) * (m + 1)).reshape(n + 1, m + 1)
+    # the histogram of a from its labelled pixels (few, like the tracks')
+    labelled = np.flatnonzero(flat_a != 0)
+    rows = np.bincount(flat_a.take(labelled), minlength=n + 1)
+    rows[0] = flat_a.size - labelled.size
+    if rows.size != n + 1:
+        raise ValueError(f"a: labels 0..{n} expected, got up to {rows.size - 1}")
+    joint[:, 0] += rows - joint.sum(axis=1)
+    return joint
+
+
 def pair_overlaps(
     current: npt.NDArray[np.integer], previous: npt.NDArray[np.integer], n: int, m: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -194,9 +225,8 @@ def _split_merged(
     tid = np.asarray(track_ids)
     lut = np.zeros(int(warped.max()) + 1, np.int64)
     lut[tid] = np.arange(1, tid.size + 1)
-    tracks = lut[warped]
     m = tid.size
-    joint = joint_counts(detections, tracks, n, m)
+    joint = _mapped_joint_counts(detections, warped, lut, n, m)  # of detections, lut[warped]
     track_area = joint.sum(axis=0)
     det_area = joint.sum(axis=1)
     next_id = n + 1
@@ -219,7 +249,8 @@ def _split_merged(
             continue
         if out is detections:
             out = detections.copy()
-        sub_tracks = np.where(np.isin(tracks[sl], inside), tracks[sl], 0)
+        tracks = lut[warped[sl]]
+        sub_tracks = np.where(np.isin(tracks, inside), tracks, 0)
         # every pixel of the detection goes to the nearest warped mask among those inside it
         _, (iy, ix) = ndimage.distance_transform_edt(sub_tracks == 0, return_indices=True)
         nearest = sub_tracks[iy, ix]
@@ -437,8 +468,11 @@ class InstanceTracker:
         joint: npt.NDArray[np.int64] | None = None  # of the final detections and the tracks
         if self._last is not None and flow_prev is not None:
             warped = self._warp(flow_prev)(self._last).astype(np.uint16, copy=False)
-            # the ids present, ascending (a histogram: cheaper than np.unique's sort)
-            track_ids = [int(t) for t in np.flatnonzero(np.bincount(warped.ravel())[1:]) + 1]
+            # the ids present, ascending (a histogram of the labelled pixels: cheaper than
+            # np.unique's sort, and than a histogram of every pixel)
+            flat_w = warped.reshape(-1)
+            labelled = flat_w.take(np.flatnonzero(flat_w != 0))
+            track_ids = [int(t) for t in np.flatnonzero(np.bincount(labelled))]
             # without a split, its joint histogram is the one of the matching below
             detections, joint = _split_merged(detections, warped, track_ids, self.split_min_share)
             n = int(detections.max())
@@ -447,7 +481,7 @@ class InstanceTracker:
                 if joint is None:
                     lut = np.zeros(int(warped.max()) + 1, np.int64)
                     lut[tid] = np.arange(1, tid.size + 1)
-                    joint = joint_counts(detections, lut[warped], n, tid.size)
+                    joint = _mapped_joint_counts(detections, warped, lut, n, tid.size)
                 iou, contain = _overlaps(joint)
                 for d, t in match_tracks(iou, contain, self.iou_threshold, self.min_containment):
                     matched_det[d + 1] = track_ids[t]
@@ -479,7 +513,7 @@ class InstanceTracker:
         for d in range(1, n + 1):
             if present[d] and lut_out[d] == 0:
                 lut_out[d] = self._new_id()
-        result = lut_out[detections]
+        result = np.take(lut_out, detections)  # = lut_out[detections] (faster)
         if (
             self.fill_gaps
             and warped is not None
@@ -567,7 +601,7 @@ class InstanceTracker:
         tid = np.asarray(tracks)
         lut = np.zeros(int(max(tracks)) + 1, np.int64)
         lut[tid] = np.arange(1, tid.size + 1)
-        iou, contain = pair_overlaps(next_detections, lut[twice], n, tid.size)
+        iou, contain = _overlaps(_mapped_joint_counts(next_detections, twice, lut, n, tid.size))
         out = result.copy()
         for _, t in match_tracks(iou, contain, self.iou_threshold, self.min_containment):
             track = tracks[t]
