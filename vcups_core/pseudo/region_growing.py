@@ -127,10 +127,12 @@ def _similarity_graph(
     active pixels, ``intp[M]`` each) that failed the tests: the only pairs whose components can
     differ (every other pair is an edge of the graph).
 
-    With ``compact``, the component ids are those of :func:`_compact` (``0..K-1`` in their
-    order), from a graph of the active pixels alone: the components are numbered by their
-    smallest member in both graphs, and the active pixels keep their order, so the ids of one
-    are the ids of the other in the same order."""
+    With ``compact``, the component ids are renumbered ``0..K-1`` in their order (-1 kept for
+    inactive pixels), from a graph of the active pixels alone (most ids of the full graph belong
+    to inactive pixels; without them the per-component arrays of :func:`merge_components` are
+    short, and its tests see the same components with the same means): the components are
+    numbered by their smallest member in both graphs, and the active pixels keep their order, so
+    the ids of one are the ids of the other in the same order."""
     h, w = active.shape
     n = h * w
     itype = np.int32 if n < 2**31 else np.int64
@@ -412,7 +414,7 @@ def grow_regions(
         flow_threshold=cfg.flow_threshold,
         flow_norm=cfg.flow_norm,
         flow_tolerance=cfg.flow_tolerance,
-        compact=True,  # = _compact(similarity_components(...))
+        compact=True,  # ids 0..K-1 of the active pixels' components
     )
     comp = merge_components(
         comp,
@@ -457,24 +459,6 @@ def grow_regions(
     # with it when the areas count each small pixel with the size of its block.
     cleaned = _clean(labels_small, min_area=min_area, fill_holes=cfg.fill_holes, weights=repeats)
     return np.asarray(cv2.resize(cleaned, (w, h), interpolation=cv2.INTER_NEAREST), dtype=np.int32)
-
-
-def _compact(comp: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
-    """Component ids renumbered ``0..K-1`` in their order (-1 kept).
-
-    Most ids of :func:`similarity_components` belong to inactive pixels; without them the
-    per-component arrays of :func:`merge_components` are short. Its merging tests see the same
-    components with the same means, and its ids keep their relative order (components are
-    numbered by their smallest member), which is all that :func:`grow_regions` uses of them.
-    """
-    active = comp >= 0
-    if not active.any():
-        return comp
-    present = np.zeros(int(comp.max()) + 1, np.bool_)
-    present[comp[active]] = True
-    rank = np.cumsum(present, dtype=np.int32) - np.int32(1)
-    out: npt.NDArray[np.int32] = np.where(active, rank[np.maximum(comp, 0)], np.int32(-1))
-    return out
 
 
 def _nearest_repeats(
