@@ -21,12 +21,14 @@ where ``F`` is the frame's flow and ``R`` the residual after the camera motion
   with the road it stands on; ``docs/cues.md``), see :func:`ground_prior_residual`.
 
 The score is ``max(r - n, 0) / max(|flow|, epsilon)`` for the residual ``r`` (px). ``n``
-(``motion.residual_noise``, px; default 0 = the plain ratio) is an allowance for the flow's own
-noise: a residual within it is not evidence of motion (ours, not the paper's). Measured with DIS
-at ``n`` = 0.5 against 0: DAVIS union J 0.649 vs 0.632, on held-out synthetic drives 310 vs 526
-pseudo-tracks and a higher class-agnostic moving AQ (0.055 vs 0.042), but a lower panoptic
-pseudo-label STQ (0.120 vs 0.144: fewer thing classes after the split), so it stays off. ``epsilon`` (``motion.residual_floor``, px) keeps the score of
-nearly static pixels, where flow noise is of the order of the flow itself, from exploding.
+(``motion.residual_noise``, px; 0 here = the paper's plain ratio, 0.5 in the pipeline's config for
+DIS) is an allowance for the flow's own noise: a residual within it is not evidence of motion
+(ours, not the paper's). Measured with DIS at ``n`` = 0.5 against 0: DAVIS union J 0.646 vs
+0.630, best-track J 0.597 vs 0.583, on held-out synthetic drives fewer pseudo-tracks and a higher
+class-agnostic moving AQ (0.055 vs 0.039), panoptic pseudo-label STQ 0.119 vs 0.113 (semantic
+mIoU 0.616 vs 0.629); the oracle cues score the same. ``epsilon`` (``motion.residual_floor``,
+px) keeps the score of nearly static pixels, where flow noise is of the order of the flow itself,
+from exploding.
 Invalid pixels score 0.
 """
 

@@ -133,7 +133,7 @@ def test_the_config_residual_noise_reaches_the_motion_score() -> None:
     from vcups_core.cues.build import build_motion
 
     cfg = PseudoLabelConfig()
-    assert cfg.motion.residual_noise == 0.0  # off by default (README: measured both ways)
+    assert cfg.motion.residual_noise == 0.5  # on by default for DIS (README: measured both ways)
     motion = build_motion(replace(cfg, motion=replace(cfg.motion, residual_noise=0.7)))
     assert isinstance(motion, GeometricMotion) and motion.residual_noise == 0.7
 
