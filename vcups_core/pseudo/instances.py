@@ -47,6 +47,7 @@ class InstanceLabeler:
             max_lost=cfg.tracking.max_lost,
             fragment_inside=cfg.tracking.fragment_inside,
             fragment_flow=cfg.tracking.fragment_flow,
+            fragment_depth=cfg.tracking.fragment_depth,
             split_min_share=cfg.tracking.split_min_share,
             min_track_frames=cfg.tracking.min_track_frames,
         )
@@ -54,7 +55,7 @@ class InstanceLabeler:
     def push(self, cues: FrameCues) -> list[tuple[int, npt.NDArray[np.uint16]]]:
         """Add a frame's cues; return ``(index, uint16[H, W] track ids)`` of frames now final."""
         detections = detect_instances(cues, self.cfg)
-        return self.tracker.push(cues.frame.index, detections, cues.flow_prev)
+        return self.tracker.push(cues.frame.index, detections, cues.flow_prev, cues.depth)
 
     def finish(self) -> list[tuple[int, npt.NDArray[np.uint16]]]:
         """The remaining frames (the last one)."""

@@ -27,10 +27,12 @@ Stated: a sliding window of 3 frames, Hungarian matching on IoU, acceptance thre
    lies at least ``fragment_inside`` inside one track's warped mask (first the active tracks,
    then the remembered lost ones) is a fragment of that object and takes its id, so one track
    can hold several detections. With ``fragment_flow`` > 0 only if it moves like the track
-   (mean flows), so that an object coming out from behind another is not swallowed by the
-   occluder's backward-warped mask. On real video (DAVIS) region growing often breaks an object
-   into pieces for a frame or two; without this the second piece starts a track that step 2
-   then keeps splitting off the whole object again in every later frame.
+   (mean flows), and with ``fragment_depth`` > 0 only at the track's depth (medians), so that
+   an object coming out from behind another is not swallowed by the occluder's backward-warped
+   mask (a car peeking out may move within a pixel of its occluder, but lies behind it). On
+   real video (DAVIS) region growing often breaks an object into pieces for a frame or two;
+   without this the second piece starts a track that step 2 then keeps splitting off the whole
+   object again in every later frame.
 6. Unmatched detections start new track ids, unique within the clip (1, 2, ...).
 7. **Short tracks** (``min_track_frames`` > 1; ours): frames are held back
    ``min_track_frames − 1`` frames and emitted without the tracks seen in fewer than
@@ -271,6 +273,8 @@ def absorb_fragments(
     min_inside: float,
     flow: npt.NDArray[np.float32] | None = None,
     max_flow_diff: float = 0.0,
+    depth: npt.NDArray[np.float32] | None = None,
+    max_depth_diff: float = 0.0,
 ) -> dict[int, int]:
     """Detections that are fragments of one track (step 5b): each detection of ``free`` whose
     area lies at least ``min_inside`` inside one track's (warped) mask joins that track.
@@ -287,6 +291,14 @@ def absorb_fragments(
             the two norms, plus 1 px. An object coming out from behind another lies inside the
             occluder's backward-warped mask (its pixels sample where the occluder was) but
             moves differently; a fragment of the object moves with it.
+        depth: ``float32[H, W]`` depth of this frame (NaN = unknown); with
+            ``max_depth_diff > 0`` a detection joins a track only if its median depth differs from
+            the median depth of the track's other detected pixels (its warped mask where other
+            detections lie) by at most ``max_depth_diff`` times the smaller of the two. A car
+            peeking out from behind another also lies inside the occluder's warped mask and may
+            move within a pixel of it, but lies behind it. Unknown depth does not veto: the test
+            is skipped when fewer than half of the detection's pixels, or fewer than
+            :data:`MIN_DEPTH_PIXELS` of the track's, have a finite depth.
 
     Returns:
         ``{detection id: track id}``.
@@ -323,7 +335,37 @@ def absorb_fragments(
         diff = np.linalg.norm(det_flow - track_flow, axis=1)
         scale = np.maximum(np.linalg.norm(det_flow, axis=1), np.linalg.norm(track_flow, axis=1))
         ok &= diff <= max_flow_diff * scale + 1.0
-    return {free[i]: int(track_ids[best[i]]) for i in np.flatnonzero(ok)}
+    out = {free[i]: int(track_ids[best[i]]) for i in np.flatnonzero(ok)}
+    if depth is not None and max_depth_diff > 0 and out:
+        out = {
+            d: t
+            for d, t in out.items()
+            if _same_depth(detections, tracks, depth, d, t, max_depth_diff)
+        }
+    return out
+
+
+MIN_DEPTH_PIXELS = 10
+"""Finite depth pixels a track needs before :func:`absorb_fragments`' depth test applies."""
+
+
+def _same_depth(
+    detections: npt.NDArray[np.int32],
+    tracks: npt.NDArray[np.integer],
+    depth: npt.NDArray[np.float32],
+    detection: int,
+    track: int,
+    max_diff: float,
+) -> bool:
+    """The depth test of :func:`absorb_fragments` for one (detection, track) pair."""
+    fragment = detections == detection
+    rest = (tracks == track) & (detections > 0) & ~fragment
+    a, b = depth[fragment], depth[rest]
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if 2 * a.size < int(fragment.sum()) or b.size < MIN_DEPTH_PIXELS:
+        return True  # unknown depth does not veto
+    da, db = float(np.median(a)), float(np.median(b))
+    return abs(da - db) <= max_diff * min(da, db)
 
 
 class InstanceTracker:
@@ -338,6 +380,8 @@ class InstanceTracker:
         fragment_inside: a detection left without a track whose area lies at least this much
             inside one warped (or remembered lost) track joins that track (step 5b; 0 = off).
         fragment_flow: ``max_flow_diff`` of :func:`absorb_fragments` (0 = no flow test).
+        fragment_depth: ``max_depth_diff`` of :func:`absorb_fragments` (0 = no depth test; it
+            needs the frames' depth in :meth:`push`).
         split_min_share: ``min_share`` of :func:`split_merged` (step 2; 0 = the plain rule).
         min_track_frames: tracks seen in fewer frames are removed from the output (step 7;
             1 = off); output is delayed by ``min_track_frames - 1`` frames.
@@ -354,6 +398,7 @@ class InstanceTracker:
         split_min_share: float = 0.0,
         min_track_frames: int = 1,
         fragment_flow: float = 0.0,
+        fragment_depth: float = 0.0,
     ) -> None:
         if max_lost < 0:
             raise ValueError(f"max_lost must be >= 0, got {max_lost}")
@@ -361,8 +406,11 @@ class InstanceTracker:
             raise ValueError(f"fragment_inside must be in [0, 1], got {fragment_inside}")
         if min_track_frames < 1:
             raise ValueError(f"min_track_frames must be >= 1, got {min_track_frames}")
+        if fragment_depth < 0:
+            raise ValueError(f"fragment_depth must be >= 0, got {fragment_depth}")
         self.fragment_inside = fragment_inside
         self.fragment_flow = fragment_flow
+        self.fragment_depth = fragment_depth
         self.split_min_share = split_min_share
         self.min_track_frames = min_track_frames
         # step 7: final maps not yet emitted, and the frames each track id was seen in so far
@@ -377,9 +425,16 @@ class InstanceTracker:
         # lost tracks (step 5): their last masks, warped into frame t - 1, and frames since seen
         self._lost: npt.NDArray[np.uint16] | None = None
         self._lost_age: dict[int, int] = {}
-        self._pending: tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None = (
-            None
-        )
+        # the frame waiting for its lookahead: index, detections, flow to t - 1, depth
+        self._pending: (
+            tuple[
+                int,
+                npt.NDArray[np.int32],
+                npt.NDArray[np.float32] | None,
+                npt.NDArray[np.float32] | None,
+            ]
+            | None
+        ) = None
         self._warps: list[NearestWarp] = []  # the last two flows' (:meth:`_warp`)
 
     def push(
@@ -387,6 +442,7 @@ class InstanceTracker:
         index: int,
         detections: npt.NDArray[np.int32],
         flow_prev: npt.NDArray[np.float32] | None,
+        depth: npt.NDArray[np.float32] | None = None,
     ) -> list[tuple[int, npt.NDArray[np.uint16]]]:
         """Add frame ``index``'s detections; return the frames now final.
 
@@ -395,6 +451,8 @@ class InstanceTracker:
             detections: ``int32[H, W]`` instance ids ``1..N`` (0 = none).
             flow_prev: ``float32[H, W, 2]`` flow from this frame to the previous one (None for
                 the first frame).
+            depth: ``float32[H, W]`` depth of this frame (NaN = unknown), for the depth test of
+                ``fragment_depth``; None = no depth (the test is skipped).
 
         Returns:
             ``[(index, uint16[H, W] track ids)]`` of the frames that became final (the previous
@@ -403,7 +461,7 @@ class InstanceTracker:
         out: list[tuple[int, npt.NDArray[np.uint16]]] = []
         if self._pending is not None:
             out.append(self._finalize(lookahead=(detections, flow_prev)))
-        self._pending = (index, detections, flow_prev)
+        self._pending = (index, detections, flow_prev, depth)
         return self._hold(out, flush=False)
 
     def finish(self) -> list[tuple[int, npt.NDArray[np.uint16]]]:
@@ -459,7 +517,7 @@ class InstanceTracker:
         lookahead: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32] | None] | None,
     ) -> tuple[int, npt.NDArray[np.uint16]]:
         assert self._pending is not None
-        index, detections, flow_prev = self._pending
+        index, detections, flow_prev, depth = self._pending
         self._pending = None
         result = np.zeros(detections.shape, np.uint16)
         warped: npt.NDArray[np.uint16] | None = None
@@ -488,13 +546,13 @@ class InstanceTracker:
             unmatched_tracks = [t for t in track_ids if t not in matched_det.values()]
         if self.fragment_inside > 0 and warped is not None:
             # fragments of an active track before lost tracks may claim them
-            self._absorb(detections, warped, matched_det, flow_prev)
+            self._absorb(detections, warped, matched_det, flow_prev, depth)
         lost_warped: npt.NDArray[np.uint16] | None = None
         if self._lost is not None and flow_prev is not None:
             lost_warped = self._warp(flow_prev)(self._lost).astype(np.uint16, copy=False)
             matched_det.update(self._relink(detections, lost_warped, matched_det))
             if self.fragment_inside > 0:
-                self._absorb(detections, lost_warped, matched_det, flow_prev)
+                self._absorb(detections, lost_warped, matched_det, flow_prev, depth)
         if self.fragment_inside > 0:
             taken = set(matched_det.values())
             unmatched_tracks = [t for t in unmatched_tracks if t not in taken]
@@ -533,12 +591,20 @@ class InstanceTracker:
         tracks: npt.NDArray[np.uint16],
         matched_det: dict[int, int],
         flow: npt.NDArray[np.float32] | None,
+        depth: npt.NDArray[np.float32] | None,
     ) -> None:
         """Step 5b: add the free detections that are fragments of a track in ``tracks``."""
         free = [d for d in range(1, int(detections.max()) + 1) if d not in matched_det]
         matched_det.update(
             absorb_fragments(
-                detections, tracks, free, self.fragment_inside, flow, self.fragment_flow
+                detections,
+                tracks,
+                free,
+                self.fragment_inside,
+                flow,
+                self.fragment_flow,
+                depth,
+                self.fragment_depth,
             )
         )
 

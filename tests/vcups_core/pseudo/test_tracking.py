@@ -346,6 +346,43 @@ def test_fragment_flow_keeps_an_object_that_moves_differently_apart() -> None:
     assert absorb_fragments(dets, tracks, [2], 0.8, flow, 0.0) == {2: 3}  # no flow test
 
 
+def test_fragment_depth_keeps_an_object_behind_the_track_apart() -> None:
+    tracks = box(empty(), 4, 16, 4, 30, 3).astype(np.uint16)
+    dets = box(box(empty(), 4, 16, 4, 20, 1), 6, 12, 22, 28, 2)  # det 2 lies inside track 3
+    depth = np.full((H, W), 10.0, np.float32)
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.1) == {2: 3}
+    depth[6:12, 22:28] = 10.9  # 9 % behind the track's other pixels: still the same object
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.1) == {2: 3}
+    depth[6:12, 22:28] = 11.5  # 15 % behind: another object peeking out
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.1) == {}
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.0) == {2: 3}
+    depth[6:12, 22:26] = np.nan  # most of the fragment without depth: the test does not veto
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.1) == {2: 3}
+    depth[6:12, 22:28] = 11.5
+    depth[4:16, 4:20] = np.nan  # the track's other pixels without depth: no veto either
+    assert absorb_fragments(dets, tracks, [2], 0.8, depth=depth, max_depth_diff=0.1) == {2: 3}
+
+
+def test_the_tracker_passes_each_frames_own_depth_to_the_fragment_test() -> None:
+    first = box(empty(), 4, 16, 4, 30)
+    nxt = box(box(empty(), 4, 16, 4, 20, 1), 6, 12, 22, 28, 2)  # the object, then a piece of it
+    near = np.full((H, W), 10.0, np.float32)
+    far = near.copy()
+    far[6:12, 22:28] = 20.0  # in frame 1 the piece lies far behind the object
+
+    def labels(depths: list[npt.NDArray[np.float32] | None]) -> npt.NDArray[np.uint16]:
+        tracker = InstanceTracker(fragment_inside=0.8, fragment_depth=0.1)
+        out = tracker.push(0, first, None, depths[0])
+        out += tracker.push(1, nxt, still(), depths[1])
+        return dict(out + tracker.finish())[1]
+
+    assert np.unique(labels([near, near])).tolist() == [0, 1]  # one track
+    assert np.unique(labels([near, far])).tolist() == [0, 1, 2]  # frame 1's depth: two
+    assert np.unique(labels([far, near])).tolist() == [0, 1]  # frame 0's depth is not used
+    with pytest.raises(ValueError, match="fragment_depth"):
+        InstanceTracker(fragment_depth=-0.1)
+
+
 def test_joint_counts_counts_every_label_pair() -> None:
     a = np.array([[0, 1, 1], [2, 2, 0]], np.int32)
     b = np.array([[1, 1, 0], [1, 0, 0]], np.uint16)
