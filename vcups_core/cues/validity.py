@@ -102,9 +102,9 @@ def _consistent(
     # needed: fresh large arrays cost page faults)
     ex = np.add(fx, bx, out=map_x)
     ey = np.add(fy, by, out=map_y)
-    error = _norm_in_place(ex, ey)
-    tolerance = _norm_in_place(fx, fy)
-    tolerance += _norm_in_place(bx, by)
+    error = _norm(ex, ey, in_place=True)
+    tolerance = _norm(fx, fy, in_place=True)
+    tolerance += _norm(bx, by, in_place=True)
     tolerance *= fb_rel  # = fb_abs + fb_rel * tolerance (in float32)
     tolerance += fb_abs
     valid: BoolMap = np.less_equal(error, tolerance)  # False wherever a NaN is involved
@@ -138,10 +138,15 @@ def _norm(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32] | None = None,
+    *,
+    in_place: bool = False,
 ) -> npt.NDArray[np.float32]:
     """``sqrt(x * x + y * y)`` elementwise (bit-identical to ``np.linalg.norm`` of the pair);
-    ``out`` may be ``x`` or ``y``."""
-    yy = np.multiply(y, y)
+    ``out`` may be ``x`` or ``y``. With ``in_place``, the result is stored in ``x`` and ``y`` is
+    scratch (both overwritten; no fresh arrays)."""
+    if in_place:
+        out = x
+    yy = np.multiply(y, y, out=y if in_place else None)
     res = np.multiply(x, x, out=out)
     res += yy
     result: npt.NDArray[np.float32] = np.sqrt(res, out=res)
@@ -154,18 +159,6 @@ def _copy_to(
     """``values`` copied into ``buffer`` (returned)."""
     np.copyto(buffer, values)
     return buffer
-
-
-def _norm_in_place(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """:func:`_norm` in the storage of ``x`` (returned), with ``y`` as scratch (both
-    overwritten)."""
-    yy = np.multiply(y, y, out=y)
-    res = np.multiply(x, x, out=x)
-    res += yy
-    result: npt.NDArray[np.float32] = np.sqrt(res, out=res)
-    return result
 
 
 def _pixels(fraction: float, size: int, what: str, upper: float) -> int:
