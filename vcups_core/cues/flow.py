@@ -455,25 +455,21 @@ def warp(
             f"values must be [H, W] or [H, W, C] with H, W = {list(flow.shape[:2])}, "
             f"got {list(values.shape)}"
         )
+    if nearest:
+        return NearestWarp(flow)(values, fill=fill)
     map_x, map_y, outside = _sample_points(flow)
     out: npt.NDArray[Any]
-    if nearest:
-        out = _gather_nearest(values, map_x, map_y)
-        integral = not np.issubdtype(out.dtype, np.floating)
-        fill_value = 0 if integral and math.isnan(fill) else fill
+    src = values if values.dtype in (np.float32, np.float64) else values.astype(np.float32)
+    nan = np.isnan(src)
+    if nan.any():
+        # NaN only where a NaN value has a non-zero bilinear weight (cv2 would also spread it to
+        # samples that merely touch it with weight 0)
+        out = _remap_linear(np.where(nan, 0, src).astype(src.dtype), map_x, map_y)
+        out[_remap_linear(nan.astype(np.float32), map_x, map_y) > 0] = np.nan
     else:
-        src = values if values.dtype in (np.float32, np.float64) else values.astype(np.float32)
-        nan = np.isnan(src)
-        if nan.any():
-            # NaN only where a NaN value has a non-zero bilinear weight (cv2 would also spread
-            # it to samples that merely touch it with weight 0)
-            out = _remap_linear(np.where(nan, 0, src).astype(src.dtype), map_x, map_y)
-            out[_remap_linear(nan.astype(np.float32), map_x, map_y) > 0] = np.nan
-        else:
-            out = _remap_linear(src, map_x, map_y)
-        fill_value = fill
+        out = _remap_linear(src, map_x, map_y)
     # ``out`` is a fresh contiguous array; few points are outside, so scatter by index
-    out.reshape(outside.size, -1)[np.flatnonzero(outside)] = fill_value
+    out.reshape(outside.size, -1)[np.flatnonzero(outside)] = fill
     return out
 
 
@@ -551,18 +547,9 @@ def _take_nearest(values: npt.NDArray[Any], index: npt.NDArray[np.intp]) -> npt.
     return out.reshape(values.shape)
 
 
-def _gather_nearest(
-    values: npt.NDArray[Any], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
-) -> npt.NDArray[Any]:
-    """``values`` at the pixel nearest to each sample point (points inside ``[0, W - 1] ×
-    [0, H - 1]``), gathered exactly (any dtype); a fresh array."""
-    return _take_nearest(values, _nearest_index(map_x, map_y))
-
-
 class NearestWarp:
-    """``warp(values, flow, nearest=True)`` (the default fill) of several label maps along one
-    flow: the sample pixels are found once, each map is then one gather (bit-identical to
-    :func:`warp`).
+    """``warp(values, flow, nearest=True)`` of several label maps along one flow: the sample
+    pixels are found once, each map is then one gather (:func:`warp`'s nearest mode is this).
 
     Args:
         flow: ``float32[H, W, 2]`` flow from this frame to the partner; kept (as :attr:`flow`)
@@ -578,9 +565,10 @@ class NearestWarp:
         self.index = _nearest_index(map_x, map_y)
         self.outside = np.flatnonzero(outside)
 
-    def __call__(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """``values`` (``[H, W]`` or ``[H, W, C]`` on the partner's grid) warped: its dtype, 0
-        (NaN for float values) where the sample point is outside the image."""
+    def __call__(self, values: npt.NDArray[Any], *, fill: float = math.nan) -> npt.NDArray[Any]:
+        """``values`` (``[H, W]`` or ``[H, W, C]`` on the partner's grid) warped: its dtype,
+        ``fill`` where the sample point is outside the image (NaN means 0 for integer or bool
+        values)."""
         values = np.asarray(values)
         if values.ndim not in (2, 3) or values.shape[:2] != self.flow.shape[:2]:
             raise ValueError(
@@ -589,5 +577,7 @@ class NearestWarp:
             )
         out = _take_nearest(values, self.index)
         integral = not np.issubdtype(out.dtype, np.floating)
-        out.reshape(self.index.size, -1)[self.outside] = 0 if integral else math.nan
+        out.reshape(self.index.size, -1)[self.outside] = (
+            0 if integral and math.isnan(fill) else fill
+        )
         return out
