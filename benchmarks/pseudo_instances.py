@@ -93,6 +93,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vcups_core.config import config_to_dict, load_config, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+from vcups_core.cues.build import with_oracle_cues
 from vcups_core.metrics import STQuality
 from vcups_core.metrics.tables import text_table, verdict
 from vcups_core.pseudo.region_growing import scaled_min_area
@@ -445,9 +446,7 @@ SYNTHETIC_VARIANTS: tuple[tuple[str, str], ...] = (
 def variant_config(cfg: PseudoLabelConfig, key: str) -> PseudoLabelConfig:
     cfg = native_size(cfg)
     if key == "a":
-        return with_changes(
-            cfg, flow={"method": "oracle"}, depth={"method": "oracle"}, motion={"method": "oracle"}
-        )
+        return with_oracle_cues(cfg)
     if key == "c":
         return with_changes(cfg, depth={"method": "none"})
     return cfg

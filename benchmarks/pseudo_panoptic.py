@@ -76,6 +76,7 @@ import numpy.typing as npt
 
 from vcups_core.config import config_to_dict, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
+from vcups_core.cues.build import with_oracle_cues
 from vcups_core.cues.semantics import SemanticClusterer, rgb_row_features
 from vcups_core.data import cityscapes_classes as cs
 from vcups_core.data.datasets import SYNTHETIC_WORLD
@@ -179,11 +180,8 @@ def base_config(size: tuple[int, int], focal: float, clusters: Path, crf: int) -
 
 def variant_config(cfg: PseudoLabelConfig, variant: str, tau: float) -> PseudoLabelConfig:
     merged = config_to_dict(cfg)
-    changes: dict[str, Any] = {"tracking": {**merged["tracking"], "iou_threshold": tau}}
-    if variant == "oracle":
-        for key in ("flow", "depth", "motion"):
-            changes[key] = {**merged[key], "method": "oracle"}
-    return replace(cfg, **changes)
+    cfg = replace(cfg, tracking={**merged["tracking"], "iou_threshold": tau})
+    return with_oracle_cues(cfg) if variant == "oracle" else cfg
 
 
 # --------------------------------------------------------------------------------------------------

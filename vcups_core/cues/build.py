@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vcups_core.config import config_to_dict, replace
 from vcups_core.configs.pseudo_labels import PseudoLabelConfig
 from vcups_core.cues.base import (
     DepthEstimator,
@@ -51,6 +52,18 @@ def _need_oracle(oracle: Any, what: str) -> Any:
     from vcups_core.cues.oracle import OracleCues
 
     return oracle if isinstance(oracle, OracleCues) else OracleCues(oracle)
+
+
+ORACLE_CUES = ("flow", "depth", "motion")
+
+
+def with_oracle_cues(cfg: PseudoLabelConfig) -> PseudoLabelConfig:
+    """``cfg`` with flow, depth and motion ``method: oracle`` (every other key kept): the
+    synthetic world's exact cues, for ablations; build it with the world as ``oracle=``."""
+    merged = config_to_dict(cfg)
+    changes = {key: {**merged[key], "method": "oracle"} for key in ORACLE_CUES}
+    result: PseudoLabelConfig = replace(cfg, **changes)
+    return result
 
 
 def build_flow(cfg: PseudoLabelConfig, oracle: Any = None) -> FlowEstimator:

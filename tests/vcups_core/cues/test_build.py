@@ -19,6 +19,7 @@ from vcups_core.cues.build import (
     build_flow,
     build_motion,
     cue_device,
+    with_oracle_cues,
 )
 from vcups_core.cues.depth import NoDepth, ParallaxDepth
 from vcups_core.cues.flow import DISFlow
@@ -80,6 +81,18 @@ def test_each_method_builds_its_backend(world: SyntheticWorld) -> None:
         "motion": "geometric",
     }
     assert build_cue_pipeline(default).needs_camera
+
+
+def test_with_oracle_cues_changes_only_the_methods(world: SyntheticWorld) -> None:
+    cfg = config_from_dict(
+        {"depth": {"min_parallax_deg": 0.3}, "flow": {"dis_preset": "fast"}}, PseudoLabelConfig
+    )
+    oracle = with_oracle_cues(cfg)
+    assert (oracle.flow.method, oracle.depth.method, oracle.motion.method) == ("oracle",) * 3
+    assert oracle.depth.min_parallax_deg == 0.3 and oracle.flow.dis_preset == "fast"
+    assert oracle.region_growing == cfg.region_growing
+    assert cfg.flow.method == "dis"  # the input is not changed
+    assert build_cue_pipeline(oracle, oracle=world).backends["flow"] == "oracle"
 
 
 @pytest.mark.parametrize("cue", ["flow", "depth", "motion"])
