@@ -187,7 +187,7 @@ class RegionGrowingSection:
     )
     fill_holes: bool = option(True, "fill holes inside each instance")
     refine: Literal["none", "grabcut"] = option(
-        "none",
+        "grabcut",
         "appearance refinement of the grown instances: none, or GrabCut on a crop around each "
         "instance seeded by its mask and motion score (motion seeds, colour delineates)",
     )
@@ -210,6 +210,12 @@ class RegionGrowingSection:
         "larger one (+0.5 px); 0 = group by distance alone",
         ge=0.0,
     )
+    refine_merge_depth: float = option(
+        0.1,
+        "group neighbours only if their median depths differ by at most this fraction of the "
+        "nearer one (unknown depth does not veto); 0 = no depth test",
+        ge=0.0,
+    )
     refine_margin: float = option(
         0.25, "refine: crop margin around the instance, fraction of its size per side", ge=0.0
     )
@@ -218,6 +224,12 @@ class RegionGrowingSection:
         "refine: pixels (processing size) inside the instance boundary that colour may remove: "
         "deeper pixels with a confident motion score are sure foreground (the flow's blur)",
         gt=0.0,
+    )
+    refine_band_scale: float = option(
+        0.1,
+        "refine: the band is at most this fraction of the square root of the group's area (a "
+        "small object keeps an interior of sure foreground); 0 = always refine_band",
+        ge=0.0,
     )
     refine_ring: float = option(
         1.0,
@@ -232,9 +244,9 @@ class RegionGrowingSection:
         le=1.0,
     )
     refine_max_side: int = option(
-        160, "refine: crops are downscaled to at most this many pixels per side", ge=16
+        128, "refine: crops are downscaled to at most this many pixels per side", ge=16
     )
-    refine_iterations: int = option(3, "refine: GrabCut iterations", ge=1)
+    refine_iterations: int = option(1, "refine: GrabCut iterations", ge=1)
 
 
 @dataclass(frozen=True)

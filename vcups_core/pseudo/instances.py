@@ -27,7 +27,9 @@ def detect_instances(cues: FrameCues, cfg: PseudoLabelConfig) -> npt.NDArray[np.
         flow = (cues.flow - cues.ego_flow).astype(np.float32)
     labels = grow_regions(cues.motion, flow, cues.depth, valid, cfg.region_growing)
     if cfg.region_growing.refine != "none":
-        labels = refine_instances(cues.frame.image, labels, cues.motion, cfg.region_growing, flow)
+        labels = refine_instances(
+            cues.frame.image, labels, cues.motion, cfg.region_growing, flow, cues.depth
+        )
     return labels
 
 

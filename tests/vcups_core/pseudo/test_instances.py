@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -64,8 +66,13 @@ def label(cfg: PseudoLabelConfig, cues: list[FrameCues]) -> list[tuple[int, np.n
     return out + labeler.finish()
 
 
-def config(**changes: object) -> PseudoLabelConfig:
-    return config_from_dict({"height": H, "width": W, **changes}, PseudoLabelConfig)
+def config(**changes: Any) -> PseudoLabelConfig:
+    """The defaults at H x W, without the appearance refinement (these frames are black: colour
+    has nothing to say; ``test_refine.py`` tests the refinement)."""
+    growing = {"refine": "none", **changes.pop("region_growing", {})}
+    return config_from_dict(
+        {"height": H, "width": W, "region_growing": growing, **changes}, PseudoLabelConfig
+    )
 
 
 def test_translating_square_is_one_track() -> None:

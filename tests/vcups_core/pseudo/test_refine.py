@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vcups_core.configs.pseudo_labels import RegionGrowingSection
-from vcups_core.pseudo.refine import group_instances, refine_instances
+from vcups_core.pseudo.refine import band_width, group_instances, refine_instances
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,9 @@ def test_motion_blob_shrinks_to_the_square() -> None:
     labels = np.zeros(square.shape, np.int32)
     labels[33:87, 53:107] = 1  # 7 px too large on every side
     motion = np.where(labels > 0, 0.95, 0.0).astype(np.float32)
-    cfg = dataclasses.replace(RegionGrowingSection(), refine="grabcut", refine_band=10.0)
+    cfg = dataclasses.replace(
+        RegionGrowingSection(), refine="grabcut", refine_band=10.0, refine_band_scale=0.0
+    )
     out = refine_instances(image, labels, motion, cfg)
     assert out.dtype == np.int32
     assert _iou(labels > 0, square) < 0.6
@@ -59,7 +61,8 @@ def test_none_and_small_instances_are_untouched() -> None:
     labels = np.zeros(square.shape, np.int32)
     labels[33:87, 53:107] = 1
     motion = np.ones(square.shape, np.float32)
-    assert refine_instances(image, labels, motion, RegionGrowingSection()) is labels
+    off = dataclasses.replace(RegionGrowingSection(), refine="none")
+    assert refine_instances(image, labels, motion, off) is labels
     cfg = dataclasses.replace(RegionGrowingSection(), refine="grabcut", refine_min_area=0.5)
     np.testing.assert_array_equal(refine_instances(image, labels, motion, cfg), labels)
 
@@ -95,3 +98,67 @@ def test_group_instances_by_gap_and_flow() -> None:
     # without the flow, distance alone joins all three
     by_gap = group_instances(labels, 2)
     assert by_gap[1] == by_gap[2] == by_gap[3]
+
+
+def test_group_instances_by_gap_and_depth() -> None:
+    labels = np.zeros((20, 50), np.int32)
+    labels[5:10, 2:8] = 1
+    labels[5:10, 10:16] = 2  # 2 px from 1
+    labels[5:10, 18:24] = 3  # 2 px from 2
+    labels[5:10, 26:32] = 4  # 2 px from 3
+    depth = np.full((20, 50), np.nan, np.float32)
+    depth[labels == 1] = 10.0
+    depth[labels == 2] = 10.5  # 5 % deeper than 1: the same object at 10 %
+    depth[labels == 3] = 15.0  # 43 % deeper than 2: a car behind it
+    # 4 has no depth (unknown does not veto): it joins 3
+    groups = group_instances(labels, 2, depth=depth, max_depth_difference=0.1)
+    assert groups[1] == groups[2] != groups[3] == groups[4]
+    # half of 2's pixels without depth: its median from the other half still counts
+    depth[5:7, 10:16] = np.nan
+    again = group_instances(labels, 2, depth=depth, max_depth_difference=0.1)
+    assert again[1] == again[2] != again[3]
+
+
+def test_a_small_unrefined_neighbour_keeps_its_pixels() -> None:
+    image, square = _scene()
+    labels = np.zeros(square.shape, np.int32)
+    labels[40:80, 60:95] = 1  # most of the red square
+    labels[40:80, 97:100] = 2  # a thin neighbour of the same colour, below refine_min_area
+    motion = np.where(labels > 0, 0.95, 0.0).astype(np.float32)
+    cfg = dataclasses.replace(
+        RegionGrowingSection(),
+        refine="grabcut",
+        refine_merge_gap=0,
+        refine_band=4.0,
+        refine_min_area=150 / square.size,
+    )
+    out = refine_instances(image, labels, motion, cfg)
+    # the large one's colour model spreads over the whole square, but not over its neighbour
+    assert (out[40:80, 95:97] == out[60, 70]).all()
+    small = out[labels == 2]
+    assert (small == small[0]).all() and small[0] not in (0, out[60, 70])
+
+
+def test_band_width() -> None:
+    cfg = dataclasses.replace(RegionGrowingSection(), refine_band=16.0, refine_band_scale=0.1)
+    assert band_width(cfg, 400) == pytest.approx(2.0)  # 0.1 * sqrt(400)
+    assert band_width(cfg, 90_000) == 16.0  # 0.1 * 300 = 30, capped
+    assert band_width(dataclasses.replace(cfg, refine_band_scale=0.0), 400) == 16.0
+
+
+def test_a_small_object_keeps_its_sure_interior() -> None:
+    """An object indistinguishable from its background keeps the interior beyond its band."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
+    labels = np.zeros((120, 160), np.int32)
+    labels[50:70, 70:90] = 1  # 400 px: band 0.1 * 20 = 2 px instead of 16
+    motion = np.where(labels > 0, 0.95, 0.0).astype(np.float32)
+    cfg = dataclasses.replace(
+        RegionGrowingSection(),
+        refine="grabcut",
+        refine_band=16.0,
+        refine_band_scale=0.1,
+        refine_min_area=0.0,
+    )
+    out = refine_instances(image, labels, motion, cfg)
+    assert (out[53:67, 73:87] == 1).all()  # deeper than 2 px: sure foreground
