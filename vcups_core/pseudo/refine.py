@@ -282,27 +282,36 @@ def refine_instances(
     groups = group_instances(
         labels, cfg.refine_merge_gap, flow, cfg.refine_merge_flow, depth, cfg.refine_merge_depth
     )
-    group_map = groups[labels]  # groups[0] == 0: no instance, no group
     n_groups = int(groups[1:].max()) if groups.size > 1 else 0
     areas = np.bincount(groups, np.bincount(labels.ravel(), minlength=groups.size), n_groups + 1)
     min_area = cfg.refine_min_area * h * w
+    # every group is read through the bounding box of its instances, never the whole frame
+    boxes = ndimage.find_objects(labels)
+    members: list[list[int]] = [[] for _ in range(n_groups + 1)]
+    for i, box in enumerate(boxes, start=1):
+        if box is not None:
+            members[groups[i]].append(i)
     out = np.zeros((h, w), np.int32)
-    boxes = ndimage.find_objects(group_map)
     next_id = 1
     for g in np.argsort(-areas[1:], kind="stable") + 1:
         if areas[g] == 0:
             continue
+        ids = members[g]
+        box = (
+            slice(min(boxes[i - 1][0].start for i in ids), max(boxes[i - 1][0].stop for i in ids)),
+            slice(min(boxes[i - 1][1].start for i in ids), max(boxes[i - 1][1].stop for i in ids)),
+        )
         if areas[g] < min_area:
             # unrefined: each instance of the group keeps its own mask (it held those pixels
             # before refinement, so a larger group's colour model does not take them)
-            box = boxes[g - 1]
             sub, out_box = labels[box], out[box]
-            for i in np.unique(sub[group_map[box] == g]):
+            for i in ids:
                 out_box[sub == i] = next_id
                 next_id += 1
             continue
-        window = crop_window(boxes[g - 1], (h, w), cfg.refine_margin)
-        seed = group_map[window] == g
+        window = crop_window(box, (h, w), cfg.refine_margin)
+        sub = labels[window]
+        seed = sub == ids[0] if len(ids) == 1 else np.isin(sub, ids)
         refined = grabcut_mask(image[window], seed, motion[window], cfg)
         # groups are visited by decreasing area: a taken pixel stays with the larger group unless
         # this group held it before refinement

@@ -337,11 +337,19 @@ def absorb_fragments(
         ok &= diff <= max_flow_diff * scale + 1.0
     out = {free[i]: int(track_ids[best[i]]) for i in np.flatnonzero(ok)}
     if depth is not None and max_depth_diff > 0 and out:
-        out = {
-            d: t
-            for d, t in out.items()
-            if _same_depth(detections, tracks, depth, d, t, max_depth_diff)
-        }
+        # each pair's test reads only the window around the detection and the track
+        det_boxes = ndimage.find_objects(detections)
+        track_boxes = ndimage.find_objects(tracks)
+        kept = {}
+        for d, t in out.items():
+            (dy, dx), (ty, tx) = det_boxes[d - 1], track_boxes[t - 1]
+            win = (
+                slice(min(dy.start, ty.start), max(dy.stop, ty.stop)),
+                slice(min(dx.start, tx.start), max(dx.stop, tx.stop)),
+            )
+            if _same_depth(detections[win], tracks[win], depth[win], d, t, max_depth_diff):
+                kept[d] = t
+        out = kept
     return out
 
 
