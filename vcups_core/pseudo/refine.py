@@ -2,13 +2,17 @@
 
 Region growing on estimated flow gives masks whose boundaries are as blurry as the flow (it smooths
 across object edges) and that break one object into several fragments where the flow is noisy.
-:func:`refine_instances` keeps the motion evidence as the *seed* and lets colour draw the boundary:
+:func:`refine_instances` keeps the motion evidence as the *seed* and lets colour draw the boundary.
+Not in the paper (ours, on by default: it raised DAVIS union J and the oracle-cue AQ alike, see the
+README); ``region_growing.refine: none`` gives the paper's grown masks.
+
 
 1. **Grouping.** Instances closer than ``refine_merge_gap`` pixels to each other form one group
    (one object broken into fragments by flow noise) if they also move alike
    (``refine_merge_flow``) and lie at a similar depth (``refine_merge_depth``: a car just behind
-   another is not its fragment); with ``refine_merge_gap = 0`` every instance is its own group. Groups smaller than ``refine_min_area`` (a fraction of the image) are left
-   unrefined, so the cost goes to the instances that matter and not to every tiny fragment.
+   another is not its fragment); with ``refine_merge_gap = 0`` every instance is its own group.
+   Groups smaller than ``refine_min_area`` (a fraction of the image) are left unrefined, so the
+   cost goes to the instances that matter and not to every tiny fragment.
 2. **GrabCut per group** (``cv2.grabCut`` with ``GC_INIT_WITH_MASK``) on a crop around the group,
    its bounding box grown by ``refine_margin`` of its size on each side, downscaled so that its
    longer side is at most ``refine_max_side`` pixels (for speed). Initial labels:
@@ -18,7 +22,7 @@ across object edges) and that break one object into several fragments where the 
      not one proportional to the object), the band at most ``refine_band_scale`` times the
      square root of the group's area (a small object keeps a sure interior);
    * probable foreground: the rest of the group;
-   * probable background: up to ``refine_ring * refine_band`` pixels outside the group, where
+   * probable background: up to ``refine_ring`` times that band outside the group, where
      the colour may still move the boundary outwards;
    * sure background: the rest of the crop.
 
