@@ -228,6 +228,10 @@ def grabcut_mask(
         return mask
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means++ from OpenCV's (thread's) global RNG: seeded
+    # per call, a crop's result does not depend on what ran before it in this process, so a
+    # resumed or sharded run writes the same labels as an uninterrupted one.
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(
             np.ascontiguousarray(img_s),
