@@ -140,6 +140,14 @@ def test_a_small_unrefined_neighbour_keeps_its_pixels() -> None:
     assert (small == small[0]).all() and small[0] not in (0, out[60, 70])
 
 
+def _noise_scene(seed: int, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour noise everywhere, one moving rectangle: image, its labels and motion score."""
+    image = np.random.default_rng(seed).integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
+    labels = np.zeros((120, 160), np.int32)
+    labels[rows, cols] = 1
+    return image, labels, np.where(labels > 0, 0.95, 0.0).astype(np.float32)
+
+
 def test_band_width() -> None:
     cfg = dataclasses.replace(RegionGrowingSection(), refine_band=16.0, refine_band_scale=0.1)
     assert band_width(cfg, 400) == pytest.approx(2.0)  # 0.1 * sqrt(400)
@@ -149,11 +157,8 @@ def test_band_width() -> None:
 
 def test_a_small_object_keeps_its_sure_interior() -> None:
     """An object indistinguishable from its background keeps the interior beyond its band."""
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
-    labels = np.zeros((120, 160), np.int32)
-    labels[50:70, 70:90] = 1  # 400 px: band 0.1 * 20 = 2 px instead of 16
-    motion = np.where(labels > 0, 0.95, 0.0).astype(np.float32)
+    # 400 px: band 0.1 * 20 = 2 px instead of 16
+    image, labels, motion = _noise_scene(1, slice(50, 70), slice(70, 90))
     cfg = dataclasses.replace(
         RegionGrowingSection(),
         refine="grabcut",
@@ -169,15 +174,12 @@ def test_grabcut_does_not_depend_on_the_rng_state() -> None:
     """Resumed and sharded runs must write the same labels: OpenCV's global RNG (k-means++ of
     GrabCut's colour models) is seeded per call."""
     # colour noise everywhere: k-means++ from different states finds different colour models
-    image = np.random.default_rng(2).integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
-    labels = np.zeros((120, 160), np.int32)
-    labels[30:90, 40:120] = 1
-    motion = np.where(labels > 0, 0.95, 0.0).astype(np.float32)
+    image, labels, motion = _noise_scene(2, slice(30, 90), slice(40, 120))
     cfg = dataclasses.replace(RegionGrowingSection(), refine="grabcut", refine_min_area=0.0)
     results = []
     for seed in (1, 12345, 7, 99):
         cv2.setRNGSeed(seed)
-        cv2.randu(np.zeros((64, 64), np.float32), 0, 1)  # move the global RNG on
+        cv2.randu(np.zeros((64, 64), np.float32), np.zeros(1), np.ones(1))  # move the RNG on
         results.append(refine_instances(image, labels, motion, cfg))
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
