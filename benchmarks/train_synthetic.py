@@ -214,6 +214,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for seed, b in zip(args.eval_seeds, eval_bags, strict=True)
         }
     )
+    # held-out pseudo-label scores, keyed by the training store made with the same cues
     pseudo_scores = {
         "store_train": pick(score_frames(pseudo_label_frames(work / "store_eval"), truth, moving))
     }
