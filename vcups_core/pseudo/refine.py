@@ -166,6 +166,14 @@ def _group_by_similarity(
     return groups
 
 
+def union_box(boxes: list[tuple[slice, slice]]) -> tuple[slice, slice]:
+    """The bounding box of several bounding boxes (``ndimage.find_objects`` slices)."""
+    return (
+        slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+        slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)),
+    )
+
+
 def crop_window(
     box: tuple[slice, slice], shape: tuple[int, int], margin: float
 ) -> tuple[slice, slice]:
@@ -305,10 +313,7 @@ def refine_instances(
         if areas[g] == 0:
             continue
         ids = members[g]
-        box = (
-            slice(min(boxes[i - 1][0].start for i in ids), max(boxes[i - 1][0].stop for i in ids)),
-            slice(min(boxes[i - 1][1].start for i in ids), max(boxes[i - 1][1].stop for i in ids)),
-        )
+        box = union_box([boxes[i - 1] for i in ids])
         if areas[g] < min_area:
             # unrefined: each instance of the group keeps its own mask (it held those pixels
             # before refinement, so a larger group's colour model does not take them)

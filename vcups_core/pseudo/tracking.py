@@ -54,6 +54,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from vcups_core.cues.flow import NearestWarp
+from vcups_core.pseudo.refine import union_box
 
 MAX_TRACK_ID = int(np.iinfo(np.uint16).max)
 """Track ids are stored in 16-bit PNGs."""
@@ -342,11 +343,7 @@ def absorb_fragments(
         track_boxes = ndimage.find_objects(tracks)
         kept = {}
         for d, t in out.items():
-            (dy, dx), (ty, tx) = det_boxes[d - 1], track_boxes[t - 1]
-            win = (
-                slice(min(dy.start, ty.start), max(dy.stop, ty.stop)),
-                slice(min(dx.start, tx.start), max(dx.stop, tx.stop)),
-            )
+            win = union_box([det_boxes[d - 1], track_boxes[t - 1]])
             if _same_depth(detections[win], tracks[win], depth[win], d, t, max_depth_diff):
                 kept[d] = t
         out = kept
