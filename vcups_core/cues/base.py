@@ -120,6 +120,12 @@ class MotionEstimator(Protocol):
 
     name: str
 
-    def __call__(self, cues: FrameCues) -> tuple[FloatMap, FloatMap | None]:
-        """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``."""
+    def __call__(
+        self, cues: FrameCues, where: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[FloatMap, FloatMap | None]:
+        """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``.
+
+        ``where``: ``bool[H, W]``, the pixels whose score the caller reads (None: all); a backend
+        may leave the others 0 to save time, or ignore ``where``.
+        """
         ...

@@ -231,7 +231,9 @@ class CuePipeline:
                 flow_back=prev_forward,
                 flow_prev=cues.flow_prev,
             )
-            self._fill(back, depth=cues.depth)
+            # the backward score only matters where it can change the combination: where the
+            # forward flow is invalid or its score is above 0 (min(0, b) = 0 for any b >= 0)
+            self._fill(back, depth=cues.depth, motion_where=~cues.valid | (cues.motion > 0))
             assert back.motion is not None
             assert back.valid is not None
             assert cues.valid is not None
@@ -246,8 +248,14 @@ class CuePipeline:
                 cues.valid = cues.valid | leaves_image(cues.flow, where=back.valid & ~cues.valid)
         return cues
 
-    def _fill(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:
-        """Validity, camera motion, depth (or the given one) and motion score along ``cues.flow``."""
+    def _fill(
+        self,
+        cues: FrameCues,
+        depth: FloatMap | bool | None = False,
+        motion_where: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        """Validity, camera motion, depth (or the given one) and motion score along ``cues.flow``
+        (read only ``motion_where``, when given: see :class:`~vcups_core.cues.base.MotionEstimator`)."""
         cues.valid = validity_mask(cues.flow, cues.flow_back, self.cfg.validity)
         if self.needs_camera:
             from vcups_core.cues.geometry import estimate_camera_motion
@@ -261,7 +269,7 @@ class CuePipeline:
                 noise_floor=self.cfg.motion.flow_noise,
             )
         cues.depth = self.depth(cues) if depth is False else depth  # type: ignore[assignment]
-        cues.motion, cues.ego_flow = self.motion(cues)
+        cues.motion, cues.ego_flow = self.motion(cues, motion_where)
 
 
 def build_cue_pipeline(cfg: PseudoLabelConfig, *, oracle: Any = None) -> CuePipeline:

@@ -107,8 +107,16 @@ class GeometricMotion:
         self.ground_margin = float(ground_margin)
         self.contact_margin = float(contact_margin)
 
-    def __call__(self, cues: FrameCues) -> tuple[FloatMap, FloatMap | None]:
-        """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``."""
+    def __call__(
+        self, cues: FrameCues, where: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[FloatMap, FloatMap | None]:
+        """``(score float32[H, W] in [0, 1], ego_flow float32[H, W, 2] or None)``.
+
+        ``where``: ``bool[H, W]``, the pixels whose score the caller reads (None: all); the
+        others score 0. Each scored pixel's value is the same with or without ``where`` (the
+        camera's translation scale is still fitted on every valid pixel); with ``ground_prior``
+        every pixel is scored.
+        """
         flow = cues.flow
         h, w = flow.shape[:2]
         valid = usable_mask(flow, cues.valid)
@@ -132,6 +140,7 @@ class GeometricMotion:
                 )
         behind_test = camera.model == "essential" and (cues.depth is None or self.depth_from_flow)
         with_prior = behind_test and self.ground_prior
+        scored = valid if where is None or with_prior else valid & where
         out = np.zeros((h, w), np.float32)
         out_flat = out.reshape(-1)
         parts: _TranslationalParts | None = None
@@ -146,12 +155,18 @@ class GeometricMotion:
             fund = epipolar_fundamental(camera, cues.intrinsics)
         rays = _planar_rays((h, w), cues.intrinsics) if behind_test and any_valid else None
         k_inv = np.linalg.inv(np.asarray(cues.intrinsics, dtype=np.float64))
-        if ego is None and fund is not None and not with_prior:
+        if (
+            ego is None
+            and fund is not None
+            and not with_prior
+            and (scored is valid or np.count_nonzero(scored) >= _GATHER_BELOW * scored.size)
+        ):
             # the common case (essential camera, the epipolar residual): in blocks of rows
+            # (few pixels asked for: gathered below instead, the same arithmetic per pixel)
             _epipolar_scores(
                 out,
                 flow,
-                valid,
+                scored,
                 camera,
                 cues.intrinsics,
                 fund,
@@ -160,7 +175,7 @@ class GeometricMotion:
                 residual_noise=self.residual_noise,
             )
             return out, ego
-        idx = np.flatnonzero(valid)
+        idx = np.flatnonzero(scored)
         step = max(idx.size, 1) if with_prior else _CHUNK
         # the scores of the valid pixels, in ``idx`` order (one scatter at the end is faster
         # than one per chunk)
@@ -234,6 +249,10 @@ class GeometricMotion:
 
 _CHUNK = 1 << 15
 """Valid pixels per chunk of :meth:`GeometricMotion.__call__` (float64 temporaries of 256 KiB)."""
+
+_GATHER_BELOW = 0.5
+"""Fraction of the frame's pixels asked for (``where``) below which the epipolar residual is
+computed on the gathered pixels rather than on blocks of whole rows (:func:`_epipolar_scores`)."""
 
 
 def _centres_at(

@@ -231,8 +231,11 @@ class NetworkMotion:
         self.runner = open_network(path, device, channels=6)
         self.name = f"network:{Path(path).name}"
 
-    def __call__(self, cues: FrameCues) -> tuple[FloatMap, FloatMap | None]:
-        """``(score float32[H, W] in [0, 1], None)``: the network does not model the camera.
+    def __call__(
+        self, cues: FrameCues, where: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[FloatMap, FloatMap | None]:
+        """``(score float32[H, W] in [0, 1], None)``: the network does not model the camera
+        (``where`` is ignored: the network scores every pixel).
 
         Raises:
             ValueError: if the frame and its partner differ in size, or the output has the

@@ -149,8 +149,11 @@ class OracleMotion:
     def __init__(self, oracle: OracleCues) -> None:
         self._oracle = oracle
 
-    def __call__(self, cues: FrameCues) -> tuple[FloatMap, FloatMap | None]:
-        """``(float32[H, W]`` 1 on independently moving objects, 0 elsewhere``, None)``."""
+    def __call__(
+        self, cues: FrameCues, where: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[FloatMap, FloatMap | None]:
+        """``(float32[H, W]`` 1 on independently moving objects, 0 elsewhere``, None)``
+        (``where`` is ignored: every pixel is scored)."""
         frame = cues.frame
         moving = self._oracle.render(frame.index).motion.astype(np.float32)
         if self._oracle._size_ratio(frame) is not None:

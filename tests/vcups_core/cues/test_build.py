@@ -212,17 +212,20 @@ class _StillFlow:
 
 class _SidedMotion:
     """Scores the left half along forward flow and the right three quarters along backward flow
-    (as a smear would: on opposite sides of the object in the two directions)."""
+    (as a smear would: on opposite sides of the object in the two directions); 0 outside
+    ``where`` (as a backend may leave the pixels the pipeline does not read)."""
 
     name = "sided"
 
-    def __call__(self, cues: Any) -> tuple[Any, None]:
+    def __call__(self, cues: Any, where: Any = None) -> tuple[Any, None]:
         score = np.zeros(cues.flow.shape[:2], np.float32)
         w = score.shape[1]
         if cues.flow_is_forward:
             score[:, : w // 2] = 1.0
         else:
             score[:, w // 4 :] = 1.0
+        if where is not None:
+            score[~where] = 0.0
         return score, None
 
 

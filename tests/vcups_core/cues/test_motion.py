@@ -178,3 +178,27 @@ def test_essential_camera_with_a_sideways_moving_patch() -> None:
     score, _ = GeometricMotion(depth_from_flow=True)(cues_for(flow, camera))
     assert score[background_mask()].max() < 0.01
     assert np.median(score[PATCH]) > 0.3
+
+
+@pytest.mark.parametrize("share", [0.1, 0.9])  # gathered pixels / blocks of rows
+@pytest.mark.parametrize("depth_from_flow", [True, False])
+def test_where_scores_only_the_pixels_asked_for_with_the_same_values(
+    share: float, depth_from_flow: bool
+) -> None:
+    camera = forward_camera()
+    depth = np.full((H, W), 10.0, np.float32)
+    static = rigid_flow(camera, K, (H, W), depth)
+    flow = static.copy()
+    flow[PATCH] = -2.0 * static[PATCH]  # towards the epipole: scored 1 (behind test)
+    flow[30:40, 40:60] += np.array([0.0, 3.0], np.float32)  # across its epipolar lines
+    rng = np.random.default_rng(0)
+    flow += rng.normal(0.0, 0.3, flow.shape).astype(np.float32)
+    where = rng.random((H, W)) < share
+    where[PATCH] = True
+    motion = GeometricMotion(depth_from_flow=depth_from_flow, residual_noise=0.2)
+    cues = cues_for(flow, camera, depth=None if depth_from_flow else depth)
+    full, _ = motion(cues)
+    part, _ = motion(cues, where)
+    assert (full[where] > 0).mean() > 0.2  # not a test of zeros against zeros
+    np.testing.assert_array_equal(part[where], full[where])  # bit for bit
+    assert (part[~where] == 0).all()
