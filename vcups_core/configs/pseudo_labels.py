@@ -141,6 +141,16 @@ class RegionGrowingSection:
     seed_threshold: float = option(
         0.15, "alpha: motion score that seeds an instance", ge=0.0, le=1.0
     )
+    accept_threshold: float = option(
+        0.5,
+        "a grown region is an instance only if its median motion score exceeds this (or alpha, "
+        "whichever is larger): most of it must move by at least half its flow beyond what the "
+        "camera explains (ours; alpha = the plain safeguard). Against alpha: DAVIS union J "
+        "0.702 -> 0.744, 84-136 -> 28-62 ids per clip; oracle cues and the panoptic pseudo-label "
+        "STQ on held-out synthetic drives unchanged",
+        ge=0.0,
+        le=1.0,
+    )
     depth_threshold: float = option(0.02, "tau_d: relative depth difference to grow", gt=0.0)
     flow_threshold: float = option(0.04, "tau_f: relative flow difference to grow", gt=0.0)
     radius: int = option(8, "r: neighbourhood radius in pixels", ge=1)

@@ -33,7 +33,8 @@ def scene() -> tuple[F32, F32, F32, npt.NDArray[np.bool_]]:
 
 
 def cfg(**changes: Any) -> RegionGrowingSection:
-    """The defaults (α 0.15, τ_d 0.02, τ_f 0.04, r 8, min_area 64), plus ``changes``.
+    """The defaults (α 0.15, accept_threshold 0.5, τ_d 0.02, τ_f 0.04, r 8, min_area 64), plus
+    ``changes``.
 
     The hand-made fields below are built for thresholds per step of their own grid: on a 40x64
     frame ``scale_thresholds`` would multiply τ_d by ~18 (its own tests are below), so
@@ -187,6 +188,25 @@ def test_seed_on_noisy_static_background_is_rejected() -> None:
     labels = grow(motion, flow, depth, valid)
     assert labels.max() == 1
     assert (labels == 1).sum() == 256 and (labels[10:26, 10:26] == 1).all()
+
+
+@pytest.mark.parametrize("accept", [0.0, 0.15, 0.5])
+def test_accept_threshold_rejects_regions_that_barely_move(accept: float) -> None:
+    # two objects with their own flow: one whose median score is 0.3 (parallax, flow noise just
+    # above alpha), one that moves (0.9); alpha 0.15 keeps both, 0.5 only the mover, and an
+    # accept_threshold below alpha changes nothing
+    motion, flow, depth, valid = scene()
+    motion[4:20, 4:20] = 0.3
+    flow[4:20, 4:20] = (2.0, 0.0)
+    motion[22:38, 40:56] = 0.9
+    flow[22:38, 40:56] = (0.0, 5.0)
+    labels = grow(motion, flow, depth, valid, accept_threshold=accept)
+    assert (labels[22:38, 40:56] > 0).all()
+    weak = labels[4:20, 4:20]
+    if accept < 0.3:
+        assert labels.max() == 2 and (weak > 0).all() and len(np.unique(weak)) == 1
+    else:
+        assert labels.max() == 1 and (weak == 0).all()
 
 
 def test_unsupported_pixels_are_never_grown_into() -> None:
