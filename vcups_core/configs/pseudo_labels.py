@@ -49,8 +49,13 @@ class ValiditySection:
         0.05, "forward-backward error tolerated per pixel of flow magnitude", ge=0.0
     )
     border_sides: float = option(
-        0.025,
-        "fraction of the width ignored at the left and at the right (CUPS: 32 px of 1280)",
+        0.0,
+        "fraction of the width ignored at the left and at the right (CUPS: 0.025, 32 px of "
+        "1280, which leaves objects there unlabelled; monocular flow needs no such band: "
+        "pixels leaving the image fail the forward-backward check or are vouched for by the "
+        "flow back, see exits_from_back). 0 against 0.025: oracle-cue moving AQ 0.839 -> 0.929 "
+        "(seeds 101-103), 0.843 -> 0.893 (301-303), DAVIS union J 0.744 -> 0.743, panoptic "
+        "pseudo-label STQ 0.136 -> 0.138",
         ge=0.0,
         lt=0.5,
     )
