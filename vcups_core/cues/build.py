@@ -211,7 +211,9 @@ class CuePipeline:
         frame, and a pixel keeps the smaller of the two scores where both directions are valid
         (the other one's where only one is). Flow smears an object's motion over the background
         it is about to cover, on its leading edge going forward and its trailing edge going
-        backward; only the object itself moves in both directions.
+        backward; only the object itself moves in both directions. A direction whose flow failed
+        (``motion.bidirectional_min_share``) is left out: the other one's score is kept where it
+        is valid.
         """
         self._fill(cues)
         if (
@@ -231,12 +233,21 @@ class CuePipeline:
                 flow_back=prev_forward,
                 flow_prev=cues.flow_prev,
             )
-            # the backward score only matters where it can change the combination: where the
-            # forward flow is invalid or its score is above 0 (min(0, b) = 0 for any b >= 0)
-            self._fill(back, depth=cues.depth, motion_where=~cues.valid | (cues.motion > 0))
-            assert back.motion is not None
+            self._fill_geometry(back, depth=cues.depth)
             assert back.valid is not None
             assert cues.valid is not None
+            failed = self._failed_direction(cues.valid, back.valid)
+            if failed == "backward":
+                return cues  # the forward direction alone
+            if failed == "forward":
+                self._fill_motion(back)
+                assert back.motion is not None
+                cues.motion = np.where(back.valid, back.motion, cues.motion).astype(np.float32)
+                return cues
+            # the backward score only matters where it can change the combination: where the
+            # forward flow is invalid or its score is above 0 (min(0, b) = 0 for any b >= 0)
+            self._fill_motion(back, where=~cues.valid | (cues.motion > 0))
+            assert back.motion is not None
             # = where(valid & back.valid, minimum, where(valid, motion, back.motion))
             combined = np.minimum(cues.motion, back.motion)
             np.copyto(combined, cues.motion, where=cues.valid & ~back.valid)
@@ -248,14 +259,28 @@ class CuePipeline:
                 cues.valid = cues.valid | leaves_image(cues.flow, where=back.valid & ~cues.valid)
         return cues
 
-    def _fill(
-        self,
-        cues: FrameCues,
-        depth: FloatMap | bool | None = False,
-        motion_where: npt.NDArray[np.bool_] | None = None,
-    ) -> None:
-        """Validity, camera motion, depth (or the given one) and motion score along ``cues.flow``
-        (read only ``motion_where``, when given: see :class:`~vcups_core.cues.base.MotionEstimator`)."""
+    def _failed_direction(
+        self, forward: npt.NDArray[np.bool_], backward: npt.NDArray[np.bool_]
+    ) -> str | None:
+        """``"forward"`` or ``"backward"`` when that direction's consistent share of the frame is
+        below ``motion.bidirectional_min_share`` times the other's (its flow failed), else None."""
+        ratio = self.cfg.motion.bidirectional_min_share
+        if ratio <= 0:
+            return None
+        fwd, back = np.count_nonzero(forward), np.count_nonzero(backward)
+        if back < ratio * fwd:
+            return "backward"
+        if fwd < ratio * back:
+            return "forward"
+        return None
+
+    def _fill(self, cues: FrameCues) -> None:
+        """Validity, camera motion, depth and motion score along ``cues.flow``."""
+        self._fill_geometry(cues)
+        self._fill_motion(cues)
+
+    def _fill_geometry(self, cues: FrameCues, depth: FloatMap | bool | None = False) -> None:
+        """Validity, camera motion and depth (or the given one) along ``cues.flow``."""
         cues.valid = validity_mask(cues.flow, cues.flow_back, self.cfg.validity)
         if self.needs_camera:
             from vcups_core.cues.geometry import estimate_camera_motion
@@ -269,7 +294,11 @@ class CuePipeline:
                 noise_floor=self.cfg.motion.flow_noise,
             )
         cues.depth = self.depth(cues) if depth is False else depth  # type: ignore[assignment]
-        cues.motion, cues.ego_flow = self.motion(cues, motion_where)
+
+    def _fill_motion(self, cues: FrameCues, where: npt.NDArray[np.bool_] | None = None) -> None:
+        """Motion score along ``cues.flow`` (read only ``where``, when given: see
+        :class:`~vcups_core.cues.base.MotionEstimator`)."""
+        cues.motion, cues.ego_flow = self.motion(cues, where)
 
 
 def build_cue_pipeline(cfg: PseudoLabelConfig, *, oracle: Any = None) -> CuePipeline:

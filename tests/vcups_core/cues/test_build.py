@@ -245,3 +245,46 @@ def test_bidirectional_motion_keeps_what_moves_in_both_directions(bidirectional:
     np.testing.assert_array_equal(last.motion, backward)  # the last frame has only backward flow
     both = np.minimum(forward, backward)  # columns 2-3
     np.testing.assert_array_equal(middle.motion, both if bidirectional else forward)
+
+
+class _BrokenFlow:
+    """Zero flow, except 2 px to the right in ``cols`` for the pair ``source -> target``: the
+    check against the zero flow back fails there (a failed flow, as in a fast pan's blur)."""
+
+    name = "broken"
+
+    def __init__(self, pair: tuple[int, int], cols: slice) -> None:
+        self.pair, self.cols = pair, cols
+
+    def __call__(self, source: VideoFrame, target: VideoFrame) -> Any:
+        flow = np.zeros((source.height, source.width, 2), np.float32)
+        if (source.index, target.index) == self.pair:
+            flow[:, self.cols, 0] = 2.0
+        return flow
+
+
+@pytest.mark.parametrize("min_share", [0.0, 0.7])
+@pytest.mark.parametrize("failed", ["forward", "backward"])
+def test_a_failed_flow_direction_is_left_out_of_the_bidirectional_score(
+    failed: str, min_share: float
+) -> None:
+    # the middle frame's flow to the previous frame (backward) or to the next one (forward) is
+    # consistent on half of the frame only, the other direction everywhere (share 0.5 < 0.7)
+    cfg = config(
+        motion={"bidirectional": True, "method": "oracle", "bidirectional_min_share": min_share},
+        depth={"method": "none"},
+    )
+    flow = (
+        _BrokenFlow((1, 0), slice(4, 8))
+        if failed == "backward"
+        else _BrokenFlow((1, 2), slice(0, 4))
+    )
+    pipeline = CuePipeline(cfg, flow, NoDepth(), _SidedMotion())
+    frames = [VideoFrame(np.zeros((4, 8, 3), np.uint8), i, index=i) for i in range(3)]
+    middle = list(pipeline.run(frames, np.eye(3)))[1]
+    # forward scores columns 0-3, backward columns 2-7 (_SidedMotion)
+    if failed == "backward":
+        expected = [0, 0, 1, 1, 0, 0, 0, 0] if min_share == 0 else [1, 1, 1, 1, 0, 0, 0, 0]
+    else:
+        expected = [0, 0, 1, 1, 0, 0, 0, 0] if min_share == 0 else [0, 0, 1, 1, 1, 1, 1, 1]
+    np.testing.assert_array_equal(middle.motion, np.tile(np.array(expected, np.float32), (4, 1)))

@@ -168,8 +168,10 @@ def test_the_bidirectional_combination_keeps_the_formula() -> None:
     forward = FrameCues(frames[1], frames[2], K, flows[(1, 2)], True, flows[(2, 1)])
     backward = FrameCues(frames[1], frames[0], K, flows[(1, 0)], False, flows[(0, 1)])
     pipe._fill(forward)
-    pipe._fill(backward, depth=forward.depth)
+    pipe._fill_geometry(backward, depth=forward.depth)
+    pipe._fill_motion(backward)  # every pixel (the pipeline asks only for those it combines)
     assert forward.valid is not None and backward.valid is not None
+    assert pipe._failed_direction(forward.valid, backward.valid) is None
     assert forward.motion is not None and backward.motion is not None
     expected = np.where(
         forward.valid & backward.valid,
