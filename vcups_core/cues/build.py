@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -261,7 +261,7 @@ class CuePipeline:
 
     def _failed_direction(
         self, forward: npt.NDArray[np.bool_], backward: npt.NDArray[np.bool_]
-    ) -> str | None:
+    ) -> Literal["forward", "backward"] | None:
         """``"forward"`` or ``"backward"`` when that direction's consistent share of the frame is
         below ``motion.bidirectional_min_share`` times the other's (its flow failed), else None."""
         ratio = self.cfg.motion.bidirectional_min_share
