@@ -129,7 +129,7 @@ class MotionSection:
         "pan's blur; the camera motion is then fitted to whatever stayed consistent, often the "
         "object, and the minimum of the two scores erased it); 0 = always combine both. "
         "Measured shares: 0.41-0.60 on the failed DAVIS pairs, >= 0.75 elsewhere on DAVIS, "
-        ">= 0.80 on synthetic drives with DIS; DAVIS union J 0.743 -> 0.750",
+        ">= 0.76 on the benchmarks' synthetic drives with DIS; DAVIS union J 0.743 -> 0.750",
         ge=0.0,
         le=1.0,
     )

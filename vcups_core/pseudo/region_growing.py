@@ -32,7 +32,7 @@ this is the GUESS of ``method.md`` §2.3, computed without a per-pixel loop:
    noisy seed on the static background, whose component is the background, is rejected instead
    of becoming a huge "instance". ``accept_threshold`` 0.5 also asks that most of the region moves
    by at least half its flow beyond the camera's own: the false regions of estimated flow
-   (parallax and flow noise just above ``α``) have median scores of 0.15–0.35 on DAVIS, a moving
+   (parallax and flow noise just above ``α``) have mean scores of 0.15–0.35 on DAVIS, a moving
    object's are near 1 (DAVIS union J 0.702 → 0.744, ids per clip 84–136 → 28–62; exact cues
    score 0 or 1 and are unaffected).
 3b. **Per-step depth threshold** (``scale_thresholds``, ours): τ_d is taken per pixel step of a
