@@ -42,6 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vcups_core.configs.pseudo_labels import RegionGrowingSection
+from vcups_core.pseudo.boxes import union_box
 
 
 def group_instances(
@@ -164,14 +165,6 @@ def _group_by_similarity(
     groups = np.zeros(n + 1, np.int32)
     groups[1:] = compact.astype(np.int32) + 1
     return groups
-
-
-def union_box(boxes: list[tuple[slice, slice]]) -> tuple[slice, slice]:
-    """The bounding box of several bounding boxes (``ndimage.find_objects`` slices)."""
-    return (
-        slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
-        slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)),
-    )
 
 
 def crop_window(

@@ -54,7 +54,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from vcups_core.cues.flow import NearestWarp
-from vcups_core.pseudo.refine import union_box
+from vcups_core.pseudo.boxes import union_box
 
 MAX_TRACK_ID = int(np.iinfo(np.uint16).max)
 """Track ids are stored in 16-bit PNGs."""
